@@ -1,0 +1,50 @@
+//! custodian protects customer data inside a shop backend.
+//!
+//! The crate is layered; each folder is one layer and depends only on the ones above it in this list:
+//!
+//! - [`secret`]: key material that zeroizes on drop and never prints;
+//! - [`crypto`]: AEAD suites behind a small provider interface (RustCrypto by default);
+//! - [`envelope`]: the versioned ciphertext format: a fresh data key per message, wrapped by a
+//!   key-encryption key, with an [`EncryptionContext`] bound into both layers.
+//!
+//! # Quick start
+//!
+//! ```
+//! use custodian::{EncryptionContext, StaticKek, Envelope};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // In production the key-encryption key comes from a key store; here a fixed one will do.
+//! let kek = StaticKek::generate("customers", 1)?;
+//! let envelope = Envelope::default();
+//! let context = EncryptionContext::new()
+//!     .with("table", "customers")?
+//!     .with("record", "42")?
+//!     .with("field", "email")?;
+//!
+//! let sealed = envelope.seal(&kek, &context, b"jane@example.com")?;
+//! let opened = envelope.open(&kek, &context, &sealed)?;
+//! assert_eq!(opened.expose_secret(), b"jane@example.com");
+//!
+//! // The same bytes under another record's context do not open.
+//! let other = EncryptionContext::new()
+//!     .with("table", "customers")?
+//!     .with("record", "43")?
+//!     .with("field", "email")?;
+//! assert!(envelope.open(&kek, &other, &sealed).is_err());
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+pub mod crypto;
+pub mod envelope;
+pub mod secret;
+
+pub use secret::{SecretBytes, SecretKey};
