@@ -4,9 +4,9 @@
 //! (fresh DEK, wrap, seal) at a median <= 1.0 us.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use custodian::SecretKey;
 use custodian::crypto::{Suite, default_provider, fill_random};
 use custodian::envelope::{self, EncryptionContext, KeyId, StaticKek};
-use custodian::SecretKey;
 use std::hint::black_box;
 
 const SIZES: [usize; 3] = [256, 4096, 1 << 20];
@@ -21,24 +21,32 @@ fn context() -> EncryptionContext {
 
 fn bench_suite(c: &mut Criterion, suite: Suite, sizes: &[usize]) {
     let algorithm = default_provider().aead(suite);
-    let kek = StaticKek::with_algorithm(KeyId::new("customers", 1).unwrap(), &SecretKey::try_random().unwrap(), algorithm);
+    let kek = StaticKek::with_algorithm(
+        KeyId::new("customers", 1).unwrap(),
+        &SecretKey::try_random().unwrap(),
+        algorithm,
+    );
     let raw_key = algorithm.key(&SecretKey::try_random().unwrap());
     let ctx = context();
     let mut group = c.benchmark_group(format!("envelope/{}", suite.name()));
     for &size in sizes {
         let plaintext = vec![0x42u8; size];
         group.throughput(Throughput::Bytes(size as u64));
-        group.bench_with_input(BenchmarkId::new("raw_aead_seal", size), &plaintext, |b, pt| {
-            let mut nonce = vec![0u8; suite.nonce_len()];
-            b.iter(|| {
-                fill_random(&mut nonce).unwrap();
-                let mut out = Vec::with_capacity(pt.len() + 16);
-                out.extend_from_slice(pt);
-                let tag = raw_key.seal_in_place(&nonce, b"", &mut out).unwrap();
-                out.extend_from_slice(&tag);
-                black_box(out)
-            })
-        });
+        group.bench_with_input(
+            BenchmarkId::new("raw_aead_seal", size),
+            &plaintext,
+            |b, pt| {
+                let mut nonce = vec![0u8; suite.nonce_len()];
+                b.iter(|| {
+                    fill_random(&mut nonce).unwrap();
+                    let mut out = Vec::with_capacity(pt.len() + 16);
+                    out.extend_from_slice(pt);
+                    let tag = raw_key.seal_in_place(&nonce, b"", &mut out).unwrap();
+                    out.extend_from_slice(&tag);
+                    black_box(out)
+                })
+            },
+        );
         group.bench_with_input(BenchmarkId::new("seal", size), &plaintext, |b, pt| {
             b.iter(|| envelope::seal(&kek, &ctx, black_box(pt)).unwrap())
         });

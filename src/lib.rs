@@ -48,3 +48,7 @@ pub mod secret;
 
 pub use envelope::{EncryptionContext, EnvelopeError, Header, Kek, KeyId, StaticKek};
 pub use secret::{SecretBytes, SecretKey};
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

