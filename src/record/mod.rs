@@ -1,0 +1,11 @@
+//! The record layer: blind indexes for equality search on encrypted columns and their normalizers.
+
+mod blind_index;
+mod error;
+mod normalize;
+
+pub use blind_index::{
+    BlindIndex, DEFAULT_TOKEN_LEN, IndexKey, IndexToken, MAX_TOKEN_LEN, MIN_TOKEN_LEN,
+};
+pub use error::RecordError;
+pub use normalize::Normalizer;
