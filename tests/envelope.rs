@@ -298,3 +298,46 @@ proptest! {
         prop_assert!(envelope::open(&kek, &changed, &sealed).is_err());
     }
 }
+
+#[test]
+fn seal_many_gives_independent_ciphertexts() {
+    for suite in Suite::ALL {
+        let kek = kek("customers", 1, suite);
+        let (email, phone) = (context("42", "email"), context("42", "phone"));
+        let sealed = envelope::seal_many(
+            &kek,
+            &[(&email, b"same"), (&phone, b"same"), (&email, b"same")],
+        )
+        .unwrap();
+        assert_eq!(sealed.len(), 3);
+        assert_eq!(
+            envelope::open(&kek, &email, &sealed[0])
+                .unwrap()
+                .expose_secret(),
+            b"same"
+        );
+        assert_eq!(
+            envelope::open(&kek, &phone, &sealed[1])
+                .unwrap()
+                .expose_secret(),
+            b"same"
+        );
+        assert!(envelope::open(&kek, &email, &sealed[1]).is_err());
+        // Each item has its own data key and nonces: no two wraps or payloads are equal.
+        let header_len = 24;
+        let n = suite.nonce_len();
+        assert_ne!(
+            sealed[0][header_len..header_len + n + 48],
+            sealed[2][header_len..header_len + n + 48]
+        );
+        assert_ne!(
+            sealed[0][header_len + n + 48..],
+            sealed[2][header_len + n + 48..]
+        );
+    }
+    assert!(
+        envelope::seal_many(&kek("c", 1, Suite::Aes256Gcm), &[])
+            .unwrap()
+            .is_empty()
+    );
+}

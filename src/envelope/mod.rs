@@ -21,5 +21,5 @@ pub use context::EncryptionContext;
 pub use error::EnvelopeError;
 pub use format::{Header, MAX_PAYLOAD_LEN};
 pub use kek::{Kek, KeyId, StaticKek};
-pub use seal::{open, reencrypt, rewrap, rewrap_in_place, seal};
+pub use seal::{open, reencrypt, rewrap, rewrap_in_place, seal, seal_many};
 pub use text::{TEXT_PREFIX, decode_text, open_text, seal_text};

@@ -28,6 +28,28 @@ pub fn seal(
     seal_with(kek, context, plaintext, &dek, wrap_nonce, data_nonce)
 }
 
+/// Seals several values under one KEK, drawing the randomness for all of them (a fresh data key and
+/// fresh nonces for each) in one call to the OS generator. Equivalent to calling [`seal`] for each
+/// item, but faster for a record with several encrypted fields.
+pub fn seal_many(
+    kek: &dyn Kek,
+    items: &[(&EncryptionContext, &[u8])],
+) -> Result<Vec<Vec<u8>>, EnvelopeError> {
+    let per_item = KEY_LEN + 2 * kek.algorithm().suite().nonce_len();
+    let mut random = Zeroizing::new(vec![0u8; per_item * items.len()]);
+    fill_random(&mut random).map_err(EnvelopeError::from_crypto)?;
+    items
+        .iter()
+        .zip(random.chunks_exact(per_item))
+        .map(|((context, plaintext), random)| {
+            let (dek, nonces) = random.split_at(KEY_LEN);
+            let (wrap_nonce, data_nonce) = nonces.split_at(nonces.len() / 2);
+            let dek = SecretKey::from_slice(dek).ok_or(EnvelopeError::Random)?;
+            seal_with(kek, context, plaintext, &dek, wrap_nonce, data_nonce)
+        })
+        .collect()
+}
+
 /// Seals with caller-chosen data key and nonces. Only for the format's worked example and tests:
 /// reusing a nonce under a key destroys confidentiality and authenticity.
 pub(crate) fn seal_with(
