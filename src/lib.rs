@@ -45,6 +45,7 @@
 
 pub mod crypto;
 pub mod envelope;
+pub mod mfa;
 pub mod secret;
 
 pub use secret::{SecretBytes, SecretKey};
