@@ -66,6 +66,11 @@ impl SecretBytes {
         &self.0
     }
 
+    /// The secret bytes, mutably (for in-place decryption).
+    pub(crate) fn expose_secret_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+
     /// Number of bytes (not secret).
     pub fn len(&self) -> usize {
         self.0.len()
@@ -107,6 +112,9 @@ mod tests {
     fn from_slice_checks_length() {
         assert!(SecretKey::from_slice(&[0u8; 31]).is_none());
         assert!(SecretKey::from_slice(&[0u8; 33]).is_none());
-        assert_eq!(SecretKey::from_slice(&[7u8; 32]).unwrap().expose_secret(), &[7u8; 32]);
+        assert_eq!(
+            SecretKey::from_slice(&[7u8; 32]).unwrap().expose_secret(),
+            &[7u8; 32]
+        );
     }
 }

@@ -5,7 +5,9 @@ use std::path::Path;
 
 /// Runs `body` over every file in `fuzz/corpus/<name>/` and checks the corpus is not empty.
 fn replay(name: &str, body: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(name);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(name);
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();
@@ -17,8 +19,8 @@ fn replay(name: &str, body: fn(&[u8])) {
 }
 
 macro_rules! corpus_tests {
-    ($($name:ident),* $(,)?) => {$(
-        #[path = concat!("../fuzz/bodies/", stringify!($name), ".rs")]
+    ($($name:ident = $path:literal),* $(,)?) => {$(
+        #[path = $path]
         mod $name;
         #[test]
         fn $name() {
@@ -27,5 +29,7 @@ macro_rules! corpus_tests {
     )*};
 }
 
-// One entry per fuzz target; each body file defines `pub fn run(data: &[u8])`.
-corpus_tests! {}
+// One entry per fuzz target: `name = "path of its body"`; each body defines `pub fn run(data: &[u8])`.
+corpus_tests! {
+    envelope_open = "../fuzz/bodies/envelope_open.rs",
+}
