@@ -115,6 +115,10 @@ pub enum MfaError {
     /// The operating system's random number generator failed.
     #[error("the operating system's random number generator failed")]
     Random,
+    /// A sealed seed did not open (wrong key-encryption key, a row copied from another user or
+    /// factor, or tampering) or could not be sealed.
+    #[error("sealed MFA seed: {0}")]
+    Seal(#[from] crate::envelope::EnvelopeError),
     /// The SQLite store failed.
     #[error("MFA store: {0}")]
     Store(#[from] rusqlite::Error),

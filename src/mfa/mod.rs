@@ -12,6 +12,7 @@
 //! - [`verify`]: the [`Verifier`] with skew window, replay mark, throttling and lockout;
 //! - [`enrollment`]: a [`Factor`] and its pending -> active -> disabled life cycle;
 //! - [`recovery`]: recovery codes; [`step_up`]: the proof of a fresh verification;
+//! - [`sealed_seed`]: the seed at rest, sealed with the envelope layer and bound to user and factor;
 //! - [`store`]: an SQLite store that seals seeds and persists state with compare-and-set.
 //!
 //! Every function where time matters takes `now`, Unix seconds. `docs/MFA.md` explains safe use,
@@ -53,8 +54,10 @@ pub mod otp;
 #[cfg(feature = "qr")]
 pub mod qr;
 pub mod recovery;
+pub mod sealed_seed;
 pub mod secret;
 pub mod step_up;
+pub mod store;
 pub mod uri;
 pub mod verify;
 
@@ -66,5 +69,6 @@ pub use qr::{EnrollmentQr, TerminalBackground};
 pub use recovery::{RecoveryCode, RecoveryCodeHash, RecoveryCodeSet};
 pub use secret::{OtpSecret, SecretText};
 pub use step_up::{StepUp, StepUpMethod};
+pub use store::{SqliteFactorStore, StoredFactor};
 pub use uri::{OtpKind, OtpauthUri};
 pub use verify::{FactorState, LockoutPolicy, Phase, Rejected, Verified, Verifier, Window};

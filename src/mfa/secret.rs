@@ -95,6 +95,11 @@ impl OtpSecret {
         Ok(Self(bytes))
     }
 
+    /// Wraps bytes whose length was checked when the factor was created (a stored legacy seed).
+    pub(crate) fn import_legacy_bytes(bytes: SecretBytes) -> Self {
+        Self(bytes)
+    }
+
     /// The secret in canonical base32 (uppercase, no padding, no spaces).
     pub fn to_base32(&self) -> SecretText {
         encode_base32(self.0.expose_secret())
