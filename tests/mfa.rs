@@ -1,12 +1,17 @@
 //! The MFA layer through its public API: verification, replay, lockout, enrollment, recovery,
 //! step-up, URIs, QR codes and Debug redaction.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use custodian::SecretBytes;
 use custodian::mfa::{
-    Algorithm, Factor, FactorState, LockoutPolicy, MfaError, OtpKind, OtpSecret, OtpauthUri,
-    Phase, RecoveryCodeSet, RejectReason, StepUp, StepUpMethod, TotpKey, TotpParams, UriError,
-    Verifier, Window,
+    Algorithm, Factor, FactorState, LockoutPolicy, MfaError, OtpKind, OtpSecret, OtpauthUri, Phase,
+    RecoveryCodeSet, RejectReason, StepUp, StepUpMethod, TotpKey, TotpParams, UriError, Verifier,
+    Window,
 };
 use proptest::prelude::*;
 
@@ -27,15 +32,30 @@ fn active_factor(verifier: &Verifier) -> Factor {
 }
 
 fn code(factor: &Factor, now: u64) -> String {
-    factor.key().code_at(now).unwrap().expose_secret().to_owned()
+    factor
+        .key()
+        .code_at(now)
+        .unwrap()
+        .expose_secret()
+        .to_owned()
 }
 
 fn code_at_step(factor: &Factor, step: u64) -> String {
-    factor.key().code_at_step(step).unwrap().expose_secret().to_owned()
+    factor
+        .key()
+        .code_at_step(step)
+        .unwrap()
+        .expose_secret()
+        .to_owned()
 }
 
 /// Applies the result of a verification the way a store would, returning the reason on refusal.
-fn attempt(verifier: &Verifier, factor: &mut Factor, code: &str, now: u64) -> Result<u64, RejectReason> {
+fn attempt(
+    verifier: &Verifier,
+    factor: &mut Factor,
+    code: &str,
+    now: u64,
+) -> Result<u64, RejectReason> {
     match verifier.verify(factor, code, now) {
         Ok(verified) => {
             factor.set_state(*verified.state());
@@ -66,7 +86,10 @@ fn accepts_the_window_and_nothing_outside() {
     let c = code_at_step(&factor, step - 2);
     assert_eq!(attempt(&wide, &mut factor, &c, NOW), Ok(step - 2));
     let c = code_at_step(&factor, step + 1);
-    assert_eq!(attempt(&wide, &mut factor, &c, NOW), Err(RejectReason::WrongCode));
+    assert_eq!(
+        attempt(&wide, &mut factor, &c, NOW),
+        Err(RejectReason::WrongCode)
+    );
     assert!(Window::new(11, 1).is_err());
 }
 
@@ -76,9 +99,15 @@ fn same_code_twice_is_refused() {
     let mut factor = active_factor(&verifier);
     let c = code(&factor, NOW);
     assert_eq!(attempt(&verifier, &mut factor, &c, NOW), Ok(NOW / 30));
-    assert_eq!(attempt(&verifier, &mut factor, &c, NOW + 1), Err(RejectReason::Replayed));
+    assert_eq!(
+        attempt(&verifier, &mut factor, &c, NOW + 1),
+        Err(RejectReason::Replayed)
+    );
     // Still refused while it is inside the window of the next step.
-    assert_eq!(attempt(&verifier, &mut factor, &c, NOW + 30), Err(RejectReason::Replayed));
+    assert_eq!(
+        attempt(&verifier, &mut factor, &c, NOW + 30),
+        Err(RejectReason::Replayed)
+    );
 }
 
 #[test]
@@ -89,7 +118,10 @@ fn earlier_code_after_a_later_one_is_refused() {
     let later = code_at_step(&factor, step + 1);
     let earlier = code_at_step(&factor, step);
     assert_eq!(attempt(&verifier, &mut factor, &later, NOW), Ok(step + 1));
-    assert_eq!(attempt(&verifier, &mut factor, &earlier, NOW), Err(RejectReason::Replayed));
+    assert_eq!(
+        attempt(&verifier, &mut factor, &earlier, NOW),
+        Err(RejectReason::Replayed)
+    );
     assert_eq!(factor.state().last_step(), Some(step + 1));
 }
 
@@ -100,13 +132,20 @@ fn adjacent_steps_sharing_a_code_take_the_first_later_step() {
     let mut factor = active_factor(&verifier);
     let (s, t) = (57_766_335u64, 57_766_336u64);
     let shared = code_at_step(&factor, s);
-    assert_eq!(shared, code_at_step(&factor, t), "fixture: the two steps share a code");
+    assert_eq!(
+        shared,
+        code_at_step(&factor, t),
+        "fixture: the two steps share a code"
+    );
     let now = s * 30 + 10;
     // Both steps are in the window; the first one later than the mark is taken, so the code of
     // step `t` is not burnt early.
     assert_eq!(attempt(&verifier, &mut factor, &shared, now), Ok(s));
     assert_eq!(attempt(&verifier, &mut factor, &shared, now + 1), Ok(t));
-    assert_eq!(attempt(&verifier, &mut factor, &shared, now + 2), Err(RejectReason::Replayed));
+    assert_eq!(
+        attempt(&verifier, &mut factor, &shared, now + 2),
+        Err(RejectReason::Replayed)
+    );
 }
 
 #[test]
@@ -141,14 +180,37 @@ fn verification_does_not_mutate_and_the_error_is_coarse() {
     assert_eq!(locked_error.reason(), RejectReason::Locked);
     messages.push(locked_error.to_string());
     let mut throttled = active_factor(&verifier);
-    throttled.set_state(FactorState::from_stored(Phase::Active, None, 4, NOW + 30, false));
+    throttled.set_state(FactorState::from_stored(
+        Phase::Active,
+        None,
+        4,
+        NOW + 30,
+        false,
+    ));
     let throttled_error = verifier.verify(&throttled, &good, NOW).unwrap_err();
-    assert_eq!(throttled_error.reason(), RejectReason::Throttled { retry_at: NOW + 30 });
+    assert_eq!(
+        throttled_error.reason(),
+        RejectReason::Throttled { retry_at: NOW + 30 }
+    );
     messages.push(throttled_error.to_string());
     let mut replayed = active_factor(&verifier);
-    replayed.set_state(FactorState::from_stored(Phase::Active, Some(NOW / 30 + 1), 0, 0, false));
-    messages.push(verifier.verify(&replayed, &good, NOW).unwrap_err().to_string());
-    assert!(messages.iter().all(|m| m == "code rejected, try later"), "{messages:?}");
+    replayed.set_state(FactorState::from_stored(
+        Phase::Active,
+        Some(NOW / 30 + 1),
+        0,
+        0,
+        false,
+    ));
+    messages.push(
+        verifier
+            .verify(&replayed, &good, NOW)
+            .unwrap_err()
+            .to_string(),
+    );
+    assert!(
+        messages.iter().all(|m| m == "code rejected, try later"),
+        "{messages:?}"
+    );
 }
 
 // ---------------------------------------------------------------- throttling and lockout
@@ -160,7 +222,10 @@ fn default_policy_throttles_then_locks() {
     let mut now = NOW;
     let mut delays = Vec::new();
     for _ in 0..10 {
-        assert_eq!(attempt(&verifier, &mut factor, "000000", now), Err(RejectReason::WrongCode));
+        assert_eq!(
+            attempt(&verifier, &mut factor, "000000", now),
+            Err(RejectReason::WrongCode)
+        );
         let retry_at = factor.state().retry_at();
         delays.push(retry_at.saturating_sub(now));
         now = now.max(retry_at);
@@ -170,7 +235,10 @@ fn default_policy_throttles_then_locks() {
     // Locked: even the right code is refused, and refusals no longer change the state.
     let right = code(&factor, now);
     let state = *factor.state();
-    assert_eq!(attempt(&verifier, &mut factor, &right, now), Err(RejectReason::Locked));
+    assert_eq!(
+        attempt(&verifier, &mut factor, &right, now),
+        Err(RejectReason::Locked)
+    );
     assert_eq!(*factor.state(), state);
 }
 
@@ -204,20 +272,33 @@ fn locks_at_the_100th_failure_at_most() {
     assert!(LockoutPolicy::new(3, 0, 1, 10).is_err());
     assert!(LockoutPolicy::new(3, 10, 5, 10).is_err());
     let message = LockoutPolicy::new(3, 1, 1, 101).unwrap_err().to_string();
-    assert!(message.contains("`lock_after`") && message.contains("101"), "{message}");
+    assert!(
+        message.contains("`lock_after`") && message.contains("101"),
+        "{message}"
+    );
 
     let verifier = Verifier::default().with_lockout(LockoutPolicy::new(5, 1, 60, 100).unwrap());
     let mut factor = active_factor(&verifier);
     let mut now = NOW;
     for i in 1..=100u32 {
-        assert!(!factor.state().is_locked(), "locked early, after {} failures", i - 1);
-        assert_eq!(attempt(&verifier, &mut factor, "000000", now), Err(RejectReason::WrongCode));
+        assert!(
+            !factor.state().is_locked(),
+            "locked early, after {} failures",
+            i - 1
+        );
+        assert_eq!(
+            attempt(&verifier, &mut factor, "000000", now),
+            Err(RejectReason::WrongCode)
+        );
         assert_eq!(factor.state().failures(), i);
         now = now.max(factor.state().retry_at()) + 1;
     }
     assert!(factor.state().is_locked());
     let right = code(&factor, now);
-    assert_eq!(attempt(&verifier, &mut factor, &right, now), Err(RejectReason::Locked));
+    assert_eq!(
+        attempt(&verifier, &mut factor, &right, now),
+        Err(RejectReason::Locked)
+    );
     // An administrator's reset unlocks and keeps the replay mark.
     factor.set_state(factor.state().admin_reset());
     assert!(attempt(&verifier, &mut factor, &right, now).is_ok());
@@ -240,10 +321,18 @@ fn success_resets_the_failure_count() {
 fn a_recovery_code_unlocks_a_locked_factor() {
     let verifier = Verifier::default();
     let mut factor = active_factor(&verifier);
-    factor.set_state(FactorState::from_stored(Phase::Active, Some(5), 10, 0, true));
+    factor.set_state(FactorState::from_stored(
+        Phase::Active,
+        Some(5),
+        10,
+        0,
+        true,
+    ));
     let (set, codes) = RecoveryCodeSet::generate("user-1").unwrap();
     let (_, step_up) = set.consume(codes[0].expose_secret(), NOW).unwrap();
-    let unlocked = verifier.unlock_with_recovery(&factor, &step_up, NOW + 10).unwrap();
+    let unlocked = verifier
+        .unlock_with_recovery(&factor, &step_up, NOW + 10)
+        .unwrap();
     assert!(!unlocked.is_locked());
     assert_eq!(unlocked.failures(), 0);
     assert_eq!(unlocked.last_step(), Some(5));
@@ -254,9 +343,15 @@ fn a_recovery_code_unlocks_a_locked_factor() {
         Err(MfaError::StepUpRequired { .. })
     ));
     let (other_set, other_codes) = RecoveryCodeSet::generate("user-2").unwrap();
-    let (_, other) = other_set.consume(other_codes[0].expose_secret(), NOW).unwrap();
+    let (_, other) = other_set
+        .consume(other_codes[0].expose_secret(), NOW)
+        .unwrap();
     assert!(verifier.unlock_with_recovery(&factor, &other, NOW).is_err());
-    assert!(verifier.unlock_with_recovery(&factor, &step_up, NOW + 301).is_err());
+    assert!(
+        verifier
+            .unlock_with_recovery(&factor, &step_up, NOW + 301)
+            .is_err()
+    );
 }
 
 // ---------------------------------------------------------------- enrollment
@@ -264,23 +359,40 @@ fn a_recovery_code_unlocks_a_locked_factor() {
 #[test]
 fn enrollment_confirms_with_one_code_which_is_then_consumed() {
     let verifier = Verifier::default();
-    let mut factor = verifier.begin_enrollment("user-1", "phone", rfc_key(), NOW).unwrap();
-    assert_eq!(factor.state().phase(), Phase::Pending { expires_at: NOW + 600 });
+    let mut factor = verifier
+        .begin_enrollment("user-1", "phone", rfc_key(), NOW)
+        .unwrap();
+    assert_eq!(
+        factor.state().phase(),
+        Phase::Pending {
+            expires_at: NOW + 600
+        }
+    );
     // A pending factor cannot log in.
     let c = code(&factor, NOW);
-    assert_eq!(attempt(&verifier, &mut factor, &c, NOW), Err(RejectReason::NotActive));
+    assert_eq!(
+        attempt(&verifier, &mut factor, &c, NOW),
+        Err(RejectReason::NotActive)
+    );
 
     let confirmed = verifier.confirm_enrollment(&factor, &c, NOW).unwrap();
     assert_eq!(confirmed.state().phase(), Phase::Active);
     assert_eq!(confirmed.step_up().method(), StepUpMethod::Totp);
     factor.set_state(*confirmed.state());
     // The confirmation code cannot be replayed to log in.
-    assert_eq!(attempt(&verifier, &mut factor, &c, NOW + 1), Err(RejectReason::Replayed));
+    assert_eq!(
+        attempt(&verifier, &mut factor, &c, NOW + 1),
+        Err(RejectReason::Replayed)
+    );
     // Confirming again is refused, and the URI (with the secret) is no longer shown.
     assert!(verifier.confirm_enrollment(&factor, &c, NOW).is_err());
     assert!(matches!(
         factor.enrollment_uri("ACME", "jane"),
-        Err(MfaError::WrongPhase { expected: "pending", actual: "active", .. })
+        Err(MfaError::WrongPhase {
+            expected: "pending",
+            actual: "active",
+            ..
+        })
     ));
 }
 
@@ -288,12 +400,16 @@ fn enrollment_confirms_with_one_code_which_is_then_consumed() {
 fn enrollment_expires_and_failures_count() {
     let verifier = Verifier::default().with_enrollment_ttl(60).unwrap();
     assert!(Verifier::default().with_enrollment_ttl(0).is_err());
-    let factor = verifier.begin_enrollment("user-1", "phone", rfc_key(), NOW).unwrap();
+    let factor = verifier
+        .begin_enrollment("user-1", "phone", rfc_key(), NOW)
+        .unwrap();
     let late = NOW + 61;
     let c = code(&factor, late);
     let rejected = verifier.confirm_enrollment(&factor, &c, late).unwrap_err();
     assert_eq!(rejected.reason(), RejectReason::EnrollmentExpired);
-    let wrong = verifier.confirm_enrollment(&factor, "000000", NOW).unwrap_err();
+    let wrong = verifier
+        .confirm_enrollment(&factor, "000000", NOW)
+        .unwrap_err();
     assert_eq!(wrong.reason(), RejectReason::WrongCode);
     assert_eq!(wrong.state().failures(), 1);
     assert!(matches!(wrong.state().phase(), Phase::Pending { .. }));
@@ -302,8 +418,15 @@ fn enrollment_expires_and_failures_count() {
 #[test]
 fn ids_are_checked() {
     let verifier = Verifier::default();
-    for (user, factor) in [("", "phone"), ("u", ""), ("u\n", "phone"), (&*"u".repeat(129), "phone")] {
-        let err = verifier.begin_enrollment(user, factor, rfc_key(), NOW).unwrap_err();
+    for (user, factor) in [
+        ("", "phone"),
+        ("u", ""),
+        ("u\n", "phone"),
+        (&*"u".repeat(129), "phone"),
+    ] {
+        let err = verifier
+            .begin_enrollment(user, factor, rfc_key(), NOW)
+            .unwrap_err();
         assert!(matches!(err, MfaError::InvalidId { .. }), "{err}");
         assert!(!err.to_string().contains('\n'));
     }
@@ -322,7 +445,12 @@ fn disabling_needs_a_fresh_step_up_of_the_same_user() {
     assert_eq!(step_up.verified_at(), NOW);
 
     let stale = verifier.disable(&factor, &step_up, NOW + 301).unwrap_err();
-    assert!(stale.to_string().starts_with("step-up required: the last verification is too old"), "{stale}");
+    assert!(
+        stale
+            .to_string()
+            .starts_with("step-up required: the last verification is too old"),
+        "{stale}"
+    );
     let other = StepUp::assume_verified_by_this_server("user-2", "phone", StepUpMethod::Totp, NOW);
     assert!(verifier.disable(&factor, &other, NOW).is_err());
 
@@ -330,7 +458,10 @@ fn disabling_needs_a_fresh_step_up_of_the_same_user() {
     assert_eq!(disabled.phase(), Phase::Disabled);
     factor.set_state(disabled);
     let next = code(&factor, NOW + 60);
-    assert_eq!(attempt(&verifier, &mut factor, &next, NOW + 60), Err(RejectReason::NotActive));
+    assert_eq!(
+        attempt(&verifier, &mut factor, &next, NOW + 60),
+        Err(RejectReason::NotActive)
+    );
     assert!(verifier.disable(&factor, &step_up, NOW + 10).is_err());
 }
 
@@ -363,7 +494,10 @@ fn uris_round_trip() {
         OtpauthUri::totp(
             Some("a/b?c=d&e"),
             "x+y %",
-            TotpKey::new(rfc_key().secret().duplicate(), TotpParams::new(Algorithm::Sha256, 7, 1).unwrap()),
+            TotpKey::new(
+                rfc_key().secret().duplicate(),
+                TotpParams::new(Algorithm::Sha256, 7, 1).unwrap(),
+            ),
         )
         .unwrap(),
         OtpauthUri::hotp(
@@ -392,12 +526,13 @@ fn parsing_is_tolerant_where_apps_are() {
         format!("OTPAUTH://TOTP/ACME%20Shop%3Ajane%40example.com?secret={}&issuer=ACME+Shop", secret.to_lowercase()),
         format!("otpauth://totp/ACME%20Shop:%20%20jane%40example.com?issuer=ACME%20Shop&secret={secret}&image=x&period=30&digits=6&algorithm=sha1"),
         format!("otpauth://totp/jane%40example.com?secret={secret}&issuer=ACME%20Shop#fragment"),
-        format!("otpauth://totp/ACME%20Shop:jane%40example.com?secret=GEZD%20GNBV%20GY3TQOJQGEZDGNBVGY3TQOJQ===="),
+        "otpauth://totp/ACME%20Shop:jane%40example.com?secret=GEZD%20GNBV%20GY3TQOJQGEZDGNBVGY3TQOJQ====".to_owned(),
     ] {
         let parsed = OtpauthUri::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
         assert_eq!(parsed, portable_uri(), "{text}");
     }
-    let hotp = OtpauthUri::parse(&format!("otpauth://hotp/jane?secret={secret}&counter=7")).unwrap();
+    let hotp =
+        OtpauthUri::parse(&format!("otpauth://hotp/jane?secret={secret}&counter=7")).unwrap();
     assert_eq!(hotp.kind(), OtpKind::Hotp { counter: 7 });
     assert!(hotp.to_totp_key().is_none());
 }
@@ -407,37 +542,132 @@ fn each_uri_mistake_has_its_own_error() {
     let s = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
     let cases: Vec<(String, UriError)> = vec![
         (format!("https://totp/a?secret={s}"), UriError::NotOtpauth),
-        (format!("otpauth://motp/a?secret={s}"), UriError::UnknownType { found: "motp".into() }),
-        (format!("otpauth://totp/a?secret={s}&period=0"), UriError::InvalidPeriod { found: "0".into() }),
-        (format!("otpauth://totp/a?secret={s}&period=-30"), UriError::InvalidPeriod { found: "-30".into() }),
-        (format!("otpauth://totp/a?secret={s}&period=99999999999999999999"), UriError::InvalidPeriod { found: "99999999999999999999".into() }),
-        (format!("otpauth://totp/a?secret={s}&digits=5"), UriError::InvalidDigits { found: "5".into() }),
-        (format!("otpauth://totp/a?secret={s}&digits=9"), UriError::InvalidDigits { found: "9".into() }),
-        (format!("otpauth://totp/a?secret={s}&algorithm=MD5"), UriError::UnknownAlgorithm { found: "MD5".into() }),
-        ("otpauth://totp/a?secret=GEZ1".into(), UriError::Secret(custodian::mfa::SecretError::InvalidCharacter { position: 3 })),
-        ("otpauth://totp/a?secret=JBSWY3DPEHPK3PXP".into(), UriError::Secret(custodian::mfa::SecretError::TooShort { bits: 80, min_bits: 128 })),
+        (
+            format!("otpauth://motp/a?secret={s}"),
+            UriError::UnknownType {
+                found: "motp".into(),
+            },
+        ),
+        (
+            format!("otpauth://totp/a?secret={s}&period=0"),
+            UriError::InvalidPeriod { found: "0".into() },
+        ),
+        (
+            format!("otpauth://totp/a?secret={s}&period=-30"),
+            UriError::InvalidPeriod {
+                found: "-30".into(),
+            },
+        ),
+        (
+            format!("otpauth://totp/a?secret={s}&period=99999999999999999999"),
+            UriError::InvalidPeriod {
+                found: "99999999999999999999".into(),
+            },
+        ),
+        (
+            format!("otpauth://totp/a?secret={s}&digits=5"),
+            UriError::InvalidDigits { found: "5".into() },
+        ),
+        (
+            format!("otpauth://totp/a?secret={s}&digits=9"),
+            UriError::InvalidDigits { found: "9".into() },
+        ),
+        (
+            format!("otpauth://totp/a?secret={s}&algorithm=MD5"),
+            UriError::UnknownAlgorithm {
+                found: "MD5".into(),
+            },
+        ),
+        (
+            "otpauth://totp/a?secret=GEZ1".into(),
+            UriError::Secret(custodian::mfa::SecretError::InvalidCharacter { position: 3 }),
+        ),
+        (
+            "otpauth://totp/a?secret=JBSWY3DPEHPK3PXP".into(),
+            UriError::Secret(custodian::mfa::SecretError::TooShort {
+                bits: 80,
+                min_bits: 128,
+            }),
+        ),
         ("otpauth://totp/a?issuer=b".into(), UriError::MissingSecret),
-        (format!("otpauth://totp/A:b?secret={s}&issuer=B"), UriError::IssuerMismatch { label: "A".into(), parameter: "B".into() }),
-        (format!("otpauth://totp/A:b:c?secret={s}"), UriError::Colon { part: "account" }),
-        (format!("otpauth://totp/b?secret={s}&issuer=A%3AB"), UriError::Colon { part: "issuer" }),
-        (format!("otpauth://totp/A:?secret={s}"), UriError::EmptyAccount),
-        (format!("otpauth://totp/?secret={s}"), UriError::EmptyAccount),
-        (format!("otpauth://totp/:b?secret={s}"), UriError::EmptyIssuer),
-        (format!("otpauth://totp/a%0Ab?secret={s}"), UriError::ControlCharacter { part: "account" }),
-        (format!("otpauth://totp/a%2?secret={s}"), UriError::BadPercentEncoding { part: "label" }),
-        (format!("otpauth://totp/a%FF?secret={s}"), UriError::NotUtf8 { part: "label" }),
-        (format!("otpauth://totp/a?secret={s}&secret={s}"), UriError::DuplicateParameter { name: "secret".into() }),
-        (format!("otpauth://hotp/a?secret={s}"), UriError::MissingCounter),
-        (format!("otpauth://hotp/a?secret={s}&counter=x"), UriError::InvalidCounter { found: "x".into() }),
-        (format!("otpauth://totp/{}?secret={s}", "a".repeat(257)), UriError::FieldTooLong { part: "account", len: 257, max: 256 }),
+        (
+            format!("otpauth://totp/A:b?secret={s}&issuer=B"),
+            UriError::IssuerMismatch {
+                label: "A".into(),
+                parameter: "B".into(),
+            },
+        ),
+        (
+            format!("otpauth://totp/A:b:c?secret={s}"),
+            UriError::Colon { part: "account" },
+        ),
+        (
+            format!("otpauth://totp/b?secret={s}&issuer=A%3AB"),
+            UriError::Colon { part: "issuer" },
+        ),
+        (
+            format!("otpauth://totp/A:?secret={s}"),
+            UriError::EmptyAccount,
+        ),
+        (
+            format!("otpauth://totp/?secret={s}"),
+            UriError::EmptyAccount,
+        ),
+        (
+            format!("otpauth://totp/:b?secret={s}"),
+            UriError::EmptyIssuer,
+        ),
+        (
+            format!("otpauth://totp/a%0Ab?secret={s}"),
+            UriError::ControlCharacter { part: "account" },
+        ),
+        (
+            format!("otpauth://totp/a%2?secret={s}"),
+            UriError::BadPercentEncoding { part: "label" },
+        ),
+        (
+            format!("otpauth://totp/a%FF?secret={s}"),
+            UriError::NotUtf8 { part: "label" },
+        ),
+        (
+            format!("otpauth://totp/a?secret={s}&secret={s}"),
+            UriError::DuplicateParameter {
+                name: "secret".into(),
+            },
+        ),
+        (
+            format!("otpauth://hotp/a?secret={s}"),
+            UriError::MissingCounter,
+        ),
+        (
+            format!("otpauth://hotp/a?secret={s}&counter=x"),
+            UriError::InvalidCounter { found: "x".into() },
+        ),
+        (
+            format!("otpauth://totp/{}?secret={s}", "a".repeat(257)),
+            UriError::FieldTooLong {
+                part: "account",
+                len: 257,
+                max: 256,
+            },
+        ),
     ];
     let long = format!("otpauth://totp/a?secret={s}&x={}", "a".repeat(4096));
-    let cases = cases.into_iter().chain([(long.clone(), UriError::TooLong { len: long.len(), max: 4096 })]);
+    let cases = cases.into_iter().chain([(
+        long.clone(),
+        UriError::TooLong {
+            len: long.len(),
+            max: 4096,
+        },
+    )]);
     for (text, expected) in cases {
         let got = OtpauthUri::parse(&text).map(|_| ()).unwrap_err();
         assert_eq!(got, expected, "{text}");
         let message = got.to_string();
-        assert!(!message.contains("GEZDGNBV"), "secret in message: {message}");
+        assert!(
+            !message.contains("GEZDGNBV"),
+            "secret in message: {message}"
+        );
         assert!(!message.ends_with('.'));
     }
     // Short secrets are accepted only by the named legacy parser.
@@ -455,8 +685,14 @@ fn uri_construction_checks_fields() {
         OtpauthUri::totp(Some("A"), "ja:ne", rfc_key()).unwrap_err(),
         UriError::Colon { part: "account" }
     );
-    assert_eq!(OtpauthUri::totp(Some(""), "jane", rfc_key()).unwrap_err(), UriError::EmptyIssuer);
-    assert_eq!(OtpauthUri::totp(None, " ", rfc_key()).unwrap_err(), UriError::EmptyAccount);
+    assert_eq!(
+        OtpauthUri::totp(Some(""), "jane", rfc_key()).unwrap_err(),
+        UriError::EmptyIssuer
+    );
+    assert_eq!(
+        OtpauthUri::totp(None, " ", rfc_key()).unwrap_err(),
+        UriError::EmptyAccount
+    );
 }
 
 // ---------------------------------------------------------------- QR codes
@@ -489,7 +725,10 @@ fn svg_and_terminal_renderings_hold_the_same_modules() {
     let size = qr.width() + 8;
     let svg = qr.to_svg();
     assert!(svg.expose_secret().starts_with("<?xml"));
-    assert!(svg.expose_secret().contains(&format!("viewBox=\"0 0 {size} {size}\"")));
+    assert!(
+        svg.expose_secret()
+            .contains(&format!("viewBox=\"0 0 {size} {size}\""))
+    );
     let dark_in_svg = svg.expose_secret().matches('M').count();
 
     let light = qr.to_terminal(TerminalBackground::Light);
@@ -531,7 +770,9 @@ fn debug_of_every_secret_type_is_redacted() {
     let secret_b32 = "GEZDGNBVGY3TQOJQ";
     let raw = String::from_utf8_lossy(SEED).into_owned();
     let verifier = Verifier::default();
-    let factor = verifier.begin_enrollment("user-1", "phone", key.duplicate(), NOW).unwrap();
+    let factor = verifier
+        .begin_enrollment("user-1", "phone", key.duplicate(), NOW)
+        .unwrap();
     let uri = portable_uri();
     let code = key.code_at(NOW).unwrap();
     let (set, codes) = RecoveryCodeSet::generate("user-1").unwrap();
@@ -551,7 +792,10 @@ fn debug_of_every_secret_type_is_redacted() {
         assert!(!text.contains(&raw), "{text}");
         assert!(!text.contains(code.expose_secret()), "{text}");
         assert!(!text.contains(&codes[0].expose_secret()[..9]), "{text}");
-        assert!(text.contains("REDACTED") || text.contains("RecoveryCodeHash(v1)"), "{text}");
+        assert!(
+            text.contains("REDACTED") || text.contains("RecoveryCodeHash(v1)"),
+            "{text}"
+        );
     }
     assert_eq!(shown[0], "OtpSecret([REDACTED; 160 bits])");
     assert_eq!(shown[6], "OtpCode([REDACTED; 6 digits])");

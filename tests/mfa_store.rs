@@ -1,6 +1,11 @@
 //! The SQLite factor store: compare-and-set under concurrency, sealed seeds bound to their user,
 //! recovery codes, step-up rules.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use custodian::SecretBytes;
 use custodian::envelope::{EnvelopeError, Kek, StaticKek};
@@ -57,32 +62,66 @@ fn enrollment_login_and_replay_through_the_store() {
         .begin_enrollment(&verifier, "user-1", "phone", rfc_key(), NOW, None)
         .unwrap();
     let uri = factor.enrollment_uri("ACME", "jane@example.com").unwrap();
-    assert!(uri.to_uri().expose_secret().contains("secret=GEZDGNBVGY3TQOJQ"));
-    assert_eq!(store.factors("user-1").unwrap(), [("phone".to_owned(), Phase::Pending { expires_at: NOW + 600 })]);
+    assert!(
+        uri.to_uri()
+            .expose_secret()
+            .contains("secret=GEZDGNBVGY3TQOJQ")
+    );
+    assert_eq!(
+        store.factors("user-1").unwrap(),
+        [(
+            "phone".to_owned(),
+            Phase::Pending {
+                expires_at: NOW + 600
+            }
+        )]
+    );
 
     // A pending factor does not log in.
     let first = code_at(NOW);
-    let err = store.verify(&verifier, "user-1", "phone", &first, NOW).unwrap_err();
+    let err = store
+        .verify(&verifier, "user-1", "phone", &first, NOW)
+        .unwrap_err();
     assert_eq!(err.reject_reason(), Some(RejectReason::NotActive));
 
-    let step_up = store.confirm_enrollment(&verifier, "user-1", "phone", &first, NOW).unwrap();
+    let step_up = store
+        .confirm_enrollment(&verifier, "user-1", "phone", &first, NOW)
+        .unwrap();
     assert_eq!(step_up.method(), StepUpMethod::Totp);
-    assert_eq!(store.factors("user-1").unwrap(), [("phone".to_owned(), Phase::Active)]);
+    assert_eq!(
+        store.factors("user-1").unwrap(),
+        [("phone".to_owned(), Phase::Active)]
+    );
 
     // The confirmation code is consumed.
-    let err = store.verify(&verifier, "user-1", "phone", &first, NOW + 2).unwrap_err();
+    let err = store
+        .verify(&verifier, "user-1", "phone", &first, NOW + 2)
+        .unwrap_err();
     assert_eq!(err.reject_reason(), Some(RejectReason::Replayed));
     assert_eq!(err.to_string(), "code rejected, try later");
-    assert_eq!(store.load("user-1", "phone").unwrap().factor.state().failures(), 1);
+    assert_eq!(
+        store
+            .load("user-1", "phone")
+            .unwrap()
+            .factor
+            .state()
+            .failures(),
+        1
+    );
 
     let later = NOW + 30;
-    let step_up = store.verify(&verifier, "user-1", "phone", &code_at(later), later).unwrap();
+    let step_up = store
+        .verify(&verifier, "user-1", "phone", &code_at(later), later)
+        .unwrap();
     assert_eq!(step_up.verified_at(), later);
     assert_eq!(step_up.factor(), "phone");
     let stored = store.load("user-1", "phone").unwrap();
     assert_eq!(stored.factor.state().failures(), 0);
     assert_eq!(stored.factor.state().last_step(), Some(later / 30));
-    assert!(matches!(store.load("user-1", "nope"), Err(MfaError::NotFound { .. })));
+    assert!(matches!(
+        store.load("user-1", "nope"),
+        Err(MfaError::NotFound { .. })
+    ));
 }
 
 #[test]
@@ -103,11 +142,21 @@ fn a_concurrent_second_verification_with_the_same_code_loses() {
     let ok_a = verifier.verify(&read_a.factor, &code, now).unwrap();
     let ok_b = verifier.verify(&read_b.factor, &code, now).unwrap();
     // ...but only the first compare-and-set writes.
-    assert!(store_a.compare_and_set("user-1", "phone", read_a.generation, ok_a.state()).unwrap());
-    assert!(!store_b.compare_and_set("user-1", "phone", read_b.generation, ok_b.state()).unwrap());
+    assert!(
+        store_a
+            .compare_and_set("user-1", "phone", read_a.generation, ok_a.state())
+            .unwrap()
+    );
+    assert!(
+        !store_b
+            .compare_and_set("user-1", "phone", read_b.generation, ok_b.state())
+            .unwrap()
+    );
 
     // The store's own verify on the second connection reloads and refuses the replay.
-    let err = store_b.verify(&verifier, "user-1", "phone", &code, now).unwrap_err();
+    let err = store_b
+        .verify(&verifier, "user-1", "phone", &code, now)
+        .unwrap_err();
     assert_eq!(err.reject_reason(), Some(RejectReason::Replayed));
 }
 
@@ -123,7 +172,12 @@ fn racing_threads_with_the_same_code_succeed_exactly_once() {
         let barrier = Arc::new(Barrier::new(2));
         let handles: Vec<_> = (0..2)
             .map(|_| {
-                let (path, kek, barrier, code) = (path.clone(), Arc::clone(&kek), Arc::clone(&barrier), code.clone());
+                let (path, kek, barrier, code) = (
+                    path.clone(),
+                    Arc::clone(&kek),
+                    Arc::clone(&barrier),
+                    code.clone(),
+                );
                 std::thread::spawn(move || {
                     let store = store_at(&path, &kek);
                     barrier.wait();
@@ -151,7 +205,14 @@ fn a_seed_row_copied_to_another_account_does_not_open() {
     let store = enrolled(&path, &kek);
     let verifier = Verifier::default();
     store
-        .begin_enrollment(&verifier, "user-2", "phone", TotpKey::generate().unwrap(), NOW, None)
+        .begin_enrollment(
+            &verifier,
+            "user-2",
+            "phone",
+            TotpKey::generate().unwrap(),
+            NOW,
+            None,
+        )
         .unwrap();
     // An attacker with write access to the table copies user-1's sealed seed into user-2's row,
     // and into another factor of user-1.
@@ -172,10 +233,15 @@ fn a_seed_row_copied_to_another_account_does_not_open() {
     .unwrap();
     for (user, factor) in [("user-2", "phone"), ("user-1", "laptop")] {
         assert!(
-            matches!(store.load(user, factor), Err(MfaError::Seal(EnvelopeError::Decrypt))),
+            matches!(
+                store.load(user, factor),
+                Err(MfaError::Seal(EnvelopeError::Decrypt))
+            ),
             "{user}/{factor}"
         );
-        let err = store.verify(&verifier, user, factor, &code_at(NOW + 30), NOW + 30).unwrap_err();
+        let err = store
+            .verify(&verifier, user, factor, &code_at(NOW + 30), NOW + 30)
+            .unwrap_err();
         assert!(matches!(err, MfaError::Seal(_)), "{err}");
     }
     // The original still opens, and with another KEK nothing does.
@@ -199,7 +265,10 @@ fn nothing_secret_is_stored_in_plaintext() {
     drop(store);
     let bytes = std::fs::read(&path).unwrap();
     let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
-    assert!(contains(b"custodian_mfa_factor"), "sanity: the file is the database");
+    assert!(
+        contains(b"custodian_mfa_factor"),
+        "sanity: the file is the database"
+    );
     assert!(!contains(SEED));
     assert!(!contains(b"GEZDGNBVGY3TQOJQ"));
     for code in &codes {
@@ -220,39 +289,75 @@ fn lockout_then_unlock_with_a_recovery_code() {
 
     let mut now = NOW + 30;
     for _ in 0..10 {
-        let err = store.verify(&verifier, "user-1", "phone", "000000", now).unwrap_err();
+        let err = store
+            .verify(&verifier, "user-1", "phone", "000000", now)
+            .unwrap_err();
         assert_eq!(err.to_string(), "code rejected, try later");
-        now = now.max(store.load("user-1", "phone").unwrap().factor.state().retry_at()) + 1;
+        now = now.max(
+            store
+                .load("user-1", "phone")
+                .unwrap()
+                .factor
+                .state()
+                .retry_at(),
+        ) + 1;
     }
     let state = *store.load("user-1", "phone").unwrap().factor.state();
     assert!(state.is_locked());
     assert_eq!(state.failures(), 10);
-    let err = store.verify(&verifier, "user-1", "phone", &code_at(now), now).unwrap_err();
+    let err = store
+        .verify(&verifier, "user-1", "phone", &code_at(now), now)
+        .unwrap_err();
     assert_eq!(err.reject_reason(), Some(RejectReason::Locked));
 
-    let step_up = store.use_recovery_code("user-1", codes[4].expose_secret(), now).unwrap();
+    let step_up = store
+        .use_recovery_code("user-1", codes[4].expose_secret(), now)
+        .unwrap();
     assert_eq!(step_up.method(), StepUpMethod::RecoveryCode);
     assert_eq!(store.recovery_codes_remaining("user-1").unwrap(), 9);
-    assert!(!store.load("user-1", "phone").unwrap().factor.state().is_locked());
-    store.verify(&verifier, "user-1", "phone", &code_at(now), now).unwrap();
+    assert!(
+        !store
+            .load("user-1", "phone")
+            .unwrap()
+            .factor
+            .state()
+            .is_locked()
+    );
+    store
+        .verify(&verifier, "user-1", "phone", &code_at(now), now)
+        .unwrap();
 
     // Single use, also from another connection.
     let other = store_at(&path, &kek);
-    let err = other.use_recovery_code("user-1", codes[4].expose_secret(), now).unwrap_err();
+    let err = other
+        .use_recovery_code("user-1", codes[4].expose_secret(), now)
+        .unwrap_err();
     assert_eq!(err.reject_reason(), Some(RejectReason::UnknownRecoveryCode));
     assert_eq!(err.to_string(), "code rejected, try later");
-    other.use_recovery_code("user-1", &codes[5].expose_secret().to_lowercase(), now).unwrap();
+    other
+        .use_recovery_code("user-1", &codes[5].expose_secret().to_lowercase(), now)
+        .unwrap();
 
     // Regenerating revokes the rest of the old set.
     let (new_set, new_codes) = RecoveryCodeSet::generate("user-1").unwrap();
     store.replace_recovery_codes(&new_set).unwrap();
     assert_eq!(store.recovery_codes_remaining("user-1").unwrap(), 10);
-    assert!(store.use_recovery_code("user-1", codes[6].expose_secret(), now).is_err());
-    store.use_recovery_code("user-1", new_codes[0].expose_secret(), now).unwrap();
+    assert!(
+        store
+            .use_recovery_code("user-1", codes[6].expose_secret(), now)
+            .is_err()
+    );
+    store
+        .use_recovery_code("user-1", new_codes[0].expose_secret(), now)
+        .unwrap();
     // Another user's code does not work here.
     let (set_2, codes_2) = RecoveryCodeSet::generate("user-2").unwrap();
     store.replace_recovery_codes(&set_2).unwrap();
-    assert!(store.use_recovery_code("user-1", codes_2[0].expose_secret(), now).is_err());
+    assert!(
+        store
+            .use_recovery_code("user-1", codes_2[0].expose_secret(), now)
+            .is_err()
+    );
 }
 
 #[test]
@@ -264,11 +369,27 @@ fn admin_reset_unlocks() {
     let mut now = NOW + 30;
     for _ in 0..10 {
         let _ = store.verify(&verifier, "user-1", "phone", "000000", now);
-        now = now.max(store.load("user-1", "phone").unwrap().factor.state().retry_at()) + 1;
+        now = now.max(
+            store
+                .load("user-1", "phone")
+                .unwrap()
+                .factor
+                .state()
+                .retry_at(),
+        ) + 1;
     }
-    assert!(store.load("user-1", "phone").unwrap().factor.state().is_locked());
+    assert!(
+        store
+            .load("user-1", "phone")
+            .unwrap()
+            .factor
+            .state()
+            .is_locked()
+    );
     store.admin_reset("user-1", "phone").unwrap();
-    store.verify(&verifier, "user-1", "phone", &code_at(now), now).unwrap();
+    store
+        .verify(&verifier, "user-1", "phone", &code_at(now), now)
+        .unwrap();
 }
 
 #[test]
@@ -281,12 +402,28 @@ fn adding_and_disabling_factors_need_a_fresh_step_up() {
 
     // A second factor next to an active one needs a step-up.
     let err = store
-        .begin_enrollment(&verifier, "user-1", "laptop", TotpKey::generate().unwrap(), now, None)
+        .begin_enrollment(
+            &verifier,
+            "user-1",
+            "laptop",
+            TotpKey::generate().unwrap(),
+            now,
+            None,
+        )
         .unwrap_err();
     assert!(matches!(err, MfaError::StepUpRequired { .. }), "{err}");
-    let step_up = store.verify(&verifier, "user-1", "phone", &code_at(now), now).unwrap();
+    let step_up = store
+        .verify(&verifier, "user-1", "phone", &code_at(now), now)
+        .unwrap();
     let laptop = store
-        .begin_enrollment(&verifier, "user-1", "laptop", TotpKey::generate().unwrap(), now, Some(&step_up))
+        .begin_enrollment(
+            &verifier,
+            "user-1",
+            "laptop",
+            TotpKey::generate().unwrap(),
+            now,
+            Some(&step_up),
+        )
         .unwrap();
     // Re-enrolling the active id is refused.
     let err = store
@@ -304,12 +441,19 @@ fn adding_and_disabling_factors_need_a_fresh_step_up() {
         store.disable(&verifier, "user-1", "phone", &new_step_up, stale),
         Err(MfaError::StepUpRequired { .. })
     ));
-    store.disable(&verifier, "user-1", "phone", &new_step_up, now + 10).unwrap();
+    store
+        .disable(&verifier, "user-1", "phone", &new_step_up, now + 10)
+        .unwrap();
     assert_eq!(
         store.factors("user-1").unwrap(),
-        [("laptop".to_owned(), Phase::Active), ("phone".to_owned(), Phase::Disabled)]
+        [
+            ("laptop".to_owned(), Phase::Active),
+            ("phone".to_owned(), Phase::Disabled)
+        ]
     );
-    let err = store.verify(&verifier, "user-1", "phone", &code_at(now + 60), now + 60).unwrap_err();
+    let err = store
+        .verify(&verifier, "user-1", "phone", &code_at(now + 60), now + 60)
+        .unwrap_err();
     assert_eq!(err.reject_reason(), Some(RejectReason::NotActive));
 }
 
@@ -320,7 +464,18 @@ fn generations_advance_and_stale_writes_lose() {
     let store = enrolled(&dir.path().join("mfa.db"), &kek);
     let read = store.load("user-1", "phone").unwrap();
     let state = read.factor.state().admin_reset();
-    assert!(store.compare_and_set("user-1", "phone", read.generation, &state).unwrap());
-    assert_eq!(store.load("user-1", "phone").unwrap().generation, read.generation + 1);
-    assert!(!store.compare_and_set("user-1", "phone", read.generation, &state).unwrap());
+    assert!(
+        store
+            .compare_and_set("user-1", "phone", read.generation, &state)
+            .unwrap()
+    );
+    assert_eq!(
+        store.load("user-1", "phone").unwrap().generation,
+        read.generation + 1
+    );
+    assert!(
+        !store
+            .compare_and_set("user-1", "phone", read.generation, &state)
+            .unwrap()
+    );
 }

@@ -1,5 +1,10 @@
 //! RFC 4226 Appendix D and RFC 6238 Appendix B, every vector, through the public API.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use custodian::SecretBytes;
 use custodian::mfa::{Algorithm, Digits, OtpSecret, TotpKey, TotpParams, hotp};
@@ -46,7 +51,10 @@ fn rfc4226_appendix_d() {
         assert_eq!(format!("{:06}", truncated % 1_000_000), expected);
         // 8 digits of the same truncated value.
         let eight = hotp(SEED_SHA1, count, Algorithm::Sha1, Digits::EIGHT).unwrap();
-        assert_eq!(eight.expose_secret(), format!("{:08}", truncated % 100_000_000));
+        assert_eq!(
+            eight.expose_secret(),
+            format!("{:08}", truncated % 100_000_000)
+        );
     }
 }
 
@@ -79,13 +87,23 @@ fn rfc6238_appendix_b_six_digit_truncations() {
             (SEED_SHA512, Algorithm::Sha512, sha512),
         ] {
             let code = key(seed, algorithm, 6).code_at(time).unwrap();
-            assert_eq!(code.expose_secret(), &expected8[2..], "{algorithm:?} at {time}");
+            assert_eq!(
+                code.expose_secret(),
+                &expected8[2..],
+                "{algorithm:?} at {time}"
+            );
             let seven = key(seed, algorithm, 7).code_at(time).unwrap();
-            assert_eq!(seven.expose_secret(), &expected8[1..], "{algorithm:?} at {time}");
+            assert_eq!(
+                seven.expose_secret(),
+                &expected8[1..],
+                "{algorithm:?} at {time}"
+            );
         }
     }
     // The example called out in the vectors file.
-    let code = key(SEED_SHA1, Algorithm::Sha1, 6).code_at(1111111111).unwrap();
+    let code = key(SEED_SHA1, Algorithm::Sha1, 6)
+        .code_at(1111111111)
+        .unwrap();
     assert_eq!(code.expose_secret(), "050471");
 }
 

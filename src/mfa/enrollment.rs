@@ -83,7 +83,11 @@ impl Factor {
         if !matches!(self.state.phase(), Phase::Pending { .. }) {
             return Err(self.wrong_phase("pending"));
         }
-        Ok(OtpauthUri::totp(Some(issuer), account, self.key.duplicate())?)
+        Ok(OtpauthUri::totp(
+            Some(issuer),
+            account,
+            self.key.duplicate(),
+        )?)
     }
 
     fn wrong_phase(&self, expected: &'static str) -> MfaError {
@@ -144,8 +148,13 @@ impl Verifier {
             Phase::Pending { expires_at } if now <= expires_at => {
                 self.check(factor, code, now, Phase::Active)
             }
-            Phase::Pending { .. } => Err(Rejected::unchanged(RejectReason::EnrollmentExpired, factor.state())),
-            Phase::Active | Phase::Disabled => Err(Rejected::unchanged(RejectReason::NotActive, factor.state())),
+            Phase::Pending { .. } => Err(Rejected::unchanged(
+                RejectReason::EnrollmentExpired,
+                factor.state(),
+            )),
+            Phase::Active | Phase::Disabled => {
+                Err(Rejected::unchanged(RejectReason::NotActive, factor.state()))
+            }
         }
     }
 

@@ -306,7 +306,11 @@ pub enum UriError {
 /// Shortens and escapes untrusted text before it goes into an error message (no log injection).
 pub(crate) fn excerpt(text: &str) -> String {
     const MAX_CHARS: usize = 40;
-    let mut out: String = text.chars().take(MAX_CHARS).flat_map(char::escape_debug).collect();
+    let mut out: String = text
+        .chars()
+        .take(MAX_CHARS)
+        .flat_map(char::escape_debug)
+        .collect();
     if text.chars().nth(MAX_CHARS).is_some() {
         out.push('…');
     }

@@ -72,3 +72,8 @@ pub use step_up::{StepUp, StepUpMethod};
 pub use store::{SqliteFactorStore, StoredFactor};
 pub use uri::{OtpKind, OtpauthUri};
 pub use verify::{FactorState, LockoutPolicy, Phase, Rejected, Verified, Verifier, Window};
+
+/// Compiles and runs the examples of `docs/MFA.md` as doc tests.
+#[doc = include_str!("../../docs/MFA.md")]
+#[cfg(doctest)]
+pub struct MfaGuideDoctests;

@@ -363,14 +363,28 @@ mod tests {
             assert!(Digits::new(bad).is_err(), "{bad}");
         }
         assert!(TotpParams::new(Algorithm::Sha1, 6, 0).is_err());
-        let err = TotpParams::new(Algorithm::Sha1, 6, 0).unwrap_err().to_string();
-        assert_eq!(err, "invalid MFA setting `period`: must be at least 1 second, got `0`");
+        let err = TotpParams::new(Algorithm::Sha1, 6, 0)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "invalid MFA setting `period`: must be at least 1 second, got `0`"
+        );
         let params = TotpParams::new(Algorithm::Sha1, 6, 30).unwrap();
         assert!(params.is_portable());
         assert_eq!(params, TotpParams::default());
         assert_eq!(params.period().get(), 30);
-        assert!(!TotpParams::new(Algorithm::Sha256, 6, 30).unwrap().is_portable());
-        assert_eq!(TotpParams::new(Algorithm::Sha1, 6, 1).unwrap().step_at(u64::MAX), u64::MAX);
+        assert!(
+            !TotpParams::new(Algorithm::Sha256, 6, 30)
+                .unwrap()
+                .is_portable()
+        );
+        assert_eq!(
+            TotpParams::new(Algorithm::Sha1, 6, 1)
+                .unwrap()
+                .step_at(u64::MAX),
+            u64::MAX
+        );
     }
 
     #[test]

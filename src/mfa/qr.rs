@@ -132,7 +132,11 @@ impl EnrollmentQr {
         let mut pixels = Zeroizing::new(Vec::with_capacity(side * side));
         for y in 0..side {
             for x in 0..side {
-                pixels.push(if self.is_dark(x / scale, y / scale) { 0u8 } else { 255u8 });
+                pixels.push(if self.is_dark(x / scale, y / scale) {
+                    0u8
+                } else {
+                    255u8
+                });
             }
         }
         let mut png_bytes = Vec::new();

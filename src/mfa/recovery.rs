@@ -77,10 +77,14 @@ impl RecoveryCodeHash {
             .split_first()
             .ok_or(MfaError::CorruptRecord("empty recovery code hash"))?;
         if version != RECOVERY_HASH_VERSION {
-            return Err(MfaError::CorruptRecord("unknown recovery code hash version"));
+            return Err(MfaError::CorruptRecord(
+                "unknown recovery code hash version",
+            ));
         }
         if rest.len() != RECOVERY_HASH_LEN - 1 {
-            return Err(MfaError::CorruptRecord("recovery code hash has the wrong length"));
+            return Err(MfaError::CorruptRecord(
+                "recovery code hash has the wrong length",
+            ));
         }
         let (salt, mac) = rest.split_at(16);
         let salt = salt
@@ -341,7 +345,8 @@ mod tests {
     #[test]
     fn hash_bytes_round_trip_and_are_versioned() {
         let (set, codes) = RecoveryCodeSet::generate("u1").unwrap();
-        let bytes: Vec<[u8; RECOVERY_HASH_LEN]> = set.entries().iter().map(|e| e.to_bytes()).collect();
+        let bytes: Vec<[u8; RECOVERY_HASH_LEN]> =
+            set.entries().iter().map(|e| e.to_bytes()).collect();
         assert!(bytes.iter().all(|b| b[0] == RECOVERY_HASH_VERSION));
         let parsed = bytes
             .iter()
@@ -363,8 +368,16 @@ mod tests {
         let salt = [7u8; 16];
         let hash = RecoveryCodeHash::compute(salt, "u1", b"0123456789ABCDEF").unwrap();
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&salt).unwrap();
-        mac.update(b"custodian-mfa-recovery-code-v1\0u1\00123456789ABCDEF");
+        mac.update(b"custodian-mfa-recovery-code-v1\x00u1\x000123456789ABCDEF");
         assert_eq!(hash.mac.as_slice(), mac.finalize().into_bytes().as_slice());
+        // The worked example of docs/MFA.md, computed there with Python's hmac module.
+        let documented = "fc91e10afeca04aae6bf823dfb83f291082a49617d1ebe5924646393d55464c7";
+        let hex: String = hash.mac.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, documented);
+        let bytes = hash.to_bytes();
+        assert_eq!(bytes[0], 1);
+        assert_eq!(&bytes[1..17], &salt);
+        assert_eq!(&bytes[17..], &hash.mac);
     }
 
     #[test]

@@ -53,8 +53,8 @@ pub fn open_seed(
     factor: &str,
     sealed: &[u8],
 ) -> Result<TotpKey, MfaError> {
-    let record = envelope::open(kek, &seed_context(user, factor)?, sealed)
-        .map_err(MfaError::Seal)?;
+    let record =
+        envelope::open(kek, &seed_context(user, factor)?, sealed).map_err(MfaError::Seal)?;
     parse_record(record.expose_secret())
 }
 
@@ -99,7 +99,10 @@ mod tests {
         let sealed = seal_seed(&kek, "u1", "phone", &key).unwrap();
         let opened = open_seed(&kek, "u1", "phone", &sealed).unwrap();
         assert_eq!(opened.params(), key.params());
-        assert_eq!(opened.secret().expose_secret(), key.secret().expose_secret());
+        assert_eq!(
+            opened.secret().expose_secret(),
+            key.secret().expose_secret()
+        );
         for (user, factor) in [("u2", "phone"), ("u1", "laptop")] {
             assert!(matches!(
                 open_seed(&kek, user, factor, &sealed),

@@ -171,7 +171,9 @@ pub fn encode_base32(bytes: &[u8]) -> SecretText {
 
 fn symbol(value: u8) -> char {
     // INVARIANT: masked to 5 bits, so the lookup always succeeds.
-    ALPHABET.get(usize::from(value & 0x1f)).map_or('A', |&c| char::from(c))
+    ALPHABET
+        .get(usize::from(value & 0x1f))
+        .map_or('A', |&c| char::from(c))
 }
 
 fn value(c: u8) -> Option<u8> {
@@ -262,7 +264,11 @@ mod tests {
             "gezd gnbv gy3t qojq gezd gnbv gy3t qojq",
             " GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ ",
         ] {
-            assert_eq!(decode_base32(text).unwrap().expose_secret(), expected, "{text}");
+            assert_eq!(
+                decode_base32(text).unwrap().expose_secret(),
+                expected,
+                "{text}"
+            );
         }
         assert_eq!(decode_base32("MZXW6YQ=").unwrap().expose_secret(), b"foob");
         assert_eq!(decode_base32("MZXW6===").unwrap().expose_secret(), b"foo");
@@ -270,13 +276,31 @@ mod tests {
 
     #[test]
     fn decoding_rejects_bad_input_without_echoing_it() {
-        assert_eq!(decode_base32("MZ1W").err(), Some(SecretError::InvalidCharacter { position: 2 }));
-        assert_eq!(decode_base32("MZ=XW").err(), Some(SecretError::MisplacedPadding { position: 2 }));
-        assert_eq!(decode_base32("MZXW6YTBO").err(), Some(SecretError::InvalidLength { symbols: 9 }));
-        assert_eq!(decode_base32("M").err(), Some(SecretError::InvalidLength { symbols: 1 }));
+        assert_eq!(
+            decode_base32("MZ1W").err(),
+            Some(SecretError::InvalidCharacter { position: 2 })
+        );
+        assert_eq!(
+            decode_base32("MZ=XW").err(),
+            Some(SecretError::MisplacedPadding { position: 2 })
+        );
+        assert_eq!(
+            decode_base32("MZXW6YTBO").err(),
+            Some(SecretError::InvalidLength { symbols: 9 })
+        );
+        assert_eq!(
+            decode_base32("M").err(),
+            Some(SecretError::InvalidLength { symbols: 1 })
+        );
         assert_eq!(decode_base32(" = ").err(), Some(SecretError::Empty));
-        assert_eq!(decode_base32("ÄZXW").err(), Some(SecretError::InvalidCharacter { position: 0 }));
-        assert_eq!(decode_base32("MÄXW").err(), Some(SecretError::InvalidCharacter { position: 1 }));
+        assert_eq!(
+            decode_base32("ÄZXW").err(),
+            Some(SecretError::InvalidCharacter { position: 0 })
+        );
+        assert_eq!(
+            decode_base32("MÄXW").err(),
+            Some(SecretError::InvalidCharacter { position: 1 })
+        );
         let message = decode_base32("SECRET8SECRET").unwrap_err().to_string();
         assert!(!message.contains('8'), "{message}");
     }
@@ -287,12 +311,18 @@ mod tests {
         let short = "JBSWY3DPEHPK3PXP";
         assert_eq!(
             OtpSecret::from_base32(short).unwrap_err(),
-            SecretError::TooShort { bits: 80, min_bits: 128 }
+            SecretError::TooShort {
+                bits: 80,
+                min_bits: 128
+            }
         );
         assert_eq!(OtpSecret::import_legacy_base32(short).unwrap().len(), 10);
         assert!(matches!(
             OtpSecret::import_legacy_base32("JBSWY3DP"),
-            Err(SecretError::TooShort { bits: 40, min_bits: 80 })
+            Err(SecretError::TooShort {
+                bits: 40,
+                min_bits: 80
+            })
         ));
         let long = encode_base32(&[1u8; MAX_SECRET_LEN + 1]);
         assert!(matches!(
@@ -302,7 +332,10 @@ mod tests {
         assert!(OtpSecret::generate_with_len(15).is_err());
         let fresh = OtpSecret::generate().unwrap();
         assert_eq!(fresh.len(), DEFAULT_SECRET_LEN);
-        assert_ne!(fresh.expose_secret(), OtpSecret::generate().unwrap().expose_secret());
+        assert_ne!(
+            fresh.expose_secret(),
+            OtpSecret::generate().unwrap().expose_secret()
+        );
         let again = OtpSecret::from_base32(fresh.to_base32().expose_secret()).unwrap();
         assert_eq!(again.expose_secret(), fresh.expose_secret());
     }

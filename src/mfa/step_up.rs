@@ -85,7 +85,10 @@ mod tests {
         assert!(proof.is_fresh(1_000, 300));
         assert!(proof.is_fresh(1_300, 300));
         assert!(!proof.is_fresh(1_301, 300));
-        assert!(!proof.is_fresh(999, 300), "a verification in the future is not fresh");
+        assert!(
+            !proof.is_fresh(999, 300),
+            "a verification in the future is not fresh"
+        );
         assert_eq!(proof.verified_at(), 1_000);
     }
 }

@@ -312,7 +312,9 @@ impl SqliteFactorStore {
         step_up: &StepUp,
         now: u64,
     ) -> Result<(), MfaError> {
-        self.update(user, factor_id, |factor| verifier.disable(factor, step_up, now))
+        self.update(user, factor_id, |factor| {
+            verifier.disable(factor, step_up, now)
+        })
     }
 
     /// An administrator's reset: clears failures, throttle and lock. Log who did it.
@@ -368,7 +370,11 @@ impl SqliteFactorStore {
             tx.execute(
                 "INSERT INTO custodian_mfa_recovery_code (user_id, code_id, code_hash)
                  VALUES (?1, ?2, ?3)",
-                params![set.user(), to_i64(index as u64)?, entry.to_bytes().as_slice()],
+                params![
+                    set.user(),
+                    to_i64(index as u64)?,
+                    entry.to_bytes().as_slice()
+                ],
             )?;
         }
         tx.commit()?;
@@ -484,7 +490,9 @@ fn parse_phase(phase: &str, pending_expires_at: Option<i64>) -> Result<Phase, Mf
         }),
         ("active", _) => Ok(Phase::Active),
         ("disabled", _) => Ok(Phase::Disabled),
-        _ => Err(MfaError::CorruptRecord("unknown phase or pending without expiry")),
+        _ => Err(MfaError::CorruptRecord(
+            "unknown phase or pending without expiry",
+        )),
     }
 }
 

@@ -208,10 +208,7 @@ impl LockoutPolicy {
             );
         }
         if base_delay == 0 {
-            return invalid(
-                "base_delay",
-                "must be at least 1 second, got `0`".into(),
-            );
+            return invalid("base_delay", "must be at least 1 second, got `0`".into());
         }
         if max_delay < base_delay {
             return invalid(
@@ -353,7 +350,10 @@ impl Verifier {
         }
         if now < state.retry_at {
             let retry_at = state.retry_at;
-            return Err(Rejected::unchanged(RejectReason::Throttled { retry_at }, state));
+            return Err(Rejected::unchanged(
+                RejectReason::Throttled { retry_at },
+                state,
+            ));
         }
         let params = factor.key().params();
         let Some(typed) = normalize_code(code, params.digits().get()) else {
