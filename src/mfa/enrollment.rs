@@ -92,8 +92,8 @@ impl Factor {
 
     fn wrong_phase(&self, expected: &'static str) -> MfaError {
         MfaError::WrongPhase {
-            user: self.user.clone(),
-            factor: self.id.clone(),
+            user: excerpt(&self.user),
+            factor: excerpt(&self.id),
             expected,
             actual: self.state.phase().name(),
         }

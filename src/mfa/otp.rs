@@ -343,6 +343,11 @@ impl TotpKey {
         )
     }
 
+    /// Splits into secret and parameters.
+    pub fn into_parts(self) -> (OtpSecret, TotpParams) {
+        (self.secret, self.params)
+    }
+
     /// Makes a second copy of the key.
     pub fn duplicate(&self) -> Self {
         Self::new(self.secret.duplicate(), self.params)

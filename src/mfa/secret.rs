@@ -24,8 +24,18 @@ const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 /// Text that is secret: a base32 seed, an `otpauth://` URI, a QR rendering of one, a recovery code.
 ///
 /// Zeroized on drop, redacted in `Debug`, no `Display`; read it with [`SecretText::expose_secret`].
-#[derive(Zeroize, ZeroizeOnDrop, Default, Clone, PartialEq, Eq)]
+#[derive(Zeroize, ZeroizeOnDrop, Default, Clone)]
 pub struct SecretText(String);
+
+/// Constant-time for texts of equal length (the length is not secret).
+impl PartialEq for SecretText {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for SecretText {}
 
 impl SecretText {
     /// Takes ownership of the text; it is zeroized when this value is dropped.

@@ -12,7 +12,7 @@
 //! hashes (see [`super::recovery`]). The schema is in docs/MFA.md.
 
 use super::enrollment::Factor;
-use super::error::{MfaError, RejectReason};
+use super::error::{MfaError, RejectReason, excerpt};
 use super::otp::TotpKey;
 use super::recovery::{RecoveryCodeHash, RecoveryCodeSet};
 use super::sealed_seed::{open_seed, seal_seed};
@@ -119,7 +119,7 @@ impl SqliteFactorStore {
         if active > 0 {
             let Some(step_up) = step_up else {
                 return Err(MfaError::StepUpRequired {
-                    user: user.to_owned(),
+                    user: excerpt(user),
                     reason: "the user already has an active factor",
                     max_age: verifier.step_up_max_age,
                 });
@@ -143,8 +143,8 @@ impl SqliteFactorStore {
             }
             Some(_) => {
                 return Err(MfaError::AlreadyExists {
-                    user: user.to_owned(),
-                    factor: factor_id.to_owned(),
+                    user: excerpt(user),
+                    factor: excerpt(factor_id),
                 });
             }
         }
@@ -197,8 +197,8 @@ impl SqliteFactorStore {
             )
             .optional()?
             .ok_or_else(|| MfaError::NotFound {
-                user: user.to_owned(),
-                factor: factor_id.to_owned(),
+                user: excerpt(user),
+                factor: excerpt(factor_id),
             })?;
         let (sealed, columns, generation) = row;
         let key = open_seed(self.kek.as_ref(), user, factor_id, &sealed)?;

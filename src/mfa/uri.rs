@@ -54,12 +54,13 @@ impl OtpauthUri {
     pub fn totp(issuer: Option<&str>, account: &str, key: TotpKey) -> Result<Self, UriError> {
         let issuer = issuer.map(check_issuer).transpose()?;
         let account = check_account(account)?;
+        let (secret, params) = key.into_parts();
         Ok(Self {
             kind: OtpKind::Totp,
             issuer,
             account,
-            params: *key.params(),
-            secret: key.secret().duplicate(),
+            secret,
+            params,
         })
     }
 
