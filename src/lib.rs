@@ -45,6 +45,7 @@
 pub mod crypto;
 pub mod envelope;
 pub mod mfa;
+pub mod record;
 pub mod secret;
 
 pub use envelope::{EncryptionContext, EnvelopeError, Header, Kek, KeyId, StaticKek};

@@ -41,16 +41,16 @@ pub(crate) fn seal_with(
     let algorithm = kek.algorithm();
     let header = Header::for_seal(algorithm.suite(), kek.key_id().clone(), plaintext.len())?;
     let layout = header.layout();
-    let context = context.encode();
 
     let mut out = Vec::with_capacity(layout.total);
     header.write_key_header(&mut out);
-    let wrap = wrap_dek(kek, &out, &context, dek, wrap_nonce)?;
+    let mut aad = wrap_aad(&out, context);
+    let wrap = wrap_dek(kek, &aad, dek, wrap_nonce)?;
     out.extend_from_slice(wrap_nonce);
     out.extend_from_slice(&wrap);
     out.extend_from_slice(data_nonce);
 
-    let aad = payload_aad(&out, &context)?;
+    into_payload_aad(&mut aad, layout.key_header_end);
     let start = out.len();
     out.extend_from_slice(plaintext);
     let payload = out.get_mut(start..).ok_or(EnvelopeError::Random)?;
@@ -72,20 +72,19 @@ pub fn open(
     let header = Header::parse(ciphertext)?;
     check_key(&header, kek)?;
     let layout = header.layout();
-    let context = context.encode();
-    let dek = unwrap_dek(kek, ciphertext, &layout, &context)?;
+    let key_header = ciphertext
+        .get(..layout.key_header_end)
+        .ok_or(EnvelopeError::Decrypt)?;
+    let mut aad = wrap_aad(key_header, context);
+    let dek = unwrap_dek(kek, ciphertext, &layout, &aad)?;
 
-    let part = |from: usize, to: usize| {
-        ciphertext
-            .get(from..to)
-            .ok_or(EnvelopeError::Malformed("length"))
-    };
+    let part = |from: usize, to: usize| ciphertext.get(from..to).ok_or(EnvelopeError::Decrypt);
     let data_nonce = part(layout.wrapped_dek_end, layout.data_nonce_end)?;
     let tag: Tag = part(layout.payload_end, layout.total)?
         .try_into()
         .map_err(|_| EnvelopeError::Decrypt)?;
     let mut plaintext = SecretBytes::new(part(layout.data_nonce_end, layout.payload_end)?.to_vec());
-    let aad = payload_aad(ciphertext, &context)?;
+    into_payload_aad(&mut aad, layout.key_header_end);
     kek.algorithm()
         .key(&dek)
         .open_in_place(data_nonce, &aad, plaintext.expose_secret_mut(), &tag)
@@ -122,8 +121,10 @@ pub fn rewrap_in_place(
         return Err(EnvelopeError::wrong_suite(suite, to.algorithm().suite()));
     }
     let layout = header.layout();
-    let context = context.encode();
-    let dek = unwrap_dek(from, ciphertext, &layout, &context)?;
+    let key_header = ciphertext
+        .get(..layout.key_header_end)
+        .ok_or(EnvelopeError::Decrypt)?;
+    let dek = unwrap_dek(from, ciphertext, &layout, &wrap_aad(key_header, context))?;
 
     let new_header = header.with_key_id(to.key_id().clone())?;
     let mut prefix = Vec::with_capacity(new_header.layout().wrapped_dek_end);
@@ -133,7 +134,7 @@ pub fn rewrap_in_place(
         .get_mut(..suite.nonce_len())
         .ok_or(EnvelopeError::Random)?;
     fill_random(wrap_nonce).map_err(EnvelopeError::from_crypto)?;
-    let wrap = wrap_dek(to, &prefix, &context, &dek, wrap_nonce)?;
+    let wrap = wrap_dek(to, &wrap_aad(&prefix, context), &dek, wrap_nonce)?;
     prefix.extend_from_slice(wrap_nonce);
     prefix.extend_from_slice(&wrap);
 
@@ -168,34 +169,32 @@ fn check_key(header: &Header, kek: &dyn Kek) -> Result<(), EnvelopeError> {
     Ok(())
 }
 
-/// Encrypts the data key under the KEK; associated data = key header || context encoding.
+/// Encrypts the data key under the KEK with the wrap AAD.
 fn wrap_dek(
     kek: &dyn Kek,
-    key_header: &[u8],
-    context: &[u8],
+    aad: &[u8],
     dek: &SecretKey,
     nonce: &[u8],
 ) -> Result<[u8; KEY_LEN + TAG_LEN], EnvelopeError> {
-    let aad = [key_header, context].concat();
     let mut wrapped = Zeroizing::new([0u8; KEY_LEN + TAG_LEN]);
     let (key_part, tag_part) = wrapped.split_at_mut(KEY_LEN);
     key_part.copy_from_slice(dek.expose_secret());
     let tag = kek
         .wrapping_key()
-        .seal_in_place(nonce, &aad, key_part)
+        .seal_in_place(nonce, aad, key_part)
         .map_err(EnvelopeError::from_crypto)?;
     tag_part.copy_from_slice(&tag);
     Ok(*wrapped)
 }
 
+/// Decrypts the wrapped data key with the wrap AAD.
 fn unwrap_dek(
     kek: &dyn Kek,
     ciphertext: &[u8],
     layout: &Layout,
-    context: &[u8],
+    aad: &[u8],
 ) -> Result<SecretKey, EnvelopeError> {
     let part = |from: usize, to: usize| ciphertext.get(from..to).ok_or(EnvelopeError::Decrypt);
-    let aad = [part(0, layout.key_header_end)?, context].concat();
     let nonce = part(layout.key_header_end, layout.wrap_nonce_end)?;
     let wrapped = part(layout.wrap_nonce_end, layout.wrapped_dek_end)?;
     let (encrypted_key, tag) = wrapped
@@ -205,16 +204,21 @@ fn unwrap_dek(
     let mut key = Zeroizing::new([0u8; KEY_LEN]);
     key.copy_from_slice(encrypted_key);
     kek.wrapping_key()
-        .open_in_place(nonce, &aad, key.as_mut_slice(), &tag)
+        .open_in_place(nonce, aad, key.as_mut_slice(), &tag)
         .map_err(|_| EnvelopeError::Decrypt)?;
     Ok(SecretKey::from_bytes(*key))
 }
 
-/// Associated data of the payload: magic, version and suite || context encoding. It leaves out the key
-/// id and the wrap so that a rewrap does not have to touch the payload.
-fn payload_aad(ciphertext: &[u8], context: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
-    let prefix = ciphertext
-        .get(..PAYLOAD_AAD_PREFIX_LEN)
-        .ok_or(EnvelopeError::Decrypt)?;
-    Ok([prefix, context].concat())
+/// The wrap AAD: key header || context encoding.
+fn wrap_aad(key_header: &[u8], context: &EncryptionContext) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(key_header.len() + 256);
+    aad.extend_from_slice(key_header);
+    context.encode_into(&mut aad);
+    aad
+}
+
+/// Turns the wrap AAD into the payload AAD, magic || version || suite || context encoding, in place.
+/// The payload AAD leaves out the key id and the wrap so that a rewrap does not touch the payload.
+fn into_payload_aad(wrap_aad: &mut Vec<u8>, key_header_len: usize) {
+    wrap_aad.drain(PAYLOAD_AAD_PREFIX_LEN..key_header_len);
 }
