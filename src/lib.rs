@@ -44,6 +44,7 @@
 
 pub mod crypto;
 pub mod envelope;
+pub mod mfa;
 pub mod record;
 pub mod secret;
 

@@ -32,4 +32,6 @@ macro_rules! corpus_tests {
 // One entry per fuzz target: `name = "path of its body"`; each body defines `pub fn run(data: &[u8])`.
 corpus_tests! {
     envelope_open = "../fuzz/bodies/envelope_open.rs",
+    otpauth_uri = "../fuzz/bodies/otpauth_uri.rs",
+    base32_secret = "../fuzz/bodies/base32_secret.rs",
 }

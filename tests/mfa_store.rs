@@ -1,0 +1,481 @@
+//! The SQLite factor store: compare-and-set under concurrency, sealed seeds bound to their user,
+//! recovery codes, step-up rules.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use custodian::SecretBytes;
+use custodian::envelope::{EnvelopeError, Kek, StaticKek};
+use custodian::mfa::{
+    MfaError, OtpSecret, Phase, RecoveryCodeSet, RejectReason, SqliteFactorStore, StepUpMethod,
+    TotpKey, TotpParams, Verifier,
+};
+use rusqlite::Connection;
+use std::path::Path;
+use std::sync::{Arc, Barrier};
+
+const NOW: u64 = 1_700_000_000;
+const SEED: &[u8] = b"12345678901234567890";
+
+fn rfc_key() -> TotpKey {
+    TotpKey::new(
+        OtpSecret::from_bytes(SecretBytes::new(SEED.to_vec())).unwrap(),
+        TotpParams::PORTABLE,
+    )
+}
+
+fn code_at(now: u64) -> String {
+    rfc_key().code_at(now).unwrap().expose_secret().to_owned()
+}
+
+fn store_at(path: &Path, kek: &Arc<dyn Kek>) -> SqliteFactorStore {
+    SqliteFactorStore::open(Connection::open(path).unwrap(), Arc::clone(kek)).unwrap()
+}
+
+fn kek() -> Arc<dyn Kek> {
+    Arc::new(StaticKek::generate("mfa-seeds", 1).unwrap())
+}
+
+/// A store with `user-1`'s factor `phone` enrolled and confirmed at `NOW`.
+fn enrolled(path: &Path, kek: &Arc<dyn Kek>) -> SqliteFactorStore {
+    let store = store_at(path, kek);
+    let verifier = Verifier::default();
+    store
+        .begin_enrollment(&verifier, "user-1", "phone", rfc_key(), NOW, None)
+        .unwrap();
+    store
+        .confirm_enrollment(&verifier, "user-1", "phone", &code_at(NOW), NOW)
+        .unwrap();
+    store
+}
+
+#[test]
+fn enrollment_login_and_replay_through_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let kek = kek();
+    let store = store_at(&dir.path().join("mfa.db"), &kek);
+    let verifier = Verifier::default();
+    let factor = store
+        .begin_enrollment(&verifier, "user-1", "phone", rfc_key(), NOW, None)
+        .unwrap();
+    let uri = factor.enrollment_uri("ACME", "jane@example.com").unwrap();
+    assert!(
+        uri.to_uri()
+            .expose_secret()
+            .contains("secret=GEZDGNBVGY3TQOJQ")
+    );
+    assert_eq!(
+        store.factors("user-1").unwrap(),
+        [(
+            "phone".to_owned(),
+            Phase::Pending {
+                expires_at: NOW + 600
+            }
+        )]
+    );
+
+    // A pending factor does not log in.
+    let first = code_at(NOW);
+    let err = store
+        .verify(&verifier, "user-1", "phone", &first, NOW)
+        .unwrap_err();
+    assert_eq!(err.reject_reason(), Some(RejectReason::NotActive));
+
+    let step_up = store
+        .confirm_enrollment(&verifier, "user-1", "phone", &first, NOW)
+        .unwrap();
+    assert_eq!(step_up.method(), StepUpMethod::Totp);
+    assert_eq!(
+        store.factors("user-1").unwrap(),
+        [("phone".to_owned(), Phase::Active)]
+    );
+
+    // The confirmation code is consumed.
+    let err = store
+        .verify(&verifier, "user-1", "phone", &first, NOW + 2)
+        .unwrap_err();
+    assert_eq!(err.reject_reason(), Some(RejectReason::Replayed));
+    assert_eq!(err.to_string(), "code rejected, try later");
+    assert_eq!(
+        store
+            .load("user-1", "phone")
+            .unwrap()
+            .factor
+            .state()
+            .failures(),
+        1
+    );
+
+    let later = NOW + 30;
+    let step_up = store
+        .verify(&verifier, "user-1", "phone", &code_at(later), later)
+        .unwrap();
+    assert_eq!(step_up.verified_at(), later);
+    assert_eq!(step_up.factor(), "phone");
+    let stored = store.load("user-1", "phone").unwrap();
+    assert_eq!(stored.factor.state().failures(), 0);
+    assert_eq!(stored.factor.state().last_step(), Some(later / 30));
+    assert!(matches!(
+        store.load("user-1", "nope"),
+        Err(MfaError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn a_concurrent_second_verification_with_the_same_code_loses() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mfa.db");
+    let kek = kek();
+    let store_a = enrolled(&path, &kek);
+    let store_b = store_at(&path, &kek);
+    let verifier = Verifier::default();
+    let now = NOW + 30;
+    let code = code_at(now);
+
+    // Both requests read the same state and both find the code valid...
+    let read_a = store_a.load("user-1", "phone").unwrap();
+    let read_b = store_b.load("user-1", "phone").unwrap();
+    assert_eq!(read_a.generation, read_b.generation);
+    let ok_a = verifier.verify(&read_a.factor, &code, now).unwrap();
+    let ok_b = verifier.verify(&read_b.factor, &code, now).unwrap();
+    // ...but only the first compare-and-set writes.
+    assert!(
+        store_a
+            .compare_and_set("user-1", "phone", read_a.generation, ok_a.state())
+            .unwrap()
+    );
+    assert!(
+        !store_b
+            .compare_and_set("user-1", "phone", read_b.generation, ok_b.state())
+            .unwrap()
+    );
+
+    // The store's own verify on the second connection reloads and refuses the replay.
+    let err = store_b
+        .verify(&verifier, "user-1", "phone", &code, now)
+        .unwrap_err();
+    assert_eq!(err.reject_reason(), Some(RejectReason::Replayed));
+}
+
+#[test]
+fn racing_threads_with_the_same_code_succeed_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mfa.db");
+    let kek = kek();
+    drop(enrolled(&path, &kek));
+    for round in 1..=5u64 {
+        let now = NOW + 30 * round;
+        let code = code_at(now);
+        let barrier = Arc::new(Barrier::new(2));
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let (path, kek, barrier, code) = (
+                    path.clone(),
+                    Arc::clone(&kek),
+                    Arc::clone(&barrier),
+                    code.clone(),
+                );
+                std::thread::spawn(move || {
+                    let store = store_at(&path, &kek);
+                    barrier.wait();
+                    store.verify(&Verifier::default(), "user-1", "phone", &code, now)
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let wins = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(wins, 1, "round {round}: {results:?}");
+        let loss = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+        assert!(matches!(
+            loss.reject_reason(),
+            Some(RejectReason::Replayed | RejectReason::Conflict)
+        ));
+        // The failure was counted; a success in the next round resets it.
+    }
+}
+
+#[test]
+fn a_seed_row_copied_to_another_account_does_not_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mfa.db");
+    let kek = kek();
+    let store = enrolled(&path, &kek);
+    let verifier = Verifier::default();
+    store
+        .begin_enrollment(
+            &verifier,
+            "user-2",
+            "phone",
+            TotpKey::generate().unwrap(),
+            NOW,
+            None,
+        )
+        .unwrap();
+    // An attacker with write access to the table copies user-1's sealed seed into user-2's row,
+    // and into another factor of user-1.
+    let conn = store.connection();
+    conn.execute(
+        "UPDATE custodian_mfa_factor SET sealed_seed =
+            (SELECT sealed_seed FROM custodian_mfa_factor WHERE user_id = 'user-1' AND factor_id = 'phone')
+         WHERE user_id = 'user-2'",
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO custodian_mfa_factor (user_id, factor_id, sealed_seed, phase, generation)
+         SELECT user_id, 'laptop', sealed_seed, 'active', 0 FROM custodian_mfa_factor
+         WHERE user_id = 'user-1' AND factor_id = 'phone'",
+        [],
+    )
+    .unwrap();
+    for (user, factor) in [("user-2", "phone"), ("user-1", "laptop")] {
+        assert!(
+            matches!(
+                store.load(user, factor),
+                Err(MfaError::Seal(EnvelopeError::Decrypt))
+            ),
+            "{user}/{factor}"
+        );
+        let err = store
+            .verify(&verifier, user, factor, &code_at(NOW + 30), NOW + 30)
+            .unwrap_err();
+        assert!(matches!(err, MfaError::Seal(_)), "{err}");
+    }
+    // The original still opens, and with another KEK nothing does.
+    assert!(store.load("user-1", "phone").is_ok());
+    let other = store_at(&path, &kek_other());
+    assert!(other.load("user-1", "phone").is_err());
+}
+
+fn kek_other() -> Arc<dyn Kek> {
+    Arc::new(StaticKek::generate("mfa-seeds", 1).unwrap())
+}
+
+#[test]
+fn nothing_secret_is_stored_in_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mfa.db");
+    let kek = kek();
+    let store = enrolled(&path, &kek);
+    let (set, codes) = RecoveryCodeSet::generate("user-1").unwrap();
+    store.replace_recovery_codes(&set).unwrap();
+    drop(store);
+    let bytes = std::fs::read(&path).unwrap();
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        contains(b"custodian_mfa_factor"),
+        "sanity: the file is the database"
+    );
+    assert!(!contains(SEED));
+    assert!(!contains(b"GEZDGNBVGY3TQOJQ"));
+    for code in &codes {
+        assert!(!contains(code.expose_secret().as_bytes()));
+        assert!(!contains(code.expose_secret().replace('-', "").as_bytes()));
+    }
+}
+
+#[test]
+fn lockout_then_unlock_with_a_recovery_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mfa.db");
+    let kek = kek();
+    let store = enrolled(&path, &kek);
+    let verifier = Verifier::default();
+    let (set, codes) = RecoveryCodeSet::generate("user-1").unwrap();
+    store.replace_recovery_codes(&set).unwrap();
+
+    let mut now = NOW + 30;
+    for _ in 0..10 {
+        let err = store
+            .verify(&verifier, "user-1", "phone", "000000", now)
+            .unwrap_err();
+        assert_eq!(err.to_string(), "code rejected, try later");
+        now = now.max(
+            store
+                .load("user-1", "phone")
+                .unwrap()
+                .factor
+                .state()
+                .retry_at(),
+        ) + 1;
+    }
+    let state = *store.load("user-1", "phone").unwrap().factor.state();
+    assert!(state.is_locked());
+    assert_eq!(state.failures(), 10);
+    let err = store
+        .verify(&verifier, "user-1", "phone", &code_at(now), now)
+        .unwrap_err();
+    assert_eq!(err.reject_reason(), Some(RejectReason::Locked));
+
+    let step_up = store
+        .use_recovery_code("user-1", codes[4].expose_secret(), now)
+        .unwrap();
+    assert_eq!(step_up.method(), StepUpMethod::RecoveryCode);
+    assert_eq!(store.recovery_codes_remaining("user-1").unwrap(), 9);
+    assert!(
+        !store
+            .load("user-1", "phone")
+            .unwrap()
+            .factor
+            .state()
+            .is_locked()
+    );
+    store
+        .verify(&verifier, "user-1", "phone", &code_at(now), now)
+        .unwrap();
+
+    // Single use, also from another connection.
+    let other = store_at(&path, &kek);
+    let err = other
+        .use_recovery_code("user-1", codes[4].expose_secret(), now)
+        .unwrap_err();
+    assert_eq!(err.reject_reason(), Some(RejectReason::UnknownRecoveryCode));
+    assert_eq!(err.to_string(), "code rejected, try later");
+    other
+        .use_recovery_code("user-1", &codes[5].expose_secret().to_lowercase(), now)
+        .unwrap();
+
+    // Regenerating revokes the rest of the old set.
+    let (new_set, new_codes) = RecoveryCodeSet::generate("user-1").unwrap();
+    store.replace_recovery_codes(&new_set).unwrap();
+    assert_eq!(store.recovery_codes_remaining("user-1").unwrap(), 10);
+    assert!(
+        store
+            .use_recovery_code("user-1", codes[6].expose_secret(), now)
+            .is_err()
+    );
+    store
+        .use_recovery_code("user-1", new_codes[0].expose_secret(), now)
+        .unwrap();
+    // Another user's code does not work here.
+    let (set_2, codes_2) = RecoveryCodeSet::generate("user-2").unwrap();
+    store.replace_recovery_codes(&set_2).unwrap();
+    assert!(
+        store
+            .use_recovery_code("user-1", codes_2[0].expose_secret(), now)
+            .is_err()
+    );
+}
+
+#[test]
+fn admin_reset_unlocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let kek = kek();
+    let store = enrolled(&dir.path().join("mfa.db"), &kek);
+    let verifier = Verifier::default();
+    let mut now = NOW + 30;
+    for _ in 0..10 {
+        let _ = store.verify(&verifier, "user-1", "phone", "000000", now);
+        now = now.max(
+            store
+                .load("user-1", "phone")
+                .unwrap()
+                .factor
+                .state()
+                .retry_at(),
+        ) + 1;
+    }
+    assert!(
+        store
+            .load("user-1", "phone")
+            .unwrap()
+            .factor
+            .state()
+            .is_locked()
+    );
+    store.admin_reset("user-1", "phone").unwrap();
+    store
+        .verify(&verifier, "user-1", "phone", &code_at(now), now)
+        .unwrap();
+}
+
+#[test]
+fn adding_and_disabling_factors_need_a_fresh_step_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let kek = kek();
+    let store = enrolled(&dir.path().join("mfa.db"), &kek);
+    let verifier = Verifier::default();
+    let now = NOW + 30;
+
+    // A second factor next to an active one needs a step-up.
+    let err = store
+        .begin_enrollment(
+            &verifier,
+            "user-1",
+            "laptop",
+            TotpKey::generate().unwrap(),
+            now,
+            None,
+        )
+        .unwrap_err();
+    assert!(matches!(err, MfaError::StepUpRequired { .. }), "{err}");
+    let step_up = store
+        .verify(&verifier, "user-1", "phone", &code_at(now), now)
+        .unwrap();
+    let laptop = store
+        .begin_enrollment(
+            &verifier,
+            "user-1",
+            "laptop",
+            TotpKey::generate().unwrap(),
+            now,
+            Some(&step_up),
+        )
+        .unwrap();
+    // Re-enrolling the active id is refused.
+    let err = store
+        .begin_enrollment(&verifier, "user-1", "phone", rfc_key(), now, Some(&step_up))
+        .unwrap_err();
+    assert!(matches!(err, MfaError::AlreadyExists { .. }), "{err}");
+
+    // Replacing: confirm the new factor, then disable the old one with the new step-up.
+    let new_code = laptop.key().code_at(now).unwrap();
+    let new_step_up = store
+        .confirm_enrollment(&verifier, "user-1", "laptop", new_code.expose_secret(), now)
+        .unwrap();
+    let stale = now + 301;
+    assert!(matches!(
+        store.disable(&verifier, "user-1", "phone", &new_step_up, stale),
+        Err(MfaError::StepUpRequired { .. })
+    ));
+    store
+        .disable(&verifier, "user-1", "phone", &new_step_up, now + 10)
+        .unwrap();
+    assert_eq!(
+        store.factors("user-1").unwrap(),
+        [
+            ("laptop".to_owned(), Phase::Active),
+            ("phone".to_owned(), Phase::Disabled)
+        ]
+    );
+    let err = store
+        .verify(&verifier, "user-1", "phone", &code_at(now + 60), now + 60)
+        .unwrap_err();
+    assert_eq!(err.reject_reason(), Some(RejectReason::NotActive));
+}
+
+#[test]
+fn generations_advance_and_stale_writes_lose() {
+    let dir = tempfile::tempdir().unwrap();
+    let kek = kek();
+    let store = enrolled(&dir.path().join("mfa.db"), &kek);
+    let read = store.load("user-1", "phone").unwrap();
+    let state = read.factor.state().admin_reset();
+    assert!(
+        store
+            .compare_and_set("user-1", "phone", read.generation, &state)
+            .unwrap()
+    );
+    assert_eq!(
+        store.load("user-1", "phone").unwrap().generation,
+        read.generation + 1
+    );
+    assert!(
+        !store
+            .compare_and_set("user-1", "phone", read.generation, &state)
+            .unwrap()
+    );
+}
