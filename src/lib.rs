@@ -45,6 +45,8 @@
 
 pub mod crypto;
 pub mod envelope;
+pub mod mask;
+pub mod rbac;
 pub mod secret;
 
 pub use secret::{SecretBytes, SecretKey};
