@@ -1,7 +1,8 @@
 //! "Did you mean `support`?": the closest known name to a misspelt one.
 
 /// Returns the candidate closest to `unknown` by edit distance, if it is close enough to be a
-/// plausible typo (at most a third of the longer name, and at least one edit allowed).
+/// plausible typo: at most one edit per three characters of the longer name, so names shorter
+/// than three characters get no suggestion (`b` for `a` would be noise).
 pub(crate) fn closest<'c, I>(unknown: &str, candidates: I) -> Option<String>
 where
     I: IntoIterator<Item = &'c str>,
@@ -10,7 +11,7 @@ where
     for candidate in candidates {
         let distance = edit_distance(unknown, candidate);
         let longest = unknown.chars().count().max(candidate.chars().count());
-        let allowed = (longest / 3).max(1);
+        let allowed = longest / 3;
         if distance == 0 || distance > allowed {
             continue;
         }
