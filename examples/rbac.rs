@@ -35,21 +35,91 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let step_up = RequestContext::at(now).with_mfa_verified_at(now - 120);
 
     let cases = [
-        ("support views a customer", &agent, "view", &customer, &plain),
-        ("support views the customer with a ticket", &agent, "view", &customer, &ticket),
-        ("support refunds an assigned 42.50 order", &agent, "refund", &small_order, &plain),
-        ("support refunds an assigned 189.00 order", &agent, "refund", &large_order, &plain),
-        ("support views a customer of another store", &agent, "view", &other_store, &plain),
-        ("fulfillment views a customer", &packer, "view", &customer, &plain),
-        ("fulfillment views an order", &packer, "view", &small_order, &plain),
-        ("finance views a card without MFA", &clerk, "view", &card, &plain),
-        ("finance views a card 2 minutes after MFA", &clerk, "view", &card, &step_up),
-        ("support deletes a customer", &agent, "delete", &customer, &plain),
-        ("admin deletes a customer", &admin, "delete", &customer, &plain),
+        (
+            "support views a customer",
+            &agent,
+            "view",
+            &customer,
+            &plain,
+        ),
+        (
+            "support views the customer with a ticket",
+            &agent,
+            "view",
+            &customer,
+            &ticket,
+        ),
+        (
+            "support refunds an assigned 42.50 order",
+            &agent,
+            "refund",
+            &small_order,
+            &plain,
+        ),
+        (
+            "support refunds an assigned 189.00 order",
+            &agent,
+            "refund",
+            &large_order,
+            &plain,
+        ),
+        (
+            "support views a customer of another store",
+            &agent,
+            "view",
+            &other_store,
+            &plain,
+        ),
+        (
+            "fulfillment views a customer",
+            &packer,
+            "view",
+            &customer,
+            &plain,
+        ),
+        (
+            "fulfillment views an order",
+            &packer,
+            "view",
+            &small_order,
+            &plain,
+        ),
+        (
+            "finance views a card without MFA",
+            &clerk,
+            "view",
+            &card,
+            &plain,
+        ),
+        (
+            "finance views a card 2 minutes after MFA",
+            &clerk,
+            "view",
+            &card,
+            &step_up,
+        ),
+        (
+            "support deletes a customer",
+            &agent,
+            "delete",
+            &customer,
+            &plain,
+        ),
+        (
+            "admin deletes a customer",
+            &admin,
+            "delete",
+            &customer,
+            &plain,
+        ),
     ];
     for (label, principal, action, resource, context) in cases {
         let decision = policy.check(principal, action, resource, context);
-        let verdict = if decision.is_allowed() { "ALLOW" } else { "DENY " };
+        let verdict = if decision.is_allowed() {
+            "ALLOW"
+        } else {
+            "DENY "
+        };
         let visible: Vec<String> = decision
             .view()
             .iter()

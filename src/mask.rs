@@ -161,7 +161,14 @@ mod tests {
 
     #[test]
     fn multibyte_input_does_not_panic() {
-        for s in ["😀😀😀@😀", "٤٢٤٢٤٢٤٢٤٢٤٢٤٢٤٢", "\u{0301}@x", "@", "@@", "\u{10FFFF}"] {
+        for s in [
+            "😀😀😀@😀",
+            "٤٢٤٢٤٢٤٢٤٢٤٢٤٢٤٢",
+            "\u{0301}@x",
+            "@",
+            "@@",
+            "\u{10FFFF}",
+        ] {
             let _ = (card_number(s), email(s), phone(s), text(s));
         }
         // Non-ASCII digits are not digits here, so nothing of them is shown.

@@ -107,6 +107,9 @@ mod tests {
     fn from_slice_checks_length() {
         assert!(SecretKey::from_slice(&[0u8; 31]).is_none());
         assert!(SecretKey::from_slice(&[0u8; 33]).is_none());
-        assert_eq!(SecretKey::from_slice(&[7u8; 32]).unwrap().expose_secret(), &[7u8; 32]);
+        assert_eq!(
+            SecretKey::from_slice(&[7u8; 32]).unwrap().expose_secret(),
+            &[7u8; 32]
+        );
     }
 }

@@ -1,6 +1,11 @@
 //! Every kind of policy load error, with the file, line and column it names and the fix it
 //! suggests.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use custodian::rbac::{Policy, PolicyError, PolicyErrorKind};
 
@@ -24,7 +29,10 @@ fn error(rest: &str) -> (String, PolicyError) {
 
 /// 1-based line of the first line containing `needle`.
 fn line_of(text: &str, needle: &str) -> usize {
-    text.lines().position(|l| l.contains(needle)).expect("needle") + 1
+    text.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle")
+        + 1
 }
 
 /// 1-based column of `needle` on its line.
@@ -65,7 +73,9 @@ fn unknown_key_suggests_the_right_one() {
     let (text, e) = error(&rule(
         "effect = \"allow\"\nrolse = [\"support\"]\npermissions = [\"order:view\"]",
     ));
-    let PolicyErrorKind::Syntax { message } = e.kind() else { panic!("{e}") };
+    let PolicyErrorKind::Syntax { message } = e.kind() else {
+        panic!("{e}")
+    };
     assert!(message.contains("unknown field `rolse`"), "{message}");
     assert!(message.ends_with("did you mean `roles`?"), "{message}");
     assert_at(&text, &e, "rolse");
@@ -76,23 +86,33 @@ fn unknown_effect_suggests_allow() {
     let (text, e) = error(&rule(
         "effect = \"alow\"\nroles = [\"support\"]\npermissions = [\"order:view\"]",
     ));
-    let PolicyErrorKind::Syntax { message } = e.kind() else { panic!("{e}") };
+    let PolicyErrorKind::Syntax { message } = e.kind() else {
+        panic!("{e}")
+    };
     assert!(message.ends_with("did you mean `allow`?"), "{message}");
     assert_at(&text, &e, "\"alow\"");
 }
 
 #[test]
 fn wrong_value_type_is_located() {
-    let (text, e) = error(&rule("effect = \"allow\"\nroles = \"support\"\npermissions = [\"order:view\"]"));
+    let (text, e) = error(&rule(
+        "effect = \"allow\"\nroles = \"support\"\npermissions = [\"order:view\"]",
+    ));
     assert!(matches!(e.kind(), PolicyErrorKind::Syntax { .. }), "{e}");
-    assert_eq!(e.location().line, Some(line_of(&text, "roles = \"support\"")));
+    assert_eq!(
+        e.location().line,
+        Some(line_of(&text, "roles = \"support\""))
+    );
 }
 
 #[test]
 fn duplicate_role_table_is_a_toml_error() {
     let (text, e) = error("[roles.support]\n");
     assert!(matches!(e.kind(), PolicyErrorKind::Syntax { .. }), "{e}");
-    assert!(e.to_string().contains("duplicate") || e.to_string().contains("redefin"), "{e}");
+    assert!(
+        e.to_string().contains("duplicate") || e.to_string().contains("redefin"),
+        "{e}"
+    );
     assert_eq!(e.location().line, Some(text.lines().count()));
 }
 
@@ -115,7 +135,10 @@ fn invalid_names() {
     assert_at(&text, &e, "\"refund all\"");
 
     let (text, e) = error("[roles.\"ops:lead\"]\n");
-    assert!(matches!(e.kind(), PolicyErrorKind::InvalidName { what: "role", .. }), "{e}");
+    assert!(
+        matches!(e.kind(), PolicyErrorKind::InvalidName { what: "role", .. }),
+        "{e}"
+    );
     assert_at(&text, &e, "\"ops:lead\"");
 }
 
@@ -125,10 +148,20 @@ fn duplicate_rule_name() {
     let (text, e) = error(&format!("{}{}", rule(body), rule(body)));
     assert_eq!(
         e.kind(),
-        &PolicyErrorKind::DuplicateName { what: "rule", name: "r".to_owned() }
+        &PolicyErrorKind::DuplicateName {
+            what: "rule",
+            name: "r".to_owned()
+        }
     );
     // The second definition is the one reported.
-    let second = text.lines().enumerate().filter(|(_, l)| *l == "name = \"r\"").nth(1).unwrap().0 + 1;
+    let second = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| *l == "name = \"r\"")
+        .nth(1)
+        .unwrap()
+        .0
+        + 1;
     assert_eq!(e.location().line, Some(second));
     assert_eq!(e.location().path, "rules[1].name");
 }
@@ -137,16 +170,26 @@ fn duplicate_rule_name() {
 fn duplicate_action() {
     let text = TYPES.replace("\"refund\"]", "\"refund\", \"view\"]");
     let e = Policy::from_toml(&text, "shop.toml").unwrap_err();
-    assert_eq!(e.kind(), &PolicyErrorKind::DuplicateName { what: "action", name: "view".to_owned() });
+    assert_eq!(
+        e.kind(),
+        &PolicyErrorKind::DuplicateName {
+            what: "action",
+            name: "view".to_owned()
+        }
+    );
     assert_eq!(e.location().path, "resource_types.order.actions[2]");
 }
 
 #[test]
 fn empty_lists() {
-    let (text, e) = error(&rule("effect = \"allow\"\nroles = []\npermissions = [\"order:view\"]"));
+    let (text, e) = error(&rule(
+        "effect = \"allow\"\nroles = []\npermissions = [\"order:view\"]",
+    ));
     assert_eq!(e.kind(), &PolicyErrorKind::EmptyList { key: "roles" });
     assert_at(&text, &e, "[]");
-    let (_, e) = error(&rule("effect = \"allow\"\nroles = [\"support\"]\npermissions = []"));
+    let (_, e) = error(&rule(
+        "effect = \"allow\"\nroles = [\"support\"]\npermissions = []",
+    ));
     assert_eq!(e.kind(), &PolicyErrorKind::EmptyList { key: "permissions" });
 }
 
@@ -179,14 +222,20 @@ fn unknown_role_in_inherits_and_except_roles() {
     let (text, e) = error("[roles.admin]\ninherits = [\"support\", \"marketing\"]\n");
     assert_eq!(
         e.kind(),
-        &PolicyErrorKind::UnknownRole { name: "marketing".to_owned(), suggestion: None }
+        &PolicyErrorKind::UnknownRole {
+            name: "marketing".to_owned(),
+            suggestion: None
+        }
     );
     assert_at(&text, &e, "\"marketing\"");
 
     let (text, e) = error(&rule(
         "effect = \"deny\"\nroles = [\"*\"]\nexcept_roles = [\"admn\"]\npermissions = [\"order:view\"]",
     ));
-    assert!(matches!(e.kind(), PolicyErrorKind::UnknownRole { name, .. } if name == "admn"), "{e}");
+    assert!(
+        matches!(e.kind(), PolicyErrorKind::UnknownRole { name, .. } if name == "admn"),
+        "{e}"
+    );
     assert_at(&text, &e, "\"admn\"");
 }
 
@@ -195,25 +244,45 @@ fn role_cycles_are_named() {
     let (text, e) = error(
         "[roles.a]\ninherits = [\"b\"]\n[roles.b]\ninherits = [\"support\", \"c\"]\n[roles.c]\ninherits = [\"a\"]\n",
     );
-    let PolicyErrorKind::RoleCycle { cycle } = e.kind() else { panic!("{e}") };
+    let PolicyErrorKind::RoleCycle { cycle } = e.kind() else {
+        panic!("{e}")
+    };
     assert_eq!(cycle, &["a", "b", "c", "a"]);
-    assert!(e.to_string().contains("`a` inherits `b` inherits `c` inherits `a`"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("`a` inherits `b` inherits `c` inherits `a`"),
+        "{e}"
+    );
     assert_at(&text, &e, "\"a\"]");
 
     let (_, e) = error("[roles.loop]\ninherits = [\"loop\"]\n");
-    assert_eq!(e.kind(), &PolicyErrorKind::RoleCycle { cycle: vec!["loop".into(), "loop".into()] });
+    assert_eq!(
+        e.kind(),
+        &PolicyErrorKind::RoleCycle {
+            cycle: vec!["loop".into(), "loop".into()]
+        }
+    );
 }
 
 #[test]
 fn invalid_permission() {
-    let (text, e) = error(&rule("effect = \"allow\"\nroles = [\"support\"]\npermissions = [\"order.view\"]"));
-    assert_eq!(e.kind(), &PolicyErrorKind::InvalidPermission { permission: "order.view".to_owned() });
+    let (text, e) = error(&rule(
+        "effect = \"allow\"\nroles = [\"support\"]\npermissions = [\"order.view\"]",
+    ));
+    assert_eq!(
+        e.kind(),
+        &PolicyErrorKind::InvalidPermission {
+            permission: "order.view".to_owned()
+        }
+    );
     assert_at(&text, &e, "\"order.view\"");
 }
 
 #[test]
 fn unknown_resource_type_and_action() {
-    let (text, e) = error(&rule("effect = \"allow\"\nroles = [\"support\"]\npermissions = [\"ordr:view\"]"));
+    let (text, e) = error(&rule(
+        "effect = \"allow\"\nroles = [\"support\"]\npermissions = [\"ordr:view\"]",
+    ));
     assert_eq!(
         e.kind(),
         &PolicyErrorKind::UnknownResourceType {
@@ -223,7 +292,9 @@ fn unknown_resource_type_and_action() {
     );
     assert_at(&text, &e, "\"ordr:view\"");
 
-    let (text, e) = error(&rule("effect = \"allow\"\nroles = [\"support\"]\npermissions = [\"order:veiw\"]"));
+    let (text, e) = error(&rule(
+        "effect = \"allow\"\nroles = [\"support\"]\npermissions = [\"order:veiw\"]",
+    ));
     assert_eq!(
         e.kind(),
         &PolicyErrorKind::UnknownAction {
@@ -253,7 +324,9 @@ fn condition_on_undeclared_attribute() {
     let (text, e) = error(&rule(
         "effect = \"allow\"\nroles = [\"support\"]\npermissions = [\"order:refund\"]\nwhen = { below = { totl = 100 } }",
     ));
-    assert!(matches!(e.kind(), PolicyErrorKind::UnknownAttribute { attribute, .. } if attribute == "totl"));
+    assert!(
+        matches!(e.kind(), PolicyErrorKind::UnknownAttribute { attribute, .. } if attribute == "totl")
+    );
     assert_at(&text, &e, "totl");
 }
 
@@ -306,7 +379,11 @@ fn too_many_fields() {
     let e = Policy::from_toml(&text, "shop.toml").unwrap_err();
     assert_eq!(
         e.kind(),
-        &PolicyErrorKind::TooManyFields { resource_type: "wide".to_owned(), count: 65, max: 64 }
+        &PolicyErrorKind::TooManyFields {
+            resource_type: "wide".to_owned(),
+            count: 65,
+            max: 64
+        }
     );
     assert_eq!(e.location().line, Some(4));
 }
@@ -316,20 +393,44 @@ fn keys_that_do_not_fit_the_effect() {
     let (text, e) = error(&rule(
         "effect = \"deny\"\nroles = [\"support\"]\npermissions = [\"order:view\"]\nfields = { items = \"full\" }",
     ));
-    assert!(matches!(e.kind(), PolicyErrorKind::KeyNotForEffect { key: "fields", effect: "deny", .. }));
+    assert!(matches!(
+        e.kind(),
+        PolicyErrorKind::KeyNotForEffect {
+            key: "fields",
+            effect: "deny",
+            ..
+        }
+    ));
     assert_at(&text, &e, "fields = { items = \"full\"");
-    assert!(e.to_string().contains("`fields` has no meaning in a deny rule; "), "{e}");
+    assert!(
+        e.to_string()
+            .contains("`fields` has no meaning in a deny rule; "),
+        "{e}"
+    );
 
     let (_, e) = error(&rule(
         "effect = \"allow\"\nroles = [\"support\"]\npermissions = [\"order:view\"]\nhide_fields = [\"items\"]",
     ));
-    assert!(matches!(e.kind(), PolicyErrorKind::KeyNotForEffect { key: "hide_fields", effect: "allow", .. }));
+    assert!(matches!(
+        e.kind(),
+        PolicyErrorKind::KeyNotForEffect {
+            key: "hide_fields",
+            effect: "allow",
+            ..
+        }
+    ));
     assert!(e.to_string().contains("in an allow rule"), "{e}");
 
     let (text, e) = error(&rule(
         "effect = \"deny\"\nroles = [\"support\"]\npermissions = [\"order:view\"]\ncross_tenant = true",
     ));
-    assert!(matches!(e.kind(), PolicyErrorKind::KeyNotForEffect { key: "cross_tenant", .. }));
+    assert!(matches!(
+        e.kind(),
+        PolicyErrorKind::KeyNotForEffect {
+            key: "cross_tenant",
+            ..
+        }
+    ));
     assert_at(&text, &e, "cross_tenant");
 }
 
@@ -338,19 +439,40 @@ fn invalid_condition_values() {
     let (text, e) = error(&rule(
         "effect = \"allow\"\nroles = [\"finance\"]\npermissions = [\"order:view\"]\nwhen = { mfa_within = 0 }",
     ));
-    assert!(matches!(e.kind(), PolicyErrorKind::InvalidValue { key: "mfa_within", .. }), "{e}");
+    assert!(
+        matches!(
+            e.kind(),
+            PolicyErrorKind::InvalidValue {
+                key: "mfa_within",
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert_at(&text, &e, "0 }");
 
     let (text, e) = error(&rule(
         "effect = \"allow\"\nroles = [\"finance\"]\npermissions = [\"order:view\"]\n[rules.when]\nvalid_from = 2025-02-01T00:00:00Z\nvalid_until = 2025-01-01T00:00:00Z",
     ));
-    assert!(matches!(e.kind(), PolicyErrorKind::InvalidValue { key: "valid_until", .. }), "{e}");
+    assert!(
+        matches!(
+            e.kind(),
+            PolicyErrorKind::InvalidValue {
+                key: "valid_until",
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert_at(&text, &e, "2025-01-01T00:00:00Z");
 
     let (text, e) = error(&rule(
         "effect = \"allow\"\nroles = [\"finance\"]\npermissions = [\"order:view\"]\nwhen = { valid_until = 2025-01-01 }",
     ));
-    assert!(matches!(e.kind(), PolicyErrorKind::Syntax { message } if message.contains("UTC offset")), "{e}");
+    assert!(
+        matches!(e.kind(), PolicyErrorKind::Syntax { message } if message.contains("UTC offset")),
+        "{e}"
+    );
     assert_eq!(e.location().line, Some(line_of(&text, "valid_until")));
 }
 
@@ -374,23 +496,48 @@ fn file_errors() {
 
 #[test]
 fn json_errors() {
-    let e = Policy::from_json("{\n  \"version\": 1,\n  \"roles\": {\n    \"a\": {\"inherits\": [\"b\"]}\n  }\n}", "shop.json")
-        .unwrap_err();
-    assert_eq!(e.kind(), &PolicyErrorKind::UnknownRole { name: "b".to_owned(), suggestion: None });
+    let e = Policy::from_json(
+        "{\n  \"version\": 1,\n  \"roles\": {\n    \"a\": {\"inherits\": [\"b\"]}\n  }\n}",
+        "shop.json",
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.kind(),
+        &PolicyErrorKind::UnknownRole {
+            name: "b".to_owned(),
+            suggestion: None
+        }
+    );
     assert_eq!(e.location().path, "roles.a.inherits[0]");
     assert_eq!(e.location().line, None);
 
-    let e = Policy::from_json("{\n  \"version\": 1,\n  \"roles\": {\n    \"a\": {},,\n  }\n}", "shop.json").unwrap_err();
+    let e = Policy::from_json(
+        "{\n  \"version\": 1,\n  \"roles\": {\n    \"a\": {},,\n  }\n}",
+        "shop.json",
+    )
+    .unwrap_err();
     assert!(matches!(e.kind(), PolicyErrorKind::Syntax { .. }), "{e}");
     assert_eq!(e.location().line, Some(4));
     assert!(!e.to_string().contains(" at line "), "{e}");
 
     // JSON allows repeated keys; the loader does not let the second silently win.
-    let e = Policy::from_json(r#"{"version": 1, "roles": {"a": {}, "a": {"inherits": []}}}"#, "shop.json")
-        .unwrap_err();
-    assert_eq!(e.kind(), &PolicyErrorKind::DuplicateName { what: "role", name: "a".to_owned() });
+    let e = Policy::from_json(
+        r#"{"version": 1, "roles": {"a": {}, "a": {"inherits": []}}}"#,
+        "shop.json",
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.kind(),
+        &PolicyErrorKind::DuplicateName {
+            what: "role",
+            name: "a".to_owned()
+        }
+    );
 
-    let e = Policy::from_json(r#"{"version": 1, "rules": [{"name": "r", "efect": "allow"}]}"#, "shop.json")
-        .unwrap_err();
+    let e = Policy::from_json(
+        r#"{"version": 1, "rules": [{"name": "r", "efect": "allow"}]}"#,
+        "shop.json",
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("did you mean `effect`?"), "{e}");
 }

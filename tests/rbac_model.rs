@@ -2,7 +2,12 @@
 //! in docs/RBAC.md and knowing nothing of the compiled index, must agree with `Policy::check` on
 //! every decision (allowed or not, the deciding rule, the field view, the field restriction) for
 //! random policies and random requests.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -19,10 +24,15 @@ const TYPES: [(&str, &[&str], &[&str]); 2] = [
     ("doc", &["read", "edit", "drop"], &["a", "b", "c"]),
     ("note", &["read", "pin"], &["a", "b"]),
 ];
-/// Fields declared by every type, so any rule may name them.
-const COMMON_FIELDS: [&str; 2] = ["a", "b"];
 const PERMISSIONS: [&str; 8] = [
-    "doc:read", "doc:edit", "doc:*", "note:read", "note:pin", "note:*", "*:read", "*:*",
+    "doc:read",
+    "doc:edit",
+    "doc:*",
+    "note:read",
+    "note:pin",
+    "note:*",
+    "*:read",
+    "*:*",
 ];
 
 // ---- the reference model ---------------------------------------------------------------------
@@ -167,16 +177,28 @@ impl Model {
         let denied = |reason: String, fields: &[&str]| Outcome {
             allowed: false,
             reason,
-            fields: fields.iter().map(|f| (f.to_string(), Visibility::Hidden)).collect(),
+            fields: fields
+                .iter()
+                .map(|f| (f.to_string(), Visibility::Hidden))
+                .collect(),
             restricted_by: None,
         };
         let Some((type_name, actions, fields)) =
             TYPES.iter().find(|(t, _, _)| *t == r.resource.type_name())
         else {
-            return denied(format!("the policy has no resource type `{}`", r.resource.type_name()), &[]);
+            return denied(
+                format!(
+                    "the policy has no resource type `{}`",
+                    r.resource.type_name()
+                ),
+                &[],
+            );
         };
         if !actions.contains(&r.action) {
-            return denied(format!("the resource type has no action `{}`", r.action), fields);
+            return denied(
+                format!("the resource type has no action `{}`", r.action),
+                fields,
+            );
         }
         let roles = self.effective_roles(&r.principal);
         let same_tenant =
@@ -281,11 +303,19 @@ impl Model {
                 rule.roles.iter().map(|r| format!("\"role{r}\"")).collect()
             };
             writeln!(t, "[[rules]]\nname = \"rule{index}\"").unwrap();
-            let effect = if rule.effect == Effect::Allow { "allow" } else { "deny" };
+            let effect = if rule.effect == Effect::Allow {
+                "allow"
+            } else {
+                "deny"
+            };
             writeln!(t, "effect = \"{effect}\"\nroles = {}", list(roles)).unwrap();
             let except = rule.except.iter().map(|r| format!("\"role{r}\"")).collect();
             writeln!(t, "except_roles = {}", list(except)).unwrap();
-            let permissions = rule.permissions.iter().map(|p| format!("\"{}\"", PERMISSIONS[*p])).collect();
+            let permissions = rule
+                .permissions
+                .iter()
+                .map(|p| format!("\"{}\"", PERMISSIONS[*p]))
+                .collect();
             writeln!(t, "permissions = {}", list(permissions)).unwrap();
             match rule.effect {
                 Effect::Allow => {
@@ -368,12 +398,21 @@ fn role_subset(n: usize, max: usize) -> impl Strategy<Value = Vec<usize>> {
 }
 
 fn visibility() -> impl Strategy<Value = Visibility> {
-    prop_oneof![Just(Visibility::Hidden), Just(Visibility::Masked), Just(Visibility::Full)]
+    prop_oneof![
+        Just(Visibility::Hidden),
+        Just(Visibility::Masked),
+        Just(Visibility::Full)
+    ]
 }
 
 fn rule(roles: usize) -> impl Strategy<Value = Rule> {
+    // Only fields every type declares (`a`, `b`), so any rule may name them.
     let field_name = prop_oneof![Just("a"), Just("b"), Just("*")];
-    let who = (any::<bool>(), role_subset(roles, 2).prop_filter("roles", |r| !r.is_empty()), role_subset(roles, 1));
+    let who = (
+        any::<bool>(),
+        role_subset(roles, 2).prop_filter("roles", |r| !r.is_empty()),
+        role_subset(roles, 1),
+    );
     let what = (
         prop_oneof![3 => Just(Effect::Allow), 2 => Just(Effect::Deny), 1 => Just(Effect::Restrict)],
         proptest::collection::btree_set(0..PERMISSIONS.len(), 1..=2),
@@ -404,7 +443,8 @@ fn rule(roles: usize) -> impl Strategy<Value = Rule> {
                     valid_until = Some(from + 1);
                 }
             }
-            let (hide, mask): (Vec<_>, Vec<_>) = (hide.into_iter().collect(), mask.into_iter().collect());
+            let (hide, mask): (Vec<_>, Vec<_>) =
+                (hide.into_iter().collect(), mask.into_iter().collect());
             let (hide, mask) = if effect == Effect::Restrict && hide.is_empty() && mask.is_empty() {
                 (vec!["a"], mask)
             } else {
@@ -434,7 +474,10 @@ fn rule(roles: usize) -> impl Strategy<Value = Rule> {
 fn model() -> impl Strategy<Value = Model> {
     (1..=ROLES_MAX).prop_flat_map(|n| {
         let inherits = (0..n)
-            .map(|i| role_subset(i.max(1), 2).prop_map(move |s| s.into_iter().filter(|p| *p < i).collect::<Vec<_>>()))
+            .map(|i| {
+                role_subset(i.max(1), 2)
+                    .prop_map(move |s| s.into_iter().filter(|p| *p < i).collect::<Vec<_>>())
+            })
             .collect::<Vec<_>>();
         (inherits, proptest::collection::vec(rule(n), 0..=10))
             .prop_map(|(inherits, rules)| Model { inherits, rules })
@@ -449,7 +492,11 @@ fn request() -> impl Strategy<Value = Request> {
     )
         .prop_map(|(id, tenant, roles)| {
             roles.into_iter().fold(Principal::new(id, tenant), |p, r| {
-                p.with_role(if r > ROLES_MAX { "ghost".to_owned() } else { format!("role{r}") })
+                p.with_role(if r > ROLES_MAX {
+                    "ghost".to_owned()
+                } else {
+                    format!("role{r}")
+                })
             })
         });
     let resource = (
@@ -490,12 +537,20 @@ fn request() -> impl Strategy<Value = Request> {
             }
             c
         });
-    let action = prop_oneof![Just("read"), Just("edit"), Just("drop"), Just("pin"), Just("fly")];
-    (principal, action, resource, context).prop_map(|(principal, action, resource, context)| Request {
-        principal,
-        action,
-        resource,
-        context,
+    let action = prop_oneof![
+        Just("read"),
+        Just("edit"),
+        Just("drop"),
+        Just("pin"),
+        Just("fly")
+    ];
+    (principal, action, resource, context).prop_map(|(principal, action, resource, context)| {
+        Request {
+            principal,
+            action,
+            resource,
+            context,
+        }
     })
 }
 

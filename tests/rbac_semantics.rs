@@ -1,6 +1,11 @@
 //! Evaluation semantics: default deny, deny wins, tenant scope, each condition kind, fail-closed
 //! on missing input, field restrictions, wildcards, JSON parity and atomic reload.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,7 +55,13 @@ fn leak<T>(value: T) -> &'static T {
 }
 
 /// The reason as an owned comparable value.
-fn reason(p: &Policy, who: &Principal, action: &str, what: &Resource, c: &RequestContext) -> (bool, Option<String>) {
+fn reason(
+    p: &Policy,
+    who: &Principal,
+    action: &str,
+    what: &Resource,
+    c: &RequestContext,
+) -> (bool, Option<String>) {
     let d = p.check(who, action, what, c);
     (d.is_allowed(), d.reason().rule().map(str::to_owned))
 }
@@ -72,10 +83,16 @@ fn default_deny() {
     assert_eq!(d.reason(), Reason::NoRuleAllowed);
     assert_eq!(d.reason().to_string(), "no rule allowed it");
     let empty = policy("");
-    assert_eq!(empty.check(&agent(), "view", &order(1), &ctx()).reason(), Reason::NoRuleAllowed);
+    assert_eq!(
+        empty.check(&agent(), "view", &order(1), &ctx()).reason(),
+        Reason::NoRuleAllowed
+    );
     // A principal without any declared role gets nothing.
     let stranger = Principal::new("x", "store-1").with_role("ghost");
-    assert_eq!(p.check(&stranger, "view", &order(1), &ctx()).reason(), Reason::NoRuleAllowed);
+    assert_eq!(
+        p.check(&stranger, "view", &order(1), &ctx()).reason(),
+        Reason::NoRuleAllowed
+    );
 }
 
 #[test]
@@ -83,7 +100,12 @@ fn unknown_type_and_action_are_denied_with_a_reason() {
     let p = policy(ALLOW_VIEW);
     let parcel = Resource::new("parcel", "p", "store-1");
     let d = p.check(leak(agent()), "view", &parcel, leak(ctx()));
-    assert_eq!(d.reason(), Reason::UnknownResourceType { resource_type: "parcel" });
+    assert_eq!(
+        d.reason(),
+        Reason::UnknownResourceType {
+            resource_type: "parcel"
+        }
+    );
     assert!(!d.is_allowed());
     let d = p.check(leak(agent()), "fly", leak(order(1)), leak(ctx()));
     assert_eq!(d.reason(), Reason::UnknownAction { action: "fly" });
@@ -127,7 +149,10 @@ permissions = ["order:cancel"]
 "#
     ));
     let lead = Principal::new("emp-2", "store-1").with_role("lead");
-    assert_eq!(reason(&p, &lead, "view", &order(1), &ctx()), (true, Some("agents-view".into())));
+    assert_eq!(
+        reason(&p, &lead, "view", &order(1), &ctx()),
+        (true, Some("agents-view".into()))
+    );
     assert_eq!(
         reason(&p, &lead, "cancel", &order(1), &ctx()),
         (false, Some("agents-never-cancel".into()))
@@ -151,7 +176,9 @@ permissions = ["order:view"]
     let lead = Principal::new("emp-2", "store-1").with_role("lead");
     assert!(p.check(&lead, "view", &order(1), &ctx()).is_allowed());
     // An unknown role is not an exception.
-    let fake = Principal::new("emp-3", "store-1").with_role("agent").with_role("leader");
+    let fake = Principal::new("emp-3", "store-1")
+        .with_role("agent")
+        .with_role("leader");
     assert!(!p.check(&fake, "view", &order(1), &ctx()).is_allowed());
 }
 
@@ -162,7 +189,10 @@ fn tenant_scope_is_on_by_default_and_opt_out_is_explicit() {
     assert!(!p.check(&agent(), "view", &elsewhere, &ctx()).is_allowed());
     let no_tenant = Principal::new("emp-1", "").with_role("agent");
     let untenanted = Resource::new("order", "ord-9", "");
-    assert!(!p.check(&no_tenant, "view", &untenanted, &ctx()).is_allowed());
+    assert!(
+        !p.check(&no_tenant, "view", &untenanted, &ctx())
+            .is_allowed()
+    );
 
     let global = policy(
         r#"
@@ -180,10 +210,19 @@ permissions = ["order:cancel"]
 "#,
     );
     let auditor = Principal::new("aud-1", "hq").with_role("auditor");
-    assert!(global.check(&auditor, "view", &elsewhere, &ctx()).is_allowed());
+    assert!(
+        global
+            .check(&auditor, "view", &elsewhere, &ctx())
+            .is_allowed()
+    );
     // Deny rules apply in every store, the principal's or not.
     let d = global.check(&auditor, "cancel", &elsewhere, leak(ctx()));
-    assert_eq!(d.reason(), Reason::ForbiddenBy { rule: "nobody-cancels" });
+    assert_eq!(
+        d.reason(),
+        Reason::ForbiddenBy {
+            rule: "nobody-cancels"
+        }
+    );
 }
 
 const CONDITIONS: &str = r#"
@@ -230,13 +269,34 @@ fn each_condition_kind() {
     assert!(!p.check(&agent(), "refund", &theirs, &ctx()).is_allowed());
     // numeric limits: 10 <= total < 100
     for (total, allowed) in [(9, false), (10, true), (99, true), (100, false)] {
-        assert_eq!(p.check(&agent(), "cancel", &order(total), &ctx()).is_allowed(), allowed, "{total}");
+        assert_eq!(
+            p.check(&agent(), "cancel", &order(total), &ctx())
+                .is_allowed(),
+            allowed,
+            "{total}"
+        );
     }
     // MFA within 60 s
     let lead = Principal::new("emp-5", "store-1").with_role("lead");
     let other = Resource::new("order", "o", "store-1").with("assigned_agent", "emp-9");
-    assert!(p.check(&lead, "refund", &other, &ctx().with_mfa_verified_at(NOW - 60)).is_allowed());
-    assert!(!p.check(&lead, "refund", &other, &ctx().with_mfa_verified_at(NOW - 61)).is_allowed());
+    assert!(
+        p.check(
+            &lead,
+            "refund",
+            &other,
+            &ctx().with_mfa_verified_at(NOW - 60)
+        )
+        .is_allowed()
+    );
+    assert!(
+        !p.check(
+            &lead,
+            "refund",
+            &other,
+            &ctx().with_mfa_verified_at(NOW - 61)
+        )
+        .is_allowed()
+    );
     // justification present
     let auditor = Principal::new("aud", "store-1").with_role("auditor");
     assert!(!p.check(&auditor, "view", &order(1), &ctx()).is_allowed());
@@ -244,9 +304,15 @@ fn each_condition_kind() {
     assert!(p.check(&auditor, "view", &order(1), &ticketed).is_allowed());
     // time box: from 2025-06-15T00:00:00Z (1749945600) until 1750100000, exclusive
     let ticket = Resource::new("ticket", "t", "store-1");
-    for (now, allowed) in [(1_749_945_599, false), (1_749_945_600, true), (1_750_099_999, true), (1_750_100_000, false)] {
+    for (now, allowed) in [
+        (1_749_945_599, false),
+        (1_749_945_600, true),
+        (1_750_099_999, true),
+        (1_750_100_000, false),
+    ] {
         assert_eq!(
-            p.check(&auditor, "close", &ticket, &RequestContext::at(now)).is_allowed(),
+            p.check(&auditor, "close", &ticket, &RequestContext::at(now))
+                .is_allowed(),
             allowed,
             "{now}"
         );
@@ -269,14 +335,28 @@ when = { at_least = { total = 1000 } }
     let bare = Resource::new("order", "o", "store-1").with("assigned_agent", "emp-1");
     // The allow rule's condition is met, but the deny rule cannot tell the total: it applies.
     let d = p.check(leak(agent()), "refund", &bare, leak(ctx()));
-    assert_eq!(d.reason(), Reason::ForbiddenBy { rule: "no-large-refunds" });
+    assert_eq!(
+        d.reason(),
+        Reason::ForbiddenBy {
+            rule: "no-large-refunds"
+        }
+    );
     // A total of the wrong type is as good as missing.
     let text_total = bare.clone().with("total", "12");
-    assert!(!p.check(&agent(), "refund", &text_total, &ctx()).is_allowed());
-    assert!(p.check(&agent(), "refund", &bare.clone().with("total", 999), &ctx()).is_allowed());
+    assert!(
+        !p.check(&agent(), "refund", &text_total, &ctx())
+            .is_allowed()
+    );
+    assert!(
+        p.check(&agent(), "refund", &bare.clone().with("total", 999), &ctx())
+            .is_allowed()
+    );
     // Missing assignee: the allow rule does not apply.
     let unassigned = Resource::new("order", "o", "store-1").with("total", 5);
-    assert_eq!(p.check(&agent(), "refund", &unassigned, &ctx()).reason(), Reason::NoRuleAllowed);
+    assert_eq!(
+        p.check(&agent(), "refund", &unassigned, &ctx()).reason(),
+        Reason::NoRuleAllowed
+    );
     assert_eq!(
         unassigned.attribute("total"),
         Some(&AttributeValue::Integer(5))
@@ -328,7 +408,12 @@ when = { at_least = { total = 500 } }
     ));
     let lead = Principal::new("emp-2", "store-1").with_role("lead");
     let d = p.check(&lead, "view", leak(order(10)), leak(ctx()));
-    assert_eq!(d.reason(), Reason::AllowedBy { rule: "agents-view" });
+    assert_eq!(
+        d.reason(),
+        Reason::AllowedBy {
+            rule: "agents-view"
+        }
+    );
     assert_eq!(d.restricted_by(), None);
     let v: Vec<_> = d.view().iter().map(|(f, _, v)| (f.to_owned(), v)).collect();
     assert_eq!(
@@ -346,7 +431,10 @@ when = { at_least = { total = 500 } }
     assert_eq!(d.view().visibility("email"), Visibility::Masked);
     assert_eq!(d.view().visibility("items"), Visibility::Masked);
     assert_eq!(d.view().visibility("phone"), Visibility::Hidden);
-    assert_eq!(d.view().show("email", "jo@example.com").unwrap(), "j***@example.com");
+    assert_eq!(
+        d.view().show("email", "jo@example.com").unwrap(),
+        "j***@example.com"
+    );
     assert_eq!(d.view().show("phone", "+1 555 0100"), None);
     assert_eq!(d.view().show("undeclared", "x"), None);
     // A restriction without a total cannot be evaluated: it applies (fail closed).
@@ -383,18 +471,30 @@ permissions = ["ticket:*"]
 
 #[test]
 fn json_and_toml_agree() {
-    let toml_text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/shop.toml")).unwrap();
+    let toml_text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/policies/shop.toml"
+    ))
+    .unwrap();
     let value: toml::Value = toml::from_str(&toml_text).unwrap();
     let json_text = serde_json::to_string_pretty(&value).unwrap();
     let from_toml = Policy::from_toml(&toml_text, "shop.toml").unwrap();
     let from_json = Policy::from_json(&json_text, "shop.json").unwrap();
-    let agent = Principal::new("e", "s").with_role("support").with_role("finance");
+    let agent = Principal::new("e", "s")
+        .with_role("support")
+        .with_role("finance");
     let resources = [
         Resource::new("customer", "c", "s"),
-        Resource::new("order", "o", "s").with("assigned_agent", "e").with("total", 50),
+        Resource::new("order", "o", "s")
+            .with("assigned_agent", "e")
+            .with("total", 50),
         Resource::new("payment_card", "p", "s"),
     ];
-    let contexts = [ctx(), ctx().with_mfa_verified_at(NOW), ctx().with_justification(Justification::ticket("t").naming("customer", "c"))];
+    let contexts = [
+        ctx(),
+        ctx().with_mfa_verified_at(NOW),
+        ctx().with_justification(Justification::ticket("t").naming("customer", "c")),
+    ];
     for r in &resources {
         for c in &contexts {
             for action in ["view", "refund", "delete", "update_shipping"] {
@@ -414,16 +514,31 @@ fn handle_swaps_atomically_and_keeps_the_old_policy_on_error() {
     std::fs::write(&path, format!("{HEAD}{ALLOW_VIEW}")).unwrap();
     let handle = PolicyHandle::new(Policy::from_path(&path).unwrap());
     let (who, what, c) = (agent(), order(1), ctx());
-    assert!(handle.snapshot().check(&who, "view", &what, &c).is_allowed());
+    assert!(
+        handle
+            .snapshot()
+            .check(&who, "view", &what, &c)
+            .is_allowed()
+    );
 
     std::fs::write(&path, format!("{HEAD}[[rules]]\nname = \"broken\"\n")).unwrap();
     assert!(handle.reload_from_path(&path).is_err());
-    assert!(handle.snapshot().check(&who, "view", &what, &c).is_allowed());
+    assert!(
+        handle
+            .snapshot()
+            .check(&who, "view", &what, &c)
+            .is_allowed()
+    );
 
     std::fs::write(&path, HEAD).unwrap();
     let old = handle.reload_from_path(&path).unwrap();
     assert!(old.check(&who, "view", &what, &c).is_allowed());
-    assert!(!handle.snapshot().check(&who, "view", &what, &c).is_allowed());
+    assert!(
+        !handle
+            .snapshot()
+            .check(&who, "view", &what, &c)
+            .is_allowed()
+    );
     assert!(format!("{handle:?}").contains("policy.toml"));
 }
 

@@ -29,7 +29,12 @@ pub trait AeadKey: Send + Sync + fmt::Debug {
     ///
     /// The caller promises that `nonce` is never used twice with this key; custodian only passes
     /// nonces freshly drawn from the OS CSPRNG.
-    fn seal_in_place(&self, nonce: &[u8], aad: &[u8], in_out: &mut [u8]) -> Result<Tag, CryptoError>;
+    fn seal_in_place(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> Result<Tag, CryptoError>;
 
     /// Verifies `tag` and decrypts `in_out` in place. On failure `in_out` must not be used: its
     /// content is unspecified (implementations should leave it encrypted).

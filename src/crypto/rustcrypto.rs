@@ -2,8 +2,8 @@
 
 use super::{AeadAlgorithm, AeadKey, CryptoError, CryptoProvider, Suite, Tag};
 use crate::secret::SecretKey;
-use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, XChaCha20Poly1305};
 use core::fmt;
 
@@ -64,7 +64,12 @@ where
         A::SUITE
     }
 
-    fn seal_in_place(&self, nonce: &[u8], aad: &[u8], in_out: &mut [u8]) -> Result<Tag, CryptoError> {
+    fn seal_in_place(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> Result<Tag, CryptoError> {
         let nonce = nonce_of::<A>(nonce)?;
         let tag = self
             .0
@@ -83,7 +88,8 @@ where
         tag: &Tag,
     ) -> Result<(), CryptoError> {
         let nonce = nonce_of::<A>(nonce)?;
-        let tag = aes_gcm::aead::Tag::<A>::try_from(&tag[..]).map_err(|_| CryptoError::Authentication)?;
+        let tag =
+            aes_gcm::aead::Tag::<A>::try_from(&tag[..]).map_err(|_| CryptoError::Authentication)?;
         self.0
             .decrypt_inout_detached(nonce, aad, in_out.into(), &tag)
             .map_err(|_| CryptoError::Authentication)

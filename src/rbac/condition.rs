@@ -143,12 +143,24 @@ mod tests {
             attribute: "assigned_agent".into(),
         };
         let ctx = RequestContext::at(0);
-        assert_eq!(c.evaluate(&Principal::new("emp-1", "s"), &order(), &ctx), Truth::True);
-        assert_eq!(c.evaluate(&Principal::new("emp-2", "s"), &order(), &ctx), Truth::False);
+        assert_eq!(
+            c.evaluate(&Principal::new("emp-1", "s"), &order(), &ctx),
+            Truth::True
+        );
+        assert_eq!(
+            c.evaluate(&Principal::new("emp-2", "s"), &order(), &ctx),
+            Truth::False
+        );
         let unassigned = Resource::new("order", "ord-2", "store-1");
-        assert_eq!(c.evaluate(&Principal::new("emp-1", "s"), &unassigned, &ctx), Truth::Unknown);
+        assert_eq!(
+            c.evaluate(&Principal::new("emp-1", "s"), &unassigned, &ctx),
+            Truth::Unknown
+        );
         let wrong_type = Resource::new("order", "o", "s").with("assigned_agent", 1);
-        assert_eq!(c.evaluate(&Principal::new("1", "s"), &wrong_type, &ctx), Truth::Unknown);
+        assert_eq!(
+            c.evaluate(&Principal::new("1", "s"), &wrong_type, &ctx),
+            Truth::Unknown
+        );
     }
 
     #[test]
@@ -160,13 +172,31 @@ mod tests {
             comparison,
             bound,
         };
-        assert_eq!(limit(Comparison::Below, 10_000).evaluate(&p, &order(), &ctx), Truth::True);
-        assert_eq!(limit(Comparison::Below, 9_999).evaluate(&p, &order(), &ctx), Truth::False);
-        assert_eq!(limit(Comparison::AtMost, 9_999).evaluate(&p, &order(), &ctx), Truth::True);
-        assert_eq!(limit(Comparison::AtLeast, 10_000).evaluate(&p, &order(), &ctx), Truth::False);
-        assert_eq!(limit(Comparison::Above, 9_998).evaluate(&p, &order(), &ctx), Truth::True);
+        assert_eq!(
+            limit(Comparison::Below, 10_000).evaluate(&p, &order(), &ctx),
+            Truth::True
+        );
+        assert_eq!(
+            limit(Comparison::Below, 9_999).evaluate(&p, &order(), &ctx),
+            Truth::False
+        );
+        assert_eq!(
+            limit(Comparison::AtMost, 9_999).evaluate(&p, &order(), &ctx),
+            Truth::True
+        );
+        assert_eq!(
+            limit(Comparison::AtLeast, 10_000).evaluate(&p, &order(), &ctx),
+            Truth::False
+        );
+        assert_eq!(
+            limit(Comparison::Above, 9_998).evaluate(&p, &order(), &ctx),
+            Truth::True
+        );
         let text_total = Resource::new("order", "o", "s").with("total", "9999");
-        assert_eq!(limit(Comparison::Below, 10_000).evaluate(&p, &text_total, &ctx), Truth::Unknown);
+        assert_eq!(
+            limit(Comparison::Below, 10_000).evaluate(&p, &text_total, &ctx),
+            Truth::Unknown
+        );
     }
 
     #[test]
@@ -177,7 +207,10 @@ mod tests {
         assert_eq!(c.evaluate(&p, &order(), &at(1_000, 700)), Truth::True);
         assert_eq!(c.evaluate(&p, &order(), &at(1_000, 699)), Truth::False);
         assert_eq!(c.evaluate(&p, &order(), &at(1_000, 1_001)), Truth::Unknown);
-        assert_eq!(c.evaluate(&p, &order(), &RequestContext::at(1_000)), Truth::Unknown);
+        assert_eq!(
+            c.evaluate(&p, &order(), &RequestContext::at(1_000)),
+            Truth::Unknown
+        );
     }
 
     #[test]
@@ -191,7 +224,10 @@ mod tests {
         assert_eq!(c.evaluate(&p, &order(), &with(right.clone())), Truth::True);
         assert_eq!(c.evaluate(&p, &order(), &with(other_id)), Truth::False);
         assert_eq!(c.evaluate(&p, &order(), &with(other_type)), Truth::False);
-        assert_eq!(c.evaluate(&p, &order(), &RequestContext::at(0)), Truth::Unknown);
+        assert_eq!(
+            c.evaluate(&p, &order(), &RequestContext::at(0)),
+            Truth::Unknown
+        );
         assert_eq!(
             Condition::AnyJustification.evaluate(&p, &order(), &with(right)),
             Truth::True

@@ -117,7 +117,10 @@ pub struct Decision<'a> {
 }
 
 impl<'a> Decision<'a> {
-    #[expect(clippy::too_many_arguments, reason = "internal constructor mirroring the fields")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "internal constructor mirroring the fields"
+    )]
     pub(crate) fn new(
         policy: &'a Policy,
         principal: &'a Principal,

@@ -127,7 +127,9 @@ pub enum PolicyErrorKind {
         cycle: Vec<String>,
     },
     /// A permission is not written `resource_type:action`.
-    #[error("invalid permission `{permission}`: write `resource_type:action`, like `order:view` or `order:*`")]
+    #[error(
+        "invalid permission `{permission}`: write `resource_type:action`, like `order:view` or `order:*`"
+    )]
     InvalidPermission {
         /// The permission as written.
         permission: String,

@@ -114,6 +114,8 @@ impl Deref for PolicySnapshot {
 
 impl fmt::Debug for PolicySnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("PolicySnapshot").field(&self.source()).finish()
+        f.debug_tuple("PolicySnapshot")
+            .field(&self.source())
+            .finish()
     }
 }

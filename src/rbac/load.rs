@@ -150,8 +150,7 @@ fn toml_span(text: &str, path: &DocPath) -> Option<Range<usize>> {
                 value = Some(next.get_ref());
             }
             Segment::KeyName(key) => {
-                if let Some((name, _)) = current_table.and_then(|t| t.get_key_value(key.as_str()))
-                {
+                if let Some((name, _)) = current_table.and_then(|t| t.get_key_value(key.as_str())) {
                     span = name.span();
                 }
                 break;

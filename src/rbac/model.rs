@@ -258,7 +258,10 @@ mod tests {
     fn datetimes_convert_to_unix_seconds() {
         assert_eq!(parse_datetime("1970-01-01T00:00:00Z"), Ok(0));
         assert_eq!(parse_datetime("2025-01-31T18:00:00Z"), Ok(1_738_346_400));
-        assert_eq!(parse_datetime("2024-02-29T12:00:00+02:00"), Ok(1_709_200_800));
+        assert_eq!(
+            parse_datetime("2024-02-29T12:00:00+02:00"),
+            Ok(1_709_200_800)
+        );
         assert!(parse_datetime("2025-01-31").is_err());
         assert!(parse_datetime("2025-01-31T18:00:00").is_err());
         assert!(parse_datetime("1969-12-31T23:59:59Z").is_err());

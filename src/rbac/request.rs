@@ -185,9 +185,9 @@ impl Justification {
 
     /// Whether the ticket names exactly this resource.
     pub fn names(&self, resource: &Resource) -> bool {
-        self.subject.as_ref().is_some_and(|(type_name, id)| {
-            *type_name == resource.type_name && *id == resource.id
-        })
+        self.subject
+            .as_ref()
+            .is_some_and(|(type_name, id)| *type_name == resource.type_name && *id == resource.id)
     }
 }
 

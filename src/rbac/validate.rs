@@ -407,7 +407,10 @@ fn resolve_rule(
     check_effect_keys(rule, kind, path)?;
 
     if rule.roles.is_empty() {
-        return Err(issue(path.key("roles"), PolicyErrorKind::EmptyList { key: "roles" }));
+        return Err(issue(
+            path.key("roles"),
+            PolicyErrorKind::EmptyList { key: "roles" },
+        ));
     }
     let mut roles = Some(Vec::with_capacity(rule.roles.len()));
     for (index, name) in rule.roles.iter().enumerate() {
@@ -631,8 +634,7 @@ fn field_masks(
     covered: &[&TypeDef],
 ) -> Result<TypeMasks, Issue> {
     let all = |t: &TypeDef| (0..t.fields.len()).fold(0u64, |m, i| m | field_bit(i));
-    let mut masks: TypeMasks =
-        covered.iter().map(|t| (t.name.clone(), (0, 0))).collect();
+    let mut masks: TypeMasks = covered.iter().map(|t| (t.name.clone(), (0, 0))).collect();
     let mut set = |type_name: &str, bits: (u64, u64)| {
         if let Some((_, m)) = masks.iter_mut().find(|(n, _)| n == type_name) {
             m.0 |= bits.0;
@@ -670,7 +672,8 @@ fn field_masks(
             };
             let mut explicit = vec![0u64; covered.len()];
             for (field, visibility) in fields.0.iter().filter(|(f, _)| f != "*") {
-                for (type_name, index) in field_index(field, covered, &fields_path.key_name(field))? {
+                for (type_name, index) in field_index(field, covered, &fields_path.key_name(field))?
+                {
                     let bit = field_bit(index);
                     set(&type_name, bits(*visibility, bit));
                     if let Some(position) = covered.iter().position(|t| t.name == type_name) {
@@ -737,7 +740,10 @@ fn check_attribute(
                     PolicyErrorKind::UnknownAttribute {
                         resource_type: t.name.clone(),
                         attribute: attribute.to_owned(),
-                        suggestion: closest(attribute, t.attributes.iter().map(|(n, _)| n.as_str())),
+                        suggestion: closest(
+                            attribute,
+                            t.attributes.iter().map(|(n, _)| n.as_str()),
+                        ),
                     },
                 ));
             }
@@ -753,7 +759,12 @@ fn resolve_conditions(
 ) -> Result<Vec<Condition>, Issue> {
     let mut conditions = Vec::new();
     if let Some(attribute) = &when.principal_is {
-        check_attribute(attribute, AttributeType::Id, covered, &path.key("principal_is"))?;
+        check_attribute(
+            attribute,
+            AttributeType::Id,
+            covered,
+            &path.key("principal_is"),
+        )?;
         conditions.push(Condition::PrincipalIs {
             attribute: attribute.as_str().into(),
         });
