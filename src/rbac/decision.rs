@@ -101,8 +101,12 @@ pub enum ReasonKind {
     UnknownAction,
 }
 
-/// The answer to one check. Borrowed from the policy and the request, so making one never
-/// allocates.
+/// The answer to one check.
+///
+/// It borrows the policy and the request it answers (so making one never allocates, and its
+/// [`audit_record`](Decision::audit_record) cannot describe another request). Bind the request's
+/// parts to variables: `&RequestContext::at(now)` written inline is a temporary that ends with
+/// the statement.
 #[derive(Debug, Clone, Copy)]
 #[must_use = "a decision must be acted on: check `is_allowed()`"]
 pub struct Decision<'a> {

@@ -50,7 +50,8 @@
 //! let customer = Resource::new("customer", "cust-42", "store-1");
 //! let now = 1_700_000_000;
 //!
-//! let plain = policy.check(&agent, "view", &customer, &RequestContext::at(now));
+//! let no_ticket = RequestContext::at(now);
+//! let plain = policy.check(&agent, "view", &customer, &no_ticket);
 //! assert_eq!(plain.view().visibility("email"), Visibility::Masked);
 //!
 //! let ticket = Justification::ticket("SUP-1234").naming("customer", "cust-42");

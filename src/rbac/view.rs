@@ -150,7 +150,8 @@ impl<'a> FieldView<'a> {
     /// # "#, "inline.toml").unwrap();
     /// let agent = Principal::new("emp-1", "store-1").with_role("support");
     /// let customer = Resource::new("customer", "cust-42", "store-1");
-    /// let decision = policy.check(&agent, "view", &customer, &RequestContext::at(1_700_000_000));
+    /// let context = RequestContext::at(1_700_000_000);
+    /// let decision = policy.check(&agent, "view", &customer, &context);
     /// let shown = decision.view().redact([
     ///     ("name", "Jane Doe"),
     ///     ("email", "jane@example.com"),
