@@ -10,19 +10,18 @@
 //! # Quick start
 //!
 //! ```
-//! use custodian::{EncryptionContext, StaticKek, Envelope};
+//! use custodian::envelope::{self, EncryptionContext, StaticKek};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // In production the key-encryption key comes from a key store; here a fixed one will do.
+//! // In production the key-encryption key comes from a key store; here a fresh one will do.
 //! let kek = StaticKek::generate("customers", 1)?;
-//! let envelope = Envelope::default();
 //! let context = EncryptionContext::new()
 //!     .with("table", "customers")?
 //!     .with("record", "42")?
 //!     .with("field", "email")?;
 //!
-//! let sealed = envelope.seal(&kek, &context, b"jane@example.com")?;
-//! let opened = envelope.open(&kek, &context, &sealed)?;
+//! let sealed = envelope::seal(&kek, &context, b"jane@example.com")?;
+//! let opened = envelope::open(&kek, &context, &sealed)?;
 //! assert_eq!(opened.expose_secret(), b"jane@example.com");
 //!
 //! // The same bytes under another record's context do not open.
@@ -30,7 +29,7 @@
 //!     .with("table", "customers")?
 //!     .with("record", "43")?
 //!     .with("field", "email")?;
-//! assert!(envelope.open(&kek, &other, &sealed).is_err());
+//! assert!(envelope::open(&kek, &other, &sealed).is_err());
 //! # Ok(())
 //! # }
 //! ```
@@ -47,6 +46,12 @@ pub mod crypto;
 pub mod envelope;
 pub mod mask;
 pub mod rbac;
+pub mod record;
 pub mod secret;
 
+pub use envelope::{EncryptionContext, EnvelopeError, Header, Kek, KeyId, StaticKek};
 pub use secret::{SecretBytes, SecretKey};
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -66,6 +66,11 @@ impl SecretBytes {
         &self.0
     }
 
+    /// The secret bytes, mutably (for in-place decryption).
+    pub(crate) fn expose_secret_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+
     /// Number of bytes (not secret).
     pub fn len(&self) -> usize {
         self.0.len()

@@ -19,12 +19,9 @@ fn replay(name: &str, body: fn(&[u8])) {
 }
 
 macro_rules! corpus_tests {
-    ($($name:ident),* $(,)?) => {$(
-        // `#[path = concat!(..)]` is rejected by rustc (a path attribute takes a literal only),
-        // so the body is included instead; bodies therefore use `//`, not `//!`, comments.
-        mod $name {
-            include!(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/bodies/", stringify!($name), ".rs"));
-        }
+    ($($name:ident = $path:literal),* $(,)?) => {$(
+        #[path = $path]
+        mod $name;
         #[test]
         fn $name() {
             replay(stringify!($name), $name::run);
@@ -32,5 +29,8 @@ macro_rules! corpus_tests {
     )*};
 }
 
-// One entry per fuzz target; each body file defines `pub fn run(data: &[u8])`.
-corpus_tests! { rbac_policy_load }
+// One entry per fuzz target: `name = "path of its body"`; each body defines `pub fn run(data: &[u8])`.
+corpus_tests! {
+    envelope_open = "../fuzz/bodies/envelope_open.rs",
+    rbac_policy_load = "../fuzz/bodies/rbac_policy_load.rs",
+}

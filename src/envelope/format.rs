@@ -1,0 +1,223 @@
+//! The v1 byte layout (docs/FORMAT.md): parsed in full, with every length checked, before any
+//! cryptography runs.
+
+use super::kek::{MAX_NAME_LEN, MAX_SUBJECT_LEN, validate_name, validate_subject};
+use super::{EnvelopeError, KeyId};
+use crate::crypto::{Suite, TAG_LEN};
+use crate::secret::KEY_LEN;
+
+/// First three bytes of every binary ciphertext.
+pub(crate) const MAGIC: [u8; 3] = *b"CST";
+/// The format version this module reads and writes.
+pub(crate) const VERSION: u8 = 1;
+/// Largest plaintext format v1 accepts (1 GiB): far above any customer field, far below the
+/// 64 GiB AES-GCM limit for one nonce.
+pub const MAX_PAYLOAD_LEN: usize = 1 << 30;
+/// A wrapped data key: the encrypted 32-byte key and its tag.
+pub(crate) const WRAPPED_DEK_LEN: usize = KEY_LEN + TAG_LEN;
+/// Bytes covered by the payload's associated data: magic, version, suite.
+pub(crate) const PAYLOAD_AAD_PREFIX_LEN: usize = 5;
+
+/// The public part of a ciphertext: which key and suite sealed it, and where each part lies.
+///
+/// Reading a header needs no key, so a store can find every row that still uses an old key version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    suite: Suite,
+    key_id: KeyId,
+    payload_len: usize,
+    /// Length of the key header: magic through payload length, the prefix bound into the wrap.
+    key_header_len: usize,
+}
+
+/// Where the parts of a ciphertext lie, as byte offsets.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    pub key_header_end: usize,
+    pub wrap_nonce_end: usize,
+    pub wrapped_dek_end: usize,
+    pub data_nonce_end: usize,
+    pub payload_end: usize,
+    pub total: usize,
+}
+
+impl Header {
+    /// Parses and checks the header of a binary ciphertext, including that the total length matches
+    /// the recorded payload length (so truncation and trailing bytes are caught here).
+    pub fn parse(bytes: &[u8]) -> Result<Header, EnvelopeError> {
+        let mut r = Reader(bytes);
+        if r.take(3, "truncated before the magic bytes")? != MAGIC {
+            return Err(EnvelopeError::Malformed("missing `CST` magic bytes"));
+        }
+        let version = r.byte("truncated before the version byte")?;
+        if version != VERSION {
+            return Err(EnvelopeError::UnsupportedVersion(version));
+        }
+        let suite_id = r.byte("truncated before the suite byte")?;
+        let suite = Suite::from_id(suite_id).ok_or(EnvelopeError::UnknownSuite(suite_id))?;
+        let name_len = usize::from(r.byte("truncated before the key name length")?);
+        if name_len == 0 || name_len > MAX_NAME_LEN {
+            return Err(EnvelopeError::Malformed(
+                "key name length out of range 1..=64",
+            ));
+        }
+        let name = std::str::from_utf8(r.take(name_len, "truncated inside the key name")?)
+            .map_err(|_| EnvelopeError::Malformed("key name is not UTF-8"))?;
+        validate_name(name)
+            .map_err(|_| EnvelopeError::Malformed("key name has a forbidden character"))?;
+        let version = r.u32("truncated inside the key version")?;
+        if version == 0 {
+            return Err(EnvelopeError::Malformed("key version 0"));
+        }
+        let subject_len = usize::from(r.byte("truncated before the subject length")?);
+        if subject_len > MAX_SUBJECT_LEN {
+            return Err(EnvelopeError::Malformed("subject length over 128"));
+        }
+        let subject = if subject_len == 0 {
+            None
+        } else {
+            let s = std::str::from_utf8(r.take(subject_len, "truncated inside the subject")?)
+                .map_err(|_| EnvelopeError::Malformed("subject is not UTF-8"))?;
+            validate_subject(s)
+                .map_err(|_| EnvelopeError::Malformed("subject has a control character"))?;
+            Some(s)
+        };
+        let payload_len = usize::try_from(r.u32("truncated inside the payload length")?)
+            .map_err(|_| EnvelopeError::Malformed("payload length over 1 GiB"))?;
+        if payload_len > MAX_PAYLOAD_LEN {
+            return Err(EnvelopeError::Malformed("payload length over 1 GiB"));
+        }
+        let key_header_len = bytes.len() - r.0.len();
+        let key_id =
+            KeyId::new(name, version).map_err(|_| EnvelopeError::Malformed("invalid key id"))?;
+        let key_id = match subject {
+            Some(s) => key_id
+                .for_subject(s)
+                .map_err(|_| EnvelopeError::Malformed("invalid subject"))?,
+            None => key_id,
+        };
+        let header = Header {
+            suite,
+            key_id,
+            payload_len,
+            key_header_len,
+        };
+        let total = header.layout().total;
+        if bytes.len() < total {
+            return Err(EnvelopeError::Malformed(
+                "truncated: shorter than its recorded payload length",
+            ));
+        }
+        if bytes.len() > total {
+            return Err(EnvelopeError::Malformed(
+                "trailing bytes after the payload tag",
+            ));
+        }
+        Ok(header)
+    }
+
+    /// Builds the header of a message about to be sealed.
+    pub(crate) fn for_seal(
+        suite: Suite,
+        key_id: KeyId,
+        payload_len: usize,
+    ) -> Result<Header, EnvelopeError> {
+        if payload_len > MAX_PAYLOAD_LEN {
+            return Err(EnvelopeError::TooLarge(payload_len));
+        }
+        let subject_len = key_id.subject().map_or(0, str::len);
+        let key_header_len = 3 + 1 + 1 + 1 + key_id.name().len() + 4 + 1 + subject_len + 4;
+        Ok(Header {
+            suite,
+            key_id,
+            payload_len,
+            key_header_len,
+        })
+    }
+
+    /// The AEAD suite of both the key wrap and the payload.
+    pub fn suite(&self) -> Suite {
+        self.suite
+    }
+
+    /// The key that wrapped the data key.
+    pub fn key_id(&self) -> &KeyId {
+        &self.key_id
+    }
+
+    /// Plaintext length in bytes.
+    pub fn payload_len(&self) -> usize {
+        self.payload_len
+    }
+
+    /// A copy with another key id (for rewrap: only the key header and the wrap change).
+    pub(crate) fn with_key_id(&self, key_id: KeyId) -> Result<Header, EnvelopeError> {
+        Header::for_seal(self.suite, key_id, self.payload_len)
+    }
+
+    pub(crate) fn layout(&self) -> Layout {
+        let nonce = self.suite.nonce_len();
+        let key_header_end = self.key_header_len;
+        let wrap_nonce_end = key_header_end + nonce;
+        let wrapped_dek_end = wrap_nonce_end + WRAPPED_DEK_LEN;
+        let data_nonce_end = wrapped_dek_end + nonce;
+        let payload_end = data_nonce_end + self.payload_len;
+        Layout {
+            key_header_end,
+            wrap_nonce_end,
+            wrapped_dek_end,
+            data_nonce_end,
+            payload_end,
+            total: payload_end + TAG_LEN,
+        }
+    }
+
+    /// Appends the key header (magic through payload length) to `out`.
+    pub(crate) fn write_key_header(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&MAGIC);
+        out.push(VERSION);
+        out.push(self.suite.id());
+        let name = self.key_id.name().as_bytes();
+        let subject = self.key_id.subject().unwrap_or("").as_bytes();
+        // INVARIANT: KeyId validation caps names at 64 and subjects at 128 bytes, and for_seal caps
+        // the payload at 1 GiB, so none of these conversions saturate.
+        out.push(u8::try_from(name.len()).unwrap_or(u8::MAX));
+        out.extend_from_slice(name);
+        out.extend_from_slice(&self.key_id.version().to_be_bytes());
+        out.push(u8::try_from(subject.len()).unwrap_or(u8::MAX));
+        out.extend_from_slice(subject);
+        out.extend_from_slice(
+            &u32::try_from(self.payload_len)
+                .unwrap_or(u32::MAX)
+                .to_be_bytes(),
+        );
+    }
+}
+
+/// A cursor that never indexes out of bounds.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], EnvelopeError> {
+        let (head, rest) = self
+            .0
+            .split_at_checked(n)
+            .ok_or(EnvelopeError::Malformed(what))?;
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn byte(&mut self, what: &'static str) -> Result<u8, EnvelopeError> {
+        let (&b, rest) = self.0.split_first().ok_or(EnvelopeError::Malformed(what))?;
+        self.0 = rest;
+        Ok(b)
+    }
+
+    fn u32(&mut self, what: &'static str) -> Result<u32, EnvelopeError> {
+        let bytes = self.take(4, what)?;
+        let array: [u8; 4] = bytes
+            .try_into()
+            .map_err(|_| EnvelopeError::Malformed(what))?;
+        Ok(u32::from_be_bytes(array))
+    }
+}

@@ -1,0 +1,224 @@
+//! Sealing, opening and rewrapping v1 ciphertexts.
+
+use super::format::{Header, Layout, PAYLOAD_AAD_PREFIX_LEN};
+use super::{EncryptionContext, EnvelopeError, Kek};
+use crate::crypto::{TAG_LEN, Tag, fill_random};
+use crate::secret::{KEY_LEN, SecretBytes, SecretKey};
+use zeroize::Zeroizing;
+
+/// Longest nonce of any suite (XChaCha20-Poly1305).
+const MAX_NONCE_LEN: usize = 24;
+
+/// Seals `plaintext` under a fresh data key wrapped by `kek`, bound to `context`.
+pub fn seal(
+    kek: &dyn Kek,
+    context: &EncryptionContext,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
+    let nonce_len = kek.algorithm().suite().nonce_len();
+    // One call to the OS generator for the data key and both nonces.
+    let mut random = Zeroizing::new([0u8; KEY_LEN + 2 * MAX_NONCE_LEN]);
+    let random = random
+        .get_mut(..KEY_LEN + 2 * nonce_len)
+        .ok_or(EnvelopeError::Random)?;
+    fill_random(random).map_err(EnvelopeError::from_crypto)?;
+    let (dek, nonces) = random.split_at(KEY_LEN);
+    let (wrap_nonce, data_nonce) = nonces.split_at(nonce_len);
+    let dek = SecretKey::from_slice(dek).ok_or(EnvelopeError::Random)?;
+    seal_with(kek, context, plaintext, &dek, wrap_nonce, data_nonce)
+}
+
+/// Seals with caller-chosen data key and nonces. Only for the format's worked example and tests:
+/// reusing a nonce under a key destroys confidentiality and authenticity.
+pub(crate) fn seal_with(
+    kek: &dyn Kek,
+    context: &EncryptionContext,
+    plaintext: &[u8],
+    dek: &SecretKey,
+    wrap_nonce: &[u8],
+    data_nonce: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
+    let algorithm = kek.algorithm();
+    let header = Header::for_seal(algorithm.suite(), kek.key_id().clone(), plaintext.len())?;
+    let layout = header.layout();
+
+    let mut out = Vec::with_capacity(layout.total);
+    header.write_key_header(&mut out);
+    let mut aad = wrap_aad(&out, context);
+    let wrap = wrap_dek(kek, &aad, dek, wrap_nonce)?;
+    out.extend_from_slice(wrap_nonce);
+    out.extend_from_slice(&wrap);
+    out.extend_from_slice(data_nonce);
+
+    into_payload_aad(&mut aad, layout.key_header_end);
+    let start = out.len();
+    out.extend_from_slice(plaintext);
+    let payload = out.get_mut(start..).ok_or(EnvelopeError::Random)?;
+    let tag = algorithm
+        .key(dek)
+        .seal_in_place(data_nonce, &aad, payload)
+        .map_err(EnvelopeError::from_crypto)?;
+    out.extend_from_slice(&tag);
+    debug_assert_eq!(out.len(), layout.total);
+    Ok(out)
+}
+
+/// Opens a ciphertext sealed by [`seal`] with the same key and context.
+pub fn open(
+    kek: &dyn Kek,
+    context: &EncryptionContext,
+    ciphertext: &[u8],
+) -> Result<SecretBytes, EnvelopeError> {
+    let header = Header::parse(ciphertext)?;
+    check_key(&header, kek)?;
+    let layout = header.layout();
+    let key_header = ciphertext
+        .get(..layout.key_header_end)
+        .ok_or(EnvelopeError::Decrypt)?;
+    let mut aad = wrap_aad(key_header, context);
+    let dek = unwrap_dek(kek, ciphertext, &layout, &aad)?;
+
+    let part = |from: usize, to: usize| ciphertext.get(from..to).ok_or(EnvelopeError::Decrypt);
+    let data_nonce = part(layout.wrapped_dek_end, layout.data_nonce_end)?;
+    let tag: Tag = part(layout.payload_end, layout.total)?
+        .try_into()
+        .map_err(|_| EnvelopeError::Decrypt)?;
+    let mut plaintext = SecretBytes::new(part(layout.data_nonce_end, layout.payload_end)?.to_vec());
+    into_payload_aad(&mut aad, layout.key_header_end);
+    kek.algorithm()
+        .key(&dek)
+        .open_in_place(data_nonce, &aad, plaintext.expose_secret_mut(), &tag)
+        .map_err(|_| EnvelopeError::Decrypt)?;
+    Ok(plaintext)
+}
+
+/// Rewraps a ciphertext's data key from `from` to `to` without touching the payload.
+///
+/// The cost does not depend on the payload size beyond one copy; [`rewrap_in_place`] avoids even
+/// that. Rewrapping a ciphertext that is already under `to` is harmless (it gets a fresh wrap).
+pub fn rewrap(
+    from: &dyn Kek,
+    to: &dyn Kek,
+    context: &EncryptionContext,
+    ciphertext: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
+    let mut out = ciphertext.to_vec();
+    rewrap_in_place(from, to, context, &mut out)?;
+    Ok(out)
+}
+
+/// Like [`rewrap`], rewriting only the header bytes of `ciphertext`. On error it is left unchanged.
+pub fn rewrap_in_place(
+    from: &dyn Kek,
+    to: &dyn Kek,
+    context: &EncryptionContext,
+    ciphertext: &mut Vec<u8>,
+) -> Result<(), EnvelopeError> {
+    let header = Header::parse(ciphertext)?;
+    check_key(&header, from)?;
+    let suite = header.suite();
+    if to.algorithm().suite() != suite {
+        return Err(EnvelopeError::wrong_suite(suite, to.algorithm().suite()));
+    }
+    let layout = header.layout();
+    let key_header = ciphertext
+        .get(..layout.key_header_end)
+        .ok_or(EnvelopeError::Decrypt)?;
+    let dek = unwrap_dek(from, ciphertext, &layout, &wrap_aad(key_header, context))?;
+
+    let new_header = header.with_key_id(to.key_id().clone())?;
+    let mut prefix = Vec::with_capacity(new_header.layout().wrapped_dek_end);
+    new_header.write_key_header(&mut prefix);
+    let mut wrap_nonce = [0u8; MAX_NONCE_LEN];
+    let wrap_nonce = wrap_nonce
+        .get_mut(..suite.nonce_len())
+        .ok_or(EnvelopeError::Random)?;
+    fill_random(wrap_nonce).map_err(EnvelopeError::from_crypto)?;
+    let wrap = wrap_dek(to, &wrap_aad(&prefix, context), &dek, wrap_nonce)?;
+    prefix.extend_from_slice(wrap_nonce);
+    prefix.extend_from_slice(&wrap);
+
+    // Nothing below can fail: the caller's bytes change only once the new prefix is complete.
+    ciphertext.splice(..layout.wrapped_dek_end, prefix);
+    Ok(())
+}
+
+/// Opens with `from` and seals again under `to` with a fresh data key (after a suspected data-key
+/// leak, or to change suite). Costs a full decryption and encryption.
+pub fn reencrypt(
+    from: &dyn Kek,
+    to: &dyn Kek,
+    context: &EncryptionContext,
+    ciphertext: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
+    let plaintext = open(from, context, ciphertext)?;
+    seal(to, context, plaintext.expose_secret())
+}
+
+fn check_key(header: &Header, kek: &dyn Kek) -> Result<(), EnvelopeError> {
+    if header.key_id() != kek.key_id() {
+        return Err(EnvelopeError::WrongKey {
+            found: header.key_id().clone(),
+            given: kek.key_id().clone(),
+        });
+    }
+    let given = kek.algorithm().suite();
+    if header.suite() != given {
+        return Err(EnvelopeError::wrong_suite(header.suite(), given));
+    }
+    Ok(())
+}
+
+/// Encrypts the data key under the KEK with the wrap AAD.
+fn wrap_dek(
+    kek: &dyn Kek,
+    aad: &[u8],
+    dek: &SecretKey,
+    nonce: &[u8],
+) -> Result<[u8; KEY_LEN + TAG_LEN], EnvelopeError> {
+    let mut wrapped = Zeroizing::new([0u8; KEY_LEN + TAG_LEN]);
+    let (key_part, tag_part) = wrapped.split_at_mut(KEY_LEN);
+    key_part.copy_from_slice(dek.expose_secret());
+    let tag = kek
+        .wrapping_key()
+        .seal_in_place(nonce, aad, key_part)
+        .map_err(EnvelopeError::from_crypto)?;
+    tag_part.copy_from_slice(&tag);
+    Ok(*wrapped)
+}
+
+/// Decrypts the wrapped data key with the wrap AAD.
+fn unwrap_dek(
+    kek: &dyn Kek,
+    ciphertext: &[u8],
+    layout: &Layout,
+    aad: &[u8],
+) -> Result<SecretKey, EnvelopeError> {
+    let part = |from: usize, to: usize| ciphertext.get(from..to).ok_or(EnvelopeError::Decrypt);
+    let nonce = part(layout.key_header_end, layout.wrap_nonce_end)?;
+    let wrapped = part(layout.wrap_nonce_end, layout.wrapped_dek_end)?;
+    let (encrypted_key, tag) = wrapped
+        .split_at_checked(KEY_LEN)
+        .ok_or(EnvelopeError::Decrypt)?;
+    let tag: Tag = tag.try_into().map_err(|_| EnvelopeError::Decrypt)?;
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
+    key.copy_from_slice(encrypted_key);
+    kek.wrapping_key()
+        .open_in_place(nonce, aad, key.as_mut_slice(), &tag)
+        .map_err(|_| EnvelopeError::Decrypt)?;
+    Ok(SecretKey::from_bytes(*key))
+}
+
+/// The wrap AAD: key header || context encoding.
+fn wrap_aad(key_header: &[u8], context: &EncryptionContext) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(key_header.len() + 256);
+    aad.extend_from_slice(key_header);
+    context.encode_into(&mut aad);
+    aad
+}
+
+/// Turns the wrap AAD into the payload AAD, magic || version || suite || context encoding, in place.
+/// The payload AAD leaves out the key id and the wrap so that a rewrap does not touch the payload.
+fn into_payload_aad(wrap_aad: &mut Vec<u8>, key_header_len: usize) {
+    wrap_aad.drain(PAYLOAD_AAD_PREFIX_LEN..key_header_len);
+}

@@ -1,0 +1,13 @@
+//! The record layer: typed encrypted fields, blind indexes for equality search on encrypted columns and their normalizers.
+
+mod blind_index;
+mod encrypted;
+mod error;
+mod normalize;
+
+pub use blind_index::{
+    BlindIndex, DEFAULT_TOKEN_LEN, IndexKey, IndexToken, MAX_TOKEN_LEN, MIN_TOKEN_LEN,
+};
+pub use encrypted::Encrypted;
+pub use error::RecordError;
+pub use normalize::Normalizer;
