@@ -10,7 +10,10 @@ use super::suggest::did_you_mean;
 /// A policy file could not be loaded. Loading stops at the first problem found.
 ///
 /// Its `Display` reads like a compiler diagnostic:
-/// `shop.toml:41:10: unknown role `suport` in `rules[2].roles[0]`; did you mean `support`?`
+///
+/// ```text
+/// shop.toml:41:10 (at `rules[2].roles[0]`): unknown role `suport`; did you mean `support`?
+/// ```
 ///
 /// Boxed inside, so `Result<Policy, PolicyError>` stays small.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
