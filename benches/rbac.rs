@@ -174,7 +174,12 @@ fn shop() -> Workload {
     }
 }
 
-/// 100, 1,000 or 10,000 roles with 10 permissions each over 20 resource types of 50 actions.
+/// Employees in the scaling workload, each holding one role.
+const EMPLOYEES: usize = 1_000;
+
+/// 100, 1,000 or 10,000 roles with 10 permissions each over 20 resource types of 50 actions,
+/// and 1,000 employees with one role each: only the policy grows (with 10,000 roles, a tenth
+/// of them are held by someone).
 fn scaling(roles: usize) -> Workload {
     let mut rng = Rng(7 + roles as u64);
     let mut text = String::from("version = 1\n");
@@ -211,16 +216,17 @@ fn scaling(roles: usize) -> Workload {
         "[[rules]]\nname = \"no-big-amounts\"\neffect = \"deny\"\nroles = [\"*\"]\npermissions = [\"*:a0\"]\nwhen = { at_least = { amount = 100000 } }\n",
     );
     let policy = Policy::from_toml(&text, "scaling.toml").unwrap();
-    let principals: Vec<Principal> = (0..roles)
-        .map(|r| Principal::new(format!("u{r}"), "s").with_role(format!("r{r}")))
+    // The same number of employees whatever the number of roles, so that only the policy grows.
+    let principals: Vec<Principal> = (0..EMPLOYEES)
+        .map(|e| Principal::new(format!("u{e}"), "s").with_role(format!("r{}", e % roles)))
         .collect();
     let mut resources = Vec::new();
     let mut requests = Vec::new();
     for i in 0..10_000 {
-        let principal = rng.below(roles);
+        let principal = rng.below(EMPLOYEES);
         // Half the requests ask for a permission the role has, half for a random one.
         let (t, a) = if rng.chance(50) {
-            granted[principal][rng.below(10)]
+            granted[principal % roles][rng.below(10)]
         } else {
             (rng.below(20), rng.below(50))
         };
