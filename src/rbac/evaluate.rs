@@ -2,7 +2,7 @@
 //! principal's roles for this (resource type, action). No locks, no allocation.
 
 use super::compile::{Candidate, Policy};
-use super::condition::{allow_applies, deny_applies};
+use super::condition::{Condition, allow_applies, deny_applies};
 use super::decision::{Decision, Outcome};
 use super::request::{Principal, RequestContext, Resource};
 use super::validate::RuleKind;
@@ -102,7 +102,7 @@ impl Policy {
             let candidates = self
                 .role_ids
                 .get(role.as_str())
-                .and_then(|role| self.by_role.get(&(*role, slot)));
+                .and_then(|role| self.candidates_for(role, slot));
             if let Some(candidates) = candidates {
                 self.consider(candidates, principal, resource, context, &mut tally);
             }
@@ -130,16 +130,22 @@ impl Policy {
     ) {
         let same_tenant = !principal.tenant().is_empty() && principal.tenant() == resource.tenant();
         for candidate in candidates {
-            let Some(rule) = self.rules.get(candidate.rule) else {
-                continue;
+            // Conditions and exceptions live in the rule; plain rules need neither.
+            let (conditions, except): (&[Condition], &[usize]) = if candidate.plain {
+                (&[], &[])
+            } else {
+                match self.rules.get(candidate.rule) {
+                    Some(rule) => (&rule.conditions, &rule.except),
+                    None => continue,
+                }
             };
-            if !rule.except.is_empty() && self.holds_any(principal, &rule.except) {
+            if !except.is_empty() && self.holds_any(principal, except) {
                 continue;
             }
-            match rule.kind {
+            match candidate.kind {
                 RuleKind::Deny => {
                     if tally.deny.is_none_or(|d| candidate.rule < d)
-                        && deny_applies(&rule.conditions, principal, resource, context)
+                        && deny_applies(conditions, principal, resource, context)
                     {
                         tally.deny = Some(candidate.rule);
                     }
@@ -147,15 +153,15 @@ impl Policy {
                 // Once denied, allow rules and field restrictions cannot change the answer.
                 _ if tally.deny.is_some() => {}
                 RuleKind::Restrict => {
-                    if deny_applies(&rule.conditions, principal, resource, context) {
+                    if deny_applies(conditions, principal, resource, context) {
                         tally.restrict = lowest(tally.restrict, candidate.rule);
                         tally.hide |= candidate.first_mask;
                         tally.mask |= candidate.second_mask;
                     }
                 }
                 RuleKind::Allow => {
-                    if (rule.cross_tenant || same_tenant)
-                        && allow_applies(&rule.conditions, principal, resource, context)
+                    if (candidate.cross_tenant || same_tenant)
+                        && allow_applies(conditions, principal, resource, context)
                     {
                         tally.allow = lowest(tally.allow, candidate.rule);
                         tally.full |= candidate.first_mask;
@@ -171,7 +177,7 @@ impl Policy {
         principal.roles().iter().any(|name| {
             self.role_ids
                 .get(name.as_str())
-                .and_then(|id| self.closures.get(*id))
+                .and_then(|role| self.closures.get(role.id))
                 .is_some_and(|closure| roles.iter().any(|r| closure.binary_search(r).is_ok()))
         })
     }
