@@ -179,7 +179,10 @@ impl Policy {
                 group.sort_unstable_by_key(|c| c.rule);
                 group.dedup_by_key(|c| c.rule);
                 slot_keys.push(slot);
-                slot_ranges.push((candidates.len(), candidates.len().saturating_add(group.len())));
+                slot_ranges.push((
+                    candidates.len(),
+                    candidates.len().saturating_add(group.len()),
+                ));
                 candidates.extend(group);
             }
             role_slots.push((start, slot_keys.len()));
