@@ -44,7 +44,9 @@
 
 pub mod crypto;
 pub mod envelope;
+pub mod mask;
 pub mod mfa;
+pub mod rbac;
 pub mod record;
 pub mod secret;
 

@@ -34,4 +34,5 @@ corpus_tests! {
     envelope_open = "../fuzz/bodies/envelope_open.rs",
     otpauth_uri = "../fuzz/bodies/otpauth_uri.rs",
     base32_secret = "../fuzz/bodies/base32_secret.rs",
+    rbac_policy_load = "../fuzz/bodies/rbac_policy_load.rs",
 }
