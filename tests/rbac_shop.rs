@@ -457,3 +457,23 @@ fn audit_record_of_a_shop_decision() {
     );
     assert!(denied.fields.is_empty());
 }
+
+#[test]
+fn an_mfa_step_up_counts_only_for_the_user_who_made_it() {
+    use custodian::mfa::{StepUp, StepUpMethod};
+    let policy = shop();
+    let clerk = employee("finance");
+    let own =
+        StepUp::assume_verified_by_this_server(clerk.id(), "phone", StepUpMethod::Totp, NOW - 10);
+    let with_own = at().with_step_up(&clerk, &own);
+    let card_on_file = card();
+    let decision = policy.check(&clerk, "view", &card_on_file, &with_own);
+    assert!(decision.is_allowed(), "{:?}", decision.reason());
+    let someone_else =
+        StepUp::assume_verified_by_this_server("emp-other", "phone", StepUpMethod::Totp, NOW - 10);
+    let with_other = at().with_step_up(&clerk, &someone_else);
+    assert_eq!(
+        denied(&policy, &clerk, "view", &card(), &with_other),
+        Reason::NoRuleAllowed
+    );
+}

@@ -220,6 +220,17 @@ impl RequestContext {
         self
     }
 
+    /// Records an MFA step-up from [`crate::mfa`], but only if it was made by `principal`: a
+    /// step-up of another user leaves the context without MFA (fail closed).
+    #[must_use]
+    pub fn with_step_up(self, principal: &Principal, step_up: &crate::mfa::StepUp) -> Self {
+        if step_up.user() == principal.id() {
+            self.with_mfa_verified_at(step_up.verified_at())
+        } else {
+            self
+        }
+    }
+
     /// Attaches a justification.
     #[must_use]
     pub fn with_justification(mut self, justification: Justification) -> Self {
