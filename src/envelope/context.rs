@@ -26,6 +26,15 @@ impl EncryptionContext {
         Self::default()
     }
 
+    /// The usual context of a database field: `table`, `record` (the row id) and `field` (the column).
+    pub fn for_field(
+        table: impl Into<String>,
+        record: impl Into<String>,
+        field: impl Into<String>,
+    ) -> Result<Self, EnvelopeError> {
+        Self::new().with("table", table)?.with("record", record)?.with("field", field)
+    }
+
     /// Adds `key=value`, returning the context for chaining.
     ///
     /// Fails on an empty or over-long key, an over-long value, a repeated key, or too many entries.
@@ -169,6 +178,15 @@ mod tests {
         ]
         .concat();
         assert_eq!(a.encode(), expected);
+    }
+
+    #[test]
+    fn for_field_binds_table_record_and_field() {
+        let ctx = EncryptionContext::for_field("customers", "42", "email").unwrap();
+        assert_eq!(ctx.get("table"), Some("customers"));
+        assert_eq!(ctx.get("record"), Some("42"));
+        assert_eq!(ctx.get("field"), Some("email"));
+        assert_eq!(ctx.len(), 3);
     }
 
     #[test]
