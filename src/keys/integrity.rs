@@ -101,6 +101,11 @@ impl Integrity {
         mac.finalize().into_bytes().into()
     }
 
+    /// A public identifier of the store (the same for every manager of it, unlike any other store).
+    pub(crate) fn store_id(&self) -> [u8; MAC_LEN] {
+        self.mac(&Encoder::label("custodian/v1/store-id"))
+    }
+
     pub(crate) fn version_mac(&self, v: &VersionRecord) -> [u8; MAC_LEN] {
         let mut e = Encoder::label("custodian/v1/mac/version");
         e.str(&v.ring)

@@ -190,19 +190,23 @@ type Plan<'a> = dyn FnMut(&RingRows) -> Result<Option<(RingRows, Option<u32>)>, 
 
 type Rings = RwLock<HashMap<String, Arc<RingHandle>>>;
 
-/// Every manager of this process, so that an erasure or a destruction reaches all their caches.
-static MANAGERS: Mutex<Vec<Weak<Rings>>> = Mutex::new(Vec::new());
+/// Every manager of this process with the id of its store, so that an erasure or a destruction
+/// reaches the caches of all managers of the same store.
+static MANAGERS: Mutex<Vec<([u8; 32], Weak<Rings>)>> = Mutex::new(Vec::new());
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Runs `f` on the ring handle `ring` of every live manager of this process.
-fn broadcast(ring: &str, f: impl Fn(&RingHandle)) {
+/// Runs `f` on the ring handle `ring` of every live manager of store `store_id` in this process.
+fn broadcast(store_id: &[u8; 32], ring: &str, f: impl Fn(&RingHandle)) {
     let managers: Vec<Arc<Rings>> = {
         let mut all = lock(&MANAGERS);
-        all.retain(|w| w.strong_count() > 0);
-        all.iter().filter_map(Weak::upgrade).collect()
+        all.retain(|(_, w)| w.strong_count() > 0);
+        all.iter()
+            .filter(|(id, _)| id == store_id)
+            .filter_map(|(_, w)| w.upgrade())
+            .collect()
     };
     for rings in managers {
         let handle = rings
@@ -253,6 +257,8 @@ pub struct KeyManager {
     store: Arc<dyn KeyStore>,
     root: Arc<dyn RootKeyProvider>,
     integrity: Integrity,
+    /// Identifies the store (derived from its integrity key) among the managers of this process.
+    store_id: [u8; 32],
     options: ManagerOptions,
     rings: Arc<Rings>,
 }
@@ -287,16 +293,19 @@ impl KeyManager {
             ),
             other => other,
         })?;
+        let integrity = Integrity::new(key);
+        let store_id = integrity.store_id();
         let rings: Arc<Rings> = Arc::new(RwLock::new(HashMap::new()));
         {
             let mut all = lock(&MANAGERS);
-            all.retain(|w| w.strong_count() > 0);
-            all.push(Arc::downgrade(&rings));
+            all.retain(|(_, w)| w.strong_count() > 0);
+            all.push((store_id, Arc::downgrade(&rings)));
         }
         Ok(Self {
             store,
             root,
-            integrity: Integrity::new(key),
+            integrity,
+            store_id,
             options,
             rings,
         })
@@ -473,7 +482,7 @@ impl KeyManager {
         let destroyed = self.modify_guarded(&handle, now, version.saturating_add(1), |rows| {
             ring::destroy_version(rows, version)
         })?;
-        broadcast(ring, expire);
+        broadcast(&self.store_id, ring, expire);
         Ok(destroyed.is_some())
     }
 
@@ -585,7 +594,7 @@ impl KeyManager {
         now: u64,
     ) -> Result<SecretBytes, KeyError> {
         let header = Header::parse(ciphertext)?;
-        self.with_decrypting_kek(&header, now, |kek| {
+        self.with_decrypting_kek(&header, now, |kek, _| {
             envelope::open(kek, context, ciphertext).map_err(KeyError::from)
         })
     }
@@ -627,15 +636,16 @@ impl KeyManager {
         if id.version() >= snap.rows.ring.primary_version {
             return Ok(false);
         }
-        let (snap, to_ring) = self.encrypting_key(&handle, now, 1)?;
+        let (_, to_ring) = self.encrypting_key(&handle, now, 1)?;
         if id.version() >= to_ring.key_id().version() {
             return Ok(false);
         }
-        let to: Arc<dyn Kek> = match id.subject() {
-            None => to_ring.clone(),
-            Some(subject) => self.subject_kek(&handle, &snap, &to_ring, subject, now)?,
-        };
-        self.with_decrypting_kek(&header, now, |from| {
+        self.with_decrypting_kek(&header, now, |from, subject| {
+            // The target KEK comes from the same subject key generation as the source.
+            let to: Arc<dyn Kek> = match (subject, id.subject()) {
+                (Some(keys), Some(subject)) => keys.kek(subject, &to_ring)?,
+                _ => to_ring.clone(),
+            };
             envelope::rewrap_in_place(from, to.as_ref(), context, ciphertext)
                 .map_err(KeyError::from)
         })?;
@@ -795,7 +805,7 @@ impl KeyManager {
         }
         let erasure = result.ok_or_else(|| KeyError::Conflict(format!("subject `{subject}`")))?;
         let erased_at = erasure.erased_at;
-        broadcast(ring, |h| {
+        broadcast(&self.store_id, ring, |h| {
             h.subjects.remove(subject);
             h.subjects
                 .insert(subject, Arc::new(SubjectState::Erased { erased_at }), now);
@@ -1107,10 +1117,10 @@ impl KeyManager {
         let mut rotated = false;
         for _ in 0..self.options.max_conflict_retries.max(1) {
             let mut granted = None;
-            let committed =
-                self.modify_locked(handle, now, true, &mut |rows| match ring::reserve_usage(
-                    rows, block,
-                )? {
+            let mut primary = 0;
+            let committed = self.modify_locked(handle, now, true, &mut |rows| {
+                primary = rows.ring.primary_version;
+                match ring::reserve_usage(rows, block)? {
                     Some((next, start, end)) => {
                         granted = Some((next.ring.primary_version, start, end));
                         Ok(Some((next, None)))
@@ -1119,7 +1129,8 @@ impl KeyManager {
                         granted = None;
                         Ok(None)
                     }
-                })?;
+                }
+            })?;
             match (committed, granted) {
                 (Some(rows), Some((version, start, end))) => {
                     self.install(
@@ -1135,9 +1146,6 @@ impl KeyManager {
                     return Ok(());
                 }
                 _ => {
-                    let primary = current(handle, now)
-                        .map(|s| s.rows.ring.primary_version)
-                        .unwrap_or(0);
                     if !self.options.auto_rotate_when_exhausted || rotated {
                         return Err(KeyError::UsageExhausted {
                             ring: handle.name.clone(),
@@ -1295,7 +1303,7 @@ impl KeyManager {
         &self,
         header: &Header,
         now: u64,
-        mut f: impl FnMut(&dyn Kek) -> Result<T, KeyError>,
+        mut f: impl FnMut(&dyn Kek, Option<&LiveSubject>) -> Result<T, KeyError>,
     ) -> Result<T, KeyError> {
         let id = header.key_id();
         let handle = self.handle(id.name());
@@ -1305,17 +1313,18 @@ impl KeyManager {
         }
         let ring_kek = Arc::clone(snap.decrypting_key(id.version())?);
         let Some(subject) = id.subject() else {
-            return f(ring_kek.as_ref());
+            return f(ring_kek.as_ref(), None);
         };
+        // Never creates: a ciphertext of an erased subject must not bring the subject back.
         let was_cached = handle.subjects.get(subject, now).is_some();
         let (keys, _) = self.subject_keys(&handle, &snap, subject, now, false)?;
         let kek = keys.kek(subject, &ring_kek)?;
-        match f(kek.as_ref()) {
+        match f(kek.as_ref(), Some(&keys)) {
             Err(e) if was_cached && e.is_decrypt_failure() => {
                 handle.subjects.remove(subject);
                 let (keys, _) = self.subject_keys(&handle, &snap, subject, now, false)?;
                 let kek = keys.kek(subject, &ring_kek)?;
-                f(kek.as_ref())
+                f(kek.as_ref(), Some(&keys))
             }
             other => other,
         }
