@@ -517,9 +517,9 @@ impl KeyManager {
     pub fn rewrap_subject_keys(&self, ring: &str, now: u64) -> Result<u64, KeyError> {
         let handle = self.handle(ring);
         let mut total = 0u64;
-        // Each pass either rewraps rows or finds none; the bound only stops a store that keeps
-        // returning rows it then refuses to update.
-        for _ in 0..10_000 {
+        // Each pass rewraps a batch in one store transaction, or finds nothing left; the bound
+        // only stops a store that keeps returning rows it then refuses to update.
+        for _ in 0..100_000 {
             let snap = self.snapshot(&handle, now)?;
             let primary = snap.rows.ring.primary_version;
             let rows = self.store.subjects_wrapped_below(
@@ -530,6 +530,7 @@ impl KeyManager {
             if rows.is_empty() {
                 return Ok(total);
             }
+            let mut batch = Vec::with_capacity(rows.len());
             for row in rows {
                 self.integrity.verify_subject(&row)?;
                 let Some(wrapped) = row.wrapped_key.as_deref() else {
@@ -542,20 +543,19 @@ impl KeyManager {
                     ))
                 })?;
                 let key = unwrap_subject_key(from, &row.subject, row.generation, wrapped)?;
-                let (snap, to) = self.encrypting_key(&handle, now, 1)?;
+                let (_, to) = self.encrypting_key(&handle, now, 1)?;
                 let to_version = to.key_id().version();
                 if to_version <= row.wrapped_by {
-                    drop(snap);
                     continue;
                 }
                 let mut next = row.clone();
                 next.wrapped_by = to_version;
                 next.wrapped_key = Some(wrap_subject_key(&to, &row.subject, row.generation, &key)?);
                 self.integrity.seal_subject(&mut next);
-                if self.store.rewrap_subject(&next, row.wrapped_by)? {
-                    total += 1;
-                }
+                batch.push((next, row.wrapped_by));
             }
+            let done = self.store.rewrap_subjects(&batch)?;
+            total += done.iter().filter(|d| **d).count() as u64;
         }
         Err(KeyError::Conflict(format!(
             "subject keys of key ring `{ring}`"

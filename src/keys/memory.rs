@@ -134,20 +134,23 @@ impl KeyStore for MemoryKeyStore {
             .collect())
     }
 
-    fn rewrap_subject(
-        &self,
-        row: &SubjectRecord,
-        expected_wrapped_by: u32,
-    ) -> Result<bool, KeyError> {
+    fn rewrap_subjects(&self, rows: &[(SubjectRecord, u32)]) -> Result<Vec<bool>, KeyError> {
         let mut data = self.lock();
-        let key = (row.ring.clone(), row.subject.clone(), row.generation);
-        match data.subjects.get_mut(&key) {
-            Some(existing) if existing.is_live() && existing.wrapped_by == expected_wrapped_by => {
-                *existing = row.clone();
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+        Ok(rows
+            .iter()
+            .map(|(row, expected_wrapped_by)| {
+                let key = (row.ring.clone(), row.subject.clone(), row.generation);
+                match data.subjects.get_mut(&key) {
+                    Some(existing)
+                        if existing.is_live() && existing.wrapped_by == *expected_wrapped_by =>
+                    {
+                        *existing = row.clone();
+                        true
+                    }
+                    _ => false,
+                }
+            })
+            .collect())
     }
 
     fn erase_subject(&self, tombstone: &SubjectRecord) -> Result<bool, KeyError> {

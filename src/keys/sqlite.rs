@@ -185,6 +185,16 @@ fn store_err(e: rusqlite::Error) -> KeyError {
 
 /// Applies the missing migrations in one transaction.
 fn migrate(conn: &mut Connection) -> Result<u32, KeyError> {
+    // Fast path without a write transaction (and its fsync) when the schema is current.
+    let current: Option<u32> = conn
+        .query_row("SELECT version FROM schema_version WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .unwrap_or(None);
+    if current == Some(SCHEMA_VERSION) {
+        return Ok(SCHEMA_VERSION);
+    }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(store_err)?;
@@ -195,6 +205,7 @@ fn migrate(conn: &mut Connection) -> Result<u32, KeyError> {
          ) STRICT;",
     )
     .map_err(store_err)?;
+    // Read again inside the write transaction: another process may have migrated meanwhile.
     let found: u32 = tx
         .query_row("SELECT version FROM schema_version WHERE id = 1", [], |r| {
             r.get(0)
@@ -659,31 +670,37 @@ impl KeyStore for SqliteKeyStore {
         })
     }
 
-    fn rewrap_subject(
-        &self,
-        row: &SubjectRecord,
-        expected_wrapped_by: u32,
-    ) -> Result<bool, KeyError> {
+    fn rewrap_subjects(&self, rows: &[(SubjectRecord, u32)]) -> Result<Vec<bool>, KeyError> {
         self.with_conn(|conn| {
-            let n = conn
-                .prepare_cached(
-                    "UPDATE subject_keys SET wrapped_by = ?1, wrapped_key = ?2, mac = ?3
-                     WHERE ring = ?4 AND subject = ?5 AND generation = ?6
-                       AND wrapped_by = ?7 AND wrapped_key IS NOT NULL",
-                )
-                .and_then(|mut stmt| {
-                    stmt.execute(params![
-                        row.wrapped_by,
-                        row.wrapped_key,
-                        row.mac.as_slice(),
-                        row.ring,
-                        row.subject,
-                        int(row.generation),
-                        expected_wrapped_by,
-                    ])
-                })
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(store_err)?;
-            Ok(n == 1)
+            let mut done = Vec::with_capacity(rows.len());
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "UPDATE subject_keys SET wrapped_by = ?1, wrapped_key = ?2, mac = ?3
+                         WHERE ring = ?4 AND subject = ?5 AND generation = ?6
+                           AND wrapped_by = ?7 AND wrapped_key IS NOT NULL",
+                    )
+                    .map_err(store_err)?;
+                for (row, expected_wrapped_by) in rows {
+                    let n = stmt
+                        .execute(params![
+                            row.wrapped_by,
+                            row.wrapped_key,
+                            row.mac.as_slice(),
+                            row.ring,
+                            row.subject,
+                            int(row.generation),
+                            expected_wrapped_by,
+                        ])
+                        .map_err(store_err)?;
+                    done.push(n == 1);
+                }
+            }
+            tx.commit().map_err(store_err)?;
+            Ok(done)
         })
     }
 

@@ -174,13 +174,10 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
     /// generation already existed (someone else created it first) and this one was skipped.
     fn insert_subjects(&self, rows: &[SubjectRecord]) -> Result<Vec<bool>, KeyError>;
 
-    /// Replaces the wrap of a live row (same ring, subject, generation) if it is still wrapped by
-    /// `expected_wrapped_by`; `Ok(false)` otherwise (erased or rewrapped meanwhile).
-    fn rewrap_subject(
-        &self,
-        row: &SubjectRecord,
-        expected_wrapped_by: u32,
-    ) -> Result<bool, KeyError>;
+    /// In one transaction, replaces the wrap of each live row (same ring, subject, generation) that
+    /// is still wrapped by the paired `expected_wrapped_by`. Per row, `false` means it was erased or
+    /// rewrapped meanwhile and was left alone.
+    fn rewrap_subjects(&self, rows: &[(SubjectRecord, u32)]) -> Result<Vec<bool>, KeyError>;
 
     /// Turns the live row with the tombstone's ring, subject and generation into `tombstone`
     /// (material deleted, `erased_at` set); `Ok(false)` if that row is not live any more.
