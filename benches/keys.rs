@@ -47,8 +47,13 @@ fn sqlite(dir: &tempfile::TempDir, name: &str) -> Arc<dyn KeyStore> {
 fn seal(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let keys = manager(sqlite(&dir, "seal.db"), ManagerOptions::default());
-    keys.create_ring("customers", Suite::default(), RotationPolicy::default(), NOW)
-        .unwrap();
+    keys.create_ring(
+        "customers",
+        Suite::default(),
+        RotationPolicy::default(),
+        NOW,
+    )
+    .unwrap();
     let ctx = ctx();
     let plaintext = [0x61u8; 64];
     keys.seal("customers", Some("cus_1"), &ctx, &plaintext, NOW)
@@ -79,7 +84,12 @@ fn uncached(c: &mut Criterion) {
     let store = sqlite(&dir, "subjects.db");
     let setup = manager(Arc::clone(&store), ManagerOptions::default());
     setup
-        .create_ring("customers", Suite::default(), RotationPolicy::default(), NOW)
+        .create_ring(
+            "customers",
+            Suite::default(),
+            RotationPolicy::default(),
+            NOW,
+        )
         .unwrap();
     let names: Vec<String> = (0..SUBJECTS).map(|i| format!("cus_{i:06}")).collect();
     for chunk in names.chunks(1_000) {
@@ -113,8 +123,13 @@ fn uncached(c: &mut Criterion) {
 fn creation(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let keys = manager(sqlite(&dir, "create.db"), ManagerOptions::default());
-    keys.create_ring("customers", Suite::default(), RotationPolicy::default(), NOW)
-        .unwrap();
+    keys.create_ring(
+        "customers",
+        Suite::default(),
+        RotationPolicy::default(),
+        NOW,
+    )
+    .unwrap();
     let mut group = c.benchmark_group("subject_key_creation_sqlite");
     let mut counter = 0u64;
     group.throughput(Throughput::Elements(1_000));
@@ -130,7 +145,10 @@ fn creation(c: &mut Criterion) {
             },
             |names| {
                 let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-                assert_eq!(keys.create_subjects("customers", &refs, NOW).unwrap(), 1_000);
+                assert_eq!(
+                    keys.create_subjects("customers", &refs, NOW).unwrap(),
+                    1_000
+                );
             },
             BatchSize::SmallInput,
         )
@@ -140,8 +158,14 @@ fn creation(c: &mut Criterion) {
     group.bench_function("one_per_transaction_via_seal", |b| {
         b.iter(|| {
             counter += 1;
-            keys.seal("customers", Some(&format!("one_{counter}")), &ctx, b"x", NOW)
-                .unwrap()
+            keys.seal(
+                "customers",
+                Some(&format!("one_{counter}")),
+                &ctx,
+                b"x",
+                NOW,
+            )
+            .unwrap()
         })
     });
     group.finish();
@@ -150,8 +174,13 @@ fn creation(c: &mut Criterion) {
 fn rewrap(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let keys = manager(sqlite(&dir, "rewrap.db"), ManagerOptions::default());
-    keys.create_ring("customers", Suite::default(), RotationPolicy::default(), NOW)
-        .unwrap();
+    keys.create_ring(
+        "customers",
+        Suite::default(),
+        RotationPolicy::default(),
+        NOW,
+    )
+    .unwrap();
     let ctx = ctx();
     let small = vec![0x61u8; 1 << 10];
     let large = vec![0x61u8; 1 << 20];
@@ -180,8 +209,14 @@ fn rewrap(c: &mut Criterion) {
     group.bench_function("open_and_seal_1MiB", |b| {
         b.iter(|| {
             let plaintext = keys.open(&ctx, &sealed_large, NOW).unwrap();
-            keys.seal("customers", Some("cus_1"), &ctx, plaintext.expose_secret(), NOW)
-                .unwrap()
+            keys.seal(
+                "customers",
+                Some("cus_1"),
+                &ctx,
+                plaintext.expose_secret(),
+                NOW,
+            )
+            .unwrap()
         })
     });
     group.finish();

@@ -27,7 +27,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = generate_key_file(dir.path().join("root.key"))?;
     let store = SqliteKeyStore::open(dir.path().join("keys.db"))?;
     let keys = KeyManager::new(store, root)?;
-    keys.create_ring("customers", Suite::default(), RotationPolicy::default(), now)?;
+    keys.create_ring(
+        "customers",
+        Suite::default(),
+        RotationPolicy::default(),
+        now,
+    )?;
 
     // 2. Seal 1,000 e-mail addresses of 250 customers, each under the customer's own key.
     let mut table: Vec<(u32, String, Vec<u8>)> = Vec::new();

@@ -12,6 +12,7 @@
 //!
 //! The schema and everything that is authenticated are specified in `docs/KEYSTORE.md`.
 
+mod admin;
 mod cache;
 mod error;
 mod integrity;
@@ -21,6 +22,7 @@ mod rewrap;
 pub mod ring;
 mod root;
 mod sqlite;
+mod state;
 pub mod store;
 mod subject;
 

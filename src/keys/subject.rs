@@ -8,9 +8,12 @@
 
 use super::KeyError;
 use super::integrity::Encoder;
+use super::manager::{Erasure, KeyManager, SubjectGeneration};
 use super::ring::{RingKek, hkdf_sha256};
+use super::state::{RingHandle, RingSnapshot, broadcast};
+use super::store::SubjectRecord;
 use crate::crypto::{AeadAlgorithm, AeadKey, TAG_LEN, Tag, fill_random};
-use crate::envelope::{Kek, KeyId};
+use crate::envelope::{EnvelopeError, Kek, KeyId};
 use crate::secret::{KEY_LEN, SecretKey};
 use core::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -227,4 +230,299 @@ impl fmt::Debug for SubjectState {
 /// Fresh random subject key.
 pub(crate) fn new_subject_key() -> Result<SecretKey, KeyError> {
     SecretKey::try_random().map_err(|_| KeyError::Random)
+}
+
+// ---- Resolution, creation and erasure of subject keys by the manager ----
+
+impl KeyManager {
+    /// Creates keys for many new subjects in one store transaction (bulk import). Subjects that
+    /// already have a live key are left alone. Returns how many keys were created.
+    pub fn create_subjects(
+        &self,
+        ring: &str,
+        subjects: &[&str],
+        now: u64,
+    ) -> Result<usize, KeyError> {
+        let handle = self.handle(ring);
+        let mut rows = Vec::with_capacity(subjects.len());
+        let mut keys = Vec::with_capacity(subjects.len());
+        for subject in subjects {
+            KeyId::new(ring, 1)?.for_subject(*subject)?;
+            let (_, ring_kek) = self.encrypting_key(&handle, now, 1)?;
+            let key = new_subject_key()?;
+            rows.push(self.new_subject_row(&ring_kek, subject, 1, &key, now)?);
+            keys.push(key);
+        }
+        let inserted = self.store.insert_subjects(&rows)?;
+        let mut created = 0;
+        for ((subject, key), inserted) in subjects.iter().zip(keys).zip(&inserted) {
+            if *inserted {
+                created += 1;
+                handle.subjects.insert(
+                    subject,
+                    Arc::new(SubjectState::Live(SubjectKeys::new(1, key))),
+                    now,
+                );
+            } else {
+                // Generation 1 exists: the subject is live already, or was erased and needs a
+                // new generation, which the single-subject path handles.
+                let snap = self.snapshot(&handle, now)?;
+                let (_, new) = self.subject_keys(&handle, &snap, subject, now, true)?;
+                created += usize::from(new);
+            }
+        }
+        Ok(created)
+    }
+
+    /// Erases the subject's key (crypto-shredding): every ciphertext sealed for `subject` in
+    /// `ring`, under any version, fails with [`KeyError::SubjectErased`] from now on, in every
+    /// manager of this process at once and in other processes once their subject cache expires.
+    /// The erasure time is recorded in the store. Erasing twice is harmless.
+    pub fn erase_subject(&self, ring: &str, subject: &str, now: u64) -> Result<Erasure, KeyError> {
+        KeyId::new(ring, 1)?.for_subject(subject)?;
+        let mut result = None;
+        for _ in 0..self.options.max_conflict_retries.max(1) {
+            let current = self.store.load_subject(ring, subject)?;
+            if let Some(row) = &current {
+                self.integrity.verify_subject(row)?;
+            }
+            match current {
+                Some(row) if !row.is_live() => {
+                    result = Some(Erasure {
+                        ring: ring.to_owned(),
+                        subject: subject.to_owned(),
+                        generation: row.generation,
+                        erased_at: row.erased_at.unwrap_or(now),
+                        newly_erased: false,
+                    });
+                    break;
+                }
+                Some(row) => {
+                    let mut tombstone = row.clone();
+                    tombstone.wrapped_key = None;
+                    tombstone.erased_at = Some(now);
+                    self.integrity.seal_subject(&mut tombstone);
+                    if self.store.erase_subject(&tombstone)? {
+                        result = Some(Erasure {
+                            ring: ring.to_owned(),
+                            subject: subject.to_owned(),
+                            generation: row.generation,
+                            erased_at: now,
+                            newly_erased: true,
+                        });
+                        break;
+                    }
+                }
+                None => {
+                    // No key yet: record the erasure anyway, so it can be shown later and any
+                    // key created afterwards is a new generation.
+                    let mut tombstone = SubjectRecord {
+                        ring: ring.to_owned(),
+                        subject: subject.to_owned(),
+                        generation: 1,
+                        wrapped_by: 0,
+                        wrapped_key: None,
+                        created_at: 0,
+                        erased_at: Some(now),
+                        mac: [0; 32],
+                    };
+                    self.integrity.seal_subject(&mut tombstone);
+                    if self
+                        .store
+                        .insert_subjects(std::slice::from_ref(&tombstone))?
+                        == [true]
+                    {
+                        result = Some(Erasure {
+                            ring: ring.to_owned(),
+                            subject: subject.to_owned(),
+                            generation: 1,
+                            erased_at: now,
+                            newly_erased: true,
+                        });
+                        break;
+                    }
+                }
+            }
+        }
+        let erasure = result.ok_or_else(|| KeyError::Conflict(format!("subject `{subject}`")))?;
+        let erased_at = erasure.erased_at;
+        broadcast(&self.store_id, ring, |h| {
+            h.subjects.remove(subject);
+            h.subjects
+                .insert(subject, Arc::new(SubjectState::Erased { erased_at }), now);
+        });
+        Ok(erasure)
+    }
+
+    /// Every generation of the subject's key, oldest first, with creation and erasure times
+    /// (verified against their MACs): the record that proves an erasure.
+    pub fn subject_history(
+        &self,
+        ring: &str,
+        subject: &str,
+    ) -> Result<Vec<SubjectGeneration>, KeyError> {
+        self.store
+            .subject_history(ring, subject)?
+            .into_iter()
+            .map(|row| {
+                self.integrity.verify_subject(&row)?;
+                Ok(SubjectGeneration {
+                    generation: row.generation,
+                    created_at: row.created_at,
+                    erased_at: row.erased_at,
+                    wrapped_by: row.wrapped_by,
+                })
+            })
+            .collect()
+    }
+
+    /// The KEK of `subject` under the primary `ring_kek`, creating the subject key if needed.
+    pub(super) fn subject_kek(
+        &self,
+        handle: &RingHandle,
+        snap: &RingSnapshot,
+        ring_kek: &RingKek,
+        subject: &str,
+        now: u64,
+    ) -> Result<Arc<SubjectKek>, KeyError> {
+        let (keys, _) = self.subject_keys(handle, snap, subject, now, true)?;
+        keys.kek(subject, ring_kek)
+    }
+
+    /// The subject's live key: from the cache, else from the store, else (if `create`) new.
+    /// The flag says whether this call created it.
+    pub(super) fn subject_keys(
+        &self,
+        handle: &RingHandle,
+        snap: &RingSnapshot,
+        subject: &str,
+        now: u64,
+        create: bool,
+    ) -> Result<(LiveSubject, bool), KeyError> {
+        if let Some(state) = handle.subjects.get(subject, now) {
+            match state.as_ref() {
+                SubjectState::Live(_) => return Ok((LiveSubject(state), false)),
+                SubjectState::Erased { erased_at } if !create => {
+                    return Err(erased(&handle.name, subject, *erased_at));
+                }
+                SubjectState::Erased { .. } => {}
+            }
+        }
+        for _ in 0..self.options.max_conflict_retries.max(1) {
+            let row = self.store.load_subject(&handle.name, subject)?;
+            if let Some(row) = &row {
+                self.integrity.verify_subject(row)?;
+                if row.ring != handle.name || row.subject != subject {
+                    return Err(KeyError::tampered(
+                        "subject key row of another subject",
+                        &handle.name,
+                        None,
+                    ));
+                }
+            }
+            let generation = match row {
+                Some(SubjectRecord {
+                    wrapped_key: Some(wrapped),
+                    generation,
+                    wrapped_by,
+                    ..
+                }) => {
+                    let snap_now;
+                    let from = match snap.decrypting_key(wrapped_by) {
+                        Ok(kek) => Arc::clone(kek),
+                        Err(_) => {
+                            // Wrapped by a version newer than this snapshot (another process
+                            // rotated), or by one that no longer decrypts.
+                            snap_now = self.reload(handle, now)?;
+                            Arc::clone(snap_now.decrypting_key(wrapped_by)?)
+                        }
+                    };
+                    let key = unwrap_subject_key(&from, subject, generation, &wrapped)?;
+                    let state = Arc::new(SubjectState::Live(SubjectKeys::new(generation, key)));
+                    handle.subjects.insert(subject, Arc::clone(&state), now);
+                    return Ok((LiveSubject(state), false));
+                }
+                Some(SubjectRecord {
+                    erased_at,
+                    generation,
+                    ..
+                }) => {
+                    let erased_at = erased_at.unwrap_or(0);
+                    if !create {
+                        handle.subjects.insert(
+                            subject,
+                            Arc::new(SubjectState::Erased { erased_at }),
+                            now,
+                        );
+                        return Err(erased(&handle.name, subject, erased_at));
+                    }
+                    generation.checked_add(1).ok_or_else(|| {
+                        KeyError::Refused(format!("subject `{subject}` has no generations left"))
+                    })?
+                }
+                None if !create => {
+                    // A ciphertext names a subject that never had a key here.
+                    return Err(EnvelopeError::Decrypt.into());
+                }
+                None => 1,
+            };
+            // Create: the wrap is one more encryption under the primary version.
+            let (_, wrap_kek) = self.encrypting_key(handle, now, 1)?;
+            let key = new_subject_key()?;
+            let row = self.new_subject_row(&wrap_kek, subject, generation, &key, now)?;
+            if self.store.insert_subjects(std::slice::from_ref(&row))? == [true] {
+                let state = Arc::new(SubjectState::Live(SubjectKeys::new(generation, key)));
+                handle.subjects.insert(subject, Arc::clone(&state), now);
+                return Ok((LiveSubject(state), true));
+            }
+            // Someone else created this generation first: use theirs.
+        }
+        Err(KeyError::Conflict(format!("subject `{subject}`")))
+    }
+
+    pub(super) fn new_subject_row(
+        &self,
+        ring_kek: &RingKek,
+        subject: &str,
+        generation: u64,
+        key: &SecretKey,
+        now: u64,
+    ) -> Result<SubjectRecord, KeyError> {
+        let mut row = SubjectRecord {
+            ring: ring_kek.key_id().name().to_owned(),
+            subject: subject.to_owned(),
+            generation,
+            wrapped_by: ring_kek.key_id().version(),
+            wrapped_key: Some(wrap_subject_key(ring_kek, subject, generation, key)?),
+            created_at: now,
+            erased_at: None,
+            mac: [0; 32],
+        };
+        self.integrity.seal_subject(&mut row);
+        Ok(row)
+    }
+}
+
+/// A subject state known to be `Live`.
+pub(super) struct LiveSubject(Arc<SubjectState>);
+
+impl LiveSubject {
+    pub(super) fn kek(
+        &self,
+        subject: &str,
+        ring_kek: &RingKek,
+    ) -> Result<Arc<SubjectKek>, KeyError> {
+        match self.0.as_ref() {
+            SubjectState::Live(keys) => keys.kek(subject, ring_kek),
+            SubjectState::Erased { .. } => Err(EnvelopeError::Decrypt.into()),
+        }
+    }
+}
+
+pub(super) fn erased(ring: &str, subject: &str, erased_at: u64) -> KeyError {
+    KeyError::SubjectErased {
+        ring: ring.to_owned(),
+        subject: subject.to_owned(),
+        erased_at,
+    }
 }
