@@ -32,4 +32,5 @@ macro_rules! corpus_tests {
 // One entry per fuzz target: `name = "path of its body"`; each body defines `pub fn run(data: &[u8])`.
 corpus_tests! {
     envelope_open = "../fuzz/bodies/envelope_open.rs",
+    keys_open = "../fuzz/bodies/keys_open.rs",
 }

@@ -264,3 +264,41 @@ impl fmt::Debug for Integrity {
         f.write_str("Integrity([REDACTED])")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::ring::VersionState;
+
+    /// The MAC input layout documented in docs/KEYSTORE.md, written out byte by byte.
+    #[test]
+    fn version_mac_matches_the_documented_layout() {
+        let key = SecretKey::from_bytes([3; 32]);
+        let row = VersionRecord {
+            ring: "customers".into(),
+            version: 2,
+            state: VersionState::DecryptOnly,
+            wrapped_key: Some(vec![0xAA; 3]),
+            created_at: 1_700_000_000,
+            superseded_at: None,
+            usage_reserved: 65_536,
+            mac: [0; 32],
+        };
+        let label = b"custodian/v1/mac/version";
+        let mut input = Vec::new();
+        input.extend_from_slice(&(label.len() as u16).to_be_bytes());
+        input.extend_from_slice(label);
+        input.extend_from_slice(&[0, 9]);
+        input.extend_from_slice(b"customers");
+        input.extend_from_slice(&[0, 0, 0, 2]);
+        input.push(2);
+        input.extend_from_slice(&[1, 0, 0, 0, 3, 0xAA, 0xAA, 0xAA]);
+        input.extend_from_slice(&1_700_000_000u64.to_be_bytes());
+        input.push(0);
+        input.extend_from_slice(&65_536u64.to_be_bytes());
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&[3; 32]).unwrap();
+        mac.update(&input);
+        let expected: [u8; 32] = mac.finalize().into_bytes().into();
+        assert_eq!(Integrity::new(key).version_mac(&row), expected);
+    }
+}
