@@ -1061,3 +1061,33 @@ fn manager_is_send_and_sync() {
     check::<MemoryKeyStore>();
     check::<LocalRootKey>();
 }
+
+#[test]
+fn made_up_rings_and_versions_do_not_grow_state_or_hammer_the_store() {
+    let keys = memory_manager();
+    let other = KeyManager::new(MemoryKeyStore::new(), root()).unwrap();
+    for i in 0..200 {
+        let name = format!("ring{i}");
+        other
+            .create_ring(&name, Suite::default(), quick_policy(), T0)
+            .unwrap();
+        let sealed = other.seal(&name, None, &ctx("1"), b"x", T0).unwrap();
+        assert!(matches!(
+            keys.open(&ctx("1"), &sealed, T0),
+            Err(KeyError::UnknownRing(_))
+        ));
+    }
+    // No handle is kept for rings that do not exist.
+    let shown = format!("{keys:?}");
+    assert!(shown.contains("loaded_rings: []"), "{shown}");
+    // A version another process just created opens at once (one forced reload).
+    let shared = MemoryKeyStore::new();
+    let a = KeyManager::new(shared.clone(), root()).unwrap();
+    let b = KeyManager::new(shared, root()).unwrap();
+    a.create_ring("r", Suite::default(), RotationPolicy::default(), T0)
+        .unwrap();
+    b.seal("r", None, &ctx("1"), b"x", T0).unwrap();
+    a.rotate("r", T0).unwrap();
+    let v2 = a.seal("r", None, &ctx("1"), b"y", T0).unwrap();
+    assert_eq!(b.open(&ctx("1"), &v2, T0).unwrap().expose_secret(), b"y");
+}

@@ -326,7 +326,7 @@ impl KeyManager {
     ) -> Result<SecretKey, KeyError> {
         let handle = self.handle(ring);
         let snap = self.snapshot(&handle, now)?;
-        let snap = if version > snap.rows.ring.primary_version {
+        let snap = if version > snap.rows.ring.primary_version && handle.may_force_reload(now) {
             self.reload(&handle, now)?
         } else {
             snap
@@ -350,7 +350,8 @@ impl KeyManager {
         let id = header.key_id();
         let handle = self.handle(id.name());
         let mut snap = self.snapshot(&handle, now)?;
-        if id.version() > snap.rows.ring.primary_version {
+        // A newer version than this snapshot knows: another process rotated.
+        if id.version() > snap.rows.ring.primary_version && handle.may_force_reload(now) {
             snap = self.reload(&handle, now)?;
         }
         let ring_kek = Arc::clone(snap.decrypting_key(id.version())?);

@@ -94,6 +94,16 @@ pub(super) struct RingHandle {
     /// (other processes are kept in line by the store's compare-and-set).
     pub(super) update: Mutex<()>,
     pub(super) subjects: KeyCache<SubjectState>,
+    /// The second of the last reload forced by a ciphertext naming an unknown, newer version.
+    pub(super) forced_reload_at: AtomicU64,
+}
+
+impl RingHandle {
+    /// Whether a forced reload is allowed at `now`: once per second per ring, so that made-up
+    /// version numbers cannot turn every call into a store read.
+    pub(super) fn may_force_reload(&self, now: u64) -> bool {
+        self.forced_reload_at.swap(now, Ordering::Relaxed) != now
+    }
 }
 
 /// A planned ring change: the next rows and an optional "no subject keys below this version"
@@ -177,6 +187,7 @@ impl KeyManager {
                     self.options.subject_cache_capacity,
                     self.options.subject_cache_ttl_secs,
                 ),
+                forced_reload_at: AtomicU64::new(u64::MAX),
             })
         }))
     }
@@ -194,7 +205,7 @@ impl KeyManager {
         if let Some(snap) = current(handle, now) {
             return Ok(snap);
         }
-        let rows = self.load_verified(&handle.name)?;
+        let rows = self.load_verified_or_forget(handle)?;
         self.install(handle, rows, now, None)
     }
 
@@ -205,8 +216,27 @@ impl KeyManager {
         now: u64,
     ) -> Result<Arc<RingSnapshot>, KeyError> {
         let _guard = lock(&handle.update);
-        let rows = self.load_verified(&handle.name)?;
+        let rows = self.load_verified_or_forget(handle)?;
         self.install(handle, rows, now, None)
+    }
+
+    /// [`KeyManager::load_verified`]; an unknown ring's handle is dropped again, so that
+    /// ciphertexts naming made-up rings cannot grow the handle map.
+    fn load_verified_or_forget(&self, handle: &RingHandle) -> Result<RingRows, KeyError> {
+        let result = self.load_verified(&handle.name);
+        if matches!(result, Err(KeyError::UnknownRing(_))) {
+            let mut rings = self.rings.write().unwrap_or_else(PoisonError::into_inner);
+            let unused = rings.get(&handle.name).is_some_and(|h| {
+                h.snapshot
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_none()
+            });
+            if unused {
+                rings.remove(&handle.name);
+            }
+        }
+        result
     }
 
     pub(super) fn load_verified(&self, ring: &str) -> Result<RingRows, KeyError> {

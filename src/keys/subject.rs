@@ -572,6 +572,39 @@ mod tests {
     }
 
     #[test]
+    fn debug_of_internal_key_types_shows_no_key_bytes() {
+        let ring_kek = RingKek::new(
+            KeyId::new("customers", 3).unwrap(),
+            Suite::Aes256Gcm,
+            SecretKey::from_bytes([0xAB; 32]),
+        );
+        let keys = SubjectKeys::new(4, SecretKey::from_bytes([0xCD; 32]));
+        let kek = keys.kek("cus_1", &ring_kek).unwrap();
+        let integrity = crate::keys::integrity::Integrity::new(SecretKey::from_bytes([0xEF; 32]));
+        let shown = [
+            format!("{ring_kek:?}"),
+            format!("{kek:?}"),
+            format!("{keys:?}"),
+            format!(
+                "{:?}",
+                SubjectState::Live(SubjectKeys::new(1, SecretKey::from_bytes([0xCD; 32])))
+            ),
+            format!("{integrity:?}"),
+        ];
+        for text in &shown {
+            for byte in ["171", "205", "239", "ab", "AB", "cd", "CD", "ef", "EF"] {
+                assert!(!text.contains(byte), "{text}");
+            }
+        }
+        assert_eq!(
+            shown[0],
+            "RingKek { id: KeyId { name: \"customers\", version: 3, subject: None }, suite: \"AES-256-GCM\", .. }"
+        );
+        assert_eq!(shown[2], "SubjectKeys { generation: 4, .. }");
+        assert_eq!(shown[4], "Integrity([REDACTED])");
+    }
+
+    #[test]
     fn subject_key_wrap_binds_subject_generation_and_version() {
         let ring_kek = RingKek::new(
             KeyId::new("customers", 3).unwrap(),
