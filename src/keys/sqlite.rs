@@ -143,9 +143,13 @@ impl SqliteKeyStore {
     }
 
     /// Moves the WAL's content into the database file and truncates the WAL, so that deleted key
-    /// bytes do not linger in it. Best effort: skipped while readers hold old snapshots.
-    fn checkpoint(conn: &Connection) {
+    /// bytes do not linger in it. Best effort: skipped if readers hold old snapshots for more than
+    /// half a second.
+    fn checkpoint(&self, conn: &Connection) {
+        // Wait briefly only: a checkpoint must not stall an erasure behind long readers.
+        let _ = conn.busy_timeout(Duration::from_millis(500));
         let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        let _ = conn.busy_timeout(self.busy_timeout);
     }
 }
 
@@ -602,7 +606,7 @@ impl KeyStore for SqliteKeyStore {
             }
             tx.commit().map_err(store_err)?;
             if change.versions.iter().any(|v| v.wrapped_key.is_none()) {
-                Self::checkpoint(conn);
+                self.checkpoint(conn);
             }
             Ok(CommitOutcome::Committed)
         })
@@ -725,7 +729,7 @@ impl KeyStore for SqliteKeyStore {
                 })
                 .map_err(store_err)?;
             if n == 1 {
-                Self::checkpoint(conn);
+                self.checkpoint(conn);
             }
             Ok(n == 1)
         })
