@@ -1091,3 +1091,116 @@ fn made_up_rings_and_versions_do_not_grow_state_or_hammer_the_store() {
     let v2 = a.seal("r", None, &ctx("1"), b"y", T0).unwrap();
     assert_eq!(b.open(&ctx("1"), &v2, T0).unwrap().expose_secret(), b"y");
 }
+
+/// A store that pauses one `load_subject` call after reading, to run an erasure in that window.
+#[derive(Debug)]
+struct PausingStore {
+    inner: MemoryKeyStore,
+    armed: std::sync::atomic::AtomicBool,
+    reached: std::sync::Barrier,
+    release: std::sync::Barrier,
+}
+
+impl KeyStore for PausingStore {
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, KeyError> {
+        self.inner.get_meta(key)
+    }
+    fn put_meta_if_absent(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.inner.put_meta_if_absent(key, value)
+    }
+    fn ring_names(&self) -> Result<Vec<String>, KeyError> {
+        self.inner.ring_names()
+    }
+    fn load_ring(&self, name: &str) -> Result<Option<custodian::keys::store::RingRows>, KeyError> {
+        self.inner.load_ring(name)
+    }
+    fn create_ring(&self, rows: &custodian::keys::store::RingRows) -> Result<bool, KeyError> {
+        self.inner.create_ring(rows)
+    }
+    fn commit_ring(
+        &self,
+        change: &custodian::keys::store::RingChange,
+    ) -> Result<custodian::keys::store::CommitOutcome, KeyError> {
+        self.inner.commit_ring(change)
+    }
+    fn load_subject(
+        &self,
+        ring: &str,
+        subject: &str,
+    ) -> Result<Option<custodian::keys::store::SubjectRecord>, KeyError> {
+        let row = self.inner.load_subject(ring, subject);
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.reached.wait();
+            self.release.wait();
+        }
+        row
+    }
+    fn subject_history(
+        &self,
+        ring: &str,
+        subject: &str,
+    ) -> Result<Vec<custodian::keys::store::SubjectRecord>, KeyError> {
+        self.inner.subject_history(ring, subject)
+    }
+    fn insert_subjects(
+        &self,
+        rows: &[custodian::keys::store::SubjectRecord],
+    ) -> Result<Vec<bool>, KeyError> {
+        self.inner.insert_subjects(rows)
+    }
+    fn rewrap_subjects(
+        &self,
+        rows: &[(custodian::keys::store::SubjectRecord, u32)],
+    ) -> Result<Vec<bool>, KeyError> {
+        self.inner.rewrap_subjects(rows)
+    }
+    fn erase_subject(
+        &self,
+        tombstone: &custodian::keys::store::SubjectRecord,
+    ) -> Result<bool, KeyError> {
+        self.inner.erase_subject(tombstone)
+    }
+    fn subjects_wrapped_below(
+        &self,
+        ring: &str,
+        version: u32,
+        limit: usize,
+    ) -> Result<Vec<custodian::keys::store::SubjectRecord>, KeyError> {
+        self.inner.subjects_wrapped_below(ring, version, limit)
+    }
+}
+
+#[test]
+fn a_key_read_while_it_is_erased_is_not_cached() {
+    let store = Arc::new(PausingStore {
+        inner: MemoryKeyStore::new(),
+        armed: std::sync::atomic::AtomicBool::new(false),
+        reached: std::sync::Barrier::new(2),
+        release: std::sync::Barrier::new(2),
+    });
+    let keys = Arc::new(manager_on(store.clone()));
+    keys.create_ring("customers", Suite::default(), quick_policy(), T0)
+        .unwrap();
+    let sealed = keys
+        .seal("customers", Some("cus_1"), &ctx("1"), b"x", T0)
+        .unwrap();
+    // Past the cache TTL, so the next open reads the subject row from the store.
+    let later = T0 + 1_000;
+    store.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let reader = {
+        let (keys, sealed) = (Arc::clone(&keys), sealed.clone());
+        std::thread::spawn(move || keys.open(&ctx("1"), &sealed, later).map(|_| ()))
+    };
+    // The reader holds the live row it read; erase now, then let it continue.
+    store.reached.wait();
+    keys.erase_subject("customers", "cus_1", later).unwrap();
+    store.release.wait();
+    let _ = reader.join().unwrap();
+    assert!(
+        matches!(
+            keys.open(&ctx("1"), &sealed, later),
+            Err(KeyError::SubjectErased { .. })
+        ),
+        "the erased key came back into the cache"
+    );
+}

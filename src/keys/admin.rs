@@ -7,7 +7,7 @@ use super::manager::{KeyManager, Rotation};
 use super::ring::{self, RingInfo, RotationPolicy};
 use super::state::{Plan, RingHandle, broadcast, current, expire, lock};
 use super::store::{CommitOutcome, RingChange, RingRows};
-use super::subject::{new_subject_key, unwrap_subject_key, wrap_subject_key};
+use super::subject::{random_key, unwrap_subject_key, wrap_subject_key};
 use crate::crypto::Suite;
 use crate::envelope::{Kek, KeyId};
 
@@ -22,7 +22,7 @@ impl KeyManager {
     ) -> Result<RingInfo, KeyError> {
         KeyId::new(name, 1)?;
         policy.validate()?;
-        let key = new_subject_key()?;
+        let key = random_key()?;
         let wrapped = self
             .root
             .wrap(ring::version_wrap_aad(name, 1, suite).bytes(), &key)?;
@@ -109,7 +109,7 @@ impl KeyManager {
         now: u64,
     ) -> Result<Option<(RingRows, Option<u32>)>, KeyError> {
         let version = ring::next_version(rows)?;
-        let key = new_subject_key()?;
+        let key = random_key()?;
         let wrapped = self.root.wrap(
             ring::version_wrap_aad(&rows.ring.name, version, rows.ring.suite).bytes(),
             &key,

@@ -70,11 +70,25 @@ impl<V> KeyCache<V> {
     /// Inserts or replaces `key`, evicting expired entries and then the oldest ones if the shard
     /// is full.
     pub(crate) fn insert(&self, key: &str, value: Arc<V>, now: u64) {
+        self.insert_if(key, value, now, || true);
+    }
+
+    /// [`KeyCache::insert`], only if `still_valid()` holds when checked under the shard's write
+    /// lock: a concurrent [`KeyCache::remove`] (after an erasure) either runs after this insert
+    /// and removes it, or has already changed what `still_valid` reads. Returns whether it
+    /// inserted.
+    pub(crate) fn insert_if(
+        &self,
+        key: &str,
+        value: Arc<V>,
+        now: u64,
+        still_valid: impl FnOnce() -> bool,
+    ) -> bool {
         if self.shard_capacity == 0 {
-            return;
+            return false;
         }
         let Some(shard) = self.shard(key) else {
-            return;
+            return false;
         };
         let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
         let entry = Entry {
@@ -83,6 +97,9 @@ impl<V> KeyCache<V> {
             sequence,
         };
         let mut map = shard.write().unwrap_or_else(PoisonError::into_inner);
+        if !still_valid() {
+            return false;
+        }
         if !map.contains_key(key) && map.len() >= self.shard_capacity {
             map.retain(|_, e| now < e.expires_at);
             while map.len() >= self.shard_capacity {
@@ -99,6 +116,7 @@ impl<V> KeyCache<V> {
             }
         }
         map.insert(key.to_owned(), entry);
+        true
     }
 
     /// Removes `key` (after an erase), returning whether it was cached.

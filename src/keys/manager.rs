@@ -6,7 +6,7 @@ use super::integrity::{INTEGRITY_KEY_AAD, INTEGRITY_KEY_META, Integrity};
 use super::root::RootKeyProvider;
 use super::state::{MANAGERS, Rings, lock};
 use super::store::KeyStore;
-use super::subject::{LiveSubject, new_subject_key};
+use super::subject::{LiveSubject, random_key};
 use crate::envelope::{self, EncryptionContext, Header, Kek};
 use crate::secret::{SecretBytes, SecretKey};
 use core::fmt;
@@ -158,7 +158,7 @@ impl KeyManager {
         let blob = match store.get_meta(INTEGRITY_KEY_META)? {
             Some(blob) => blob,
             None => {
-                let key = new_subject_key()?;
+                let key = random_key()?;
                 let blob = root.wrap(INTEGRITY_KEY_AAD, &key)?;
                 store.put_meta_if_absent(INTEGRITY_KEY_META, &blob)?
             }
@@ -192,10 +192,12 @@ impl KeyManager {
         &self.store
     }
 
-    // ---- Rings: creation and administration ----
+    // Ring administration (create, rotate, thresholds, destroy) is in `admin.rs`; subject-key
+    // creation and erasure in `subject.rs`.
 
     /// The primary and the live versions (for blind indexes: write with the primary, query with
-    /// every live version).
+    /// every live version), as of this process's view of the ring, which is at most half the
+    /// ring's `propagation_secs` old: a version another process has just added may be missing.
     pub fn live_versions(&self, ring: &str, now: u64) -> Result<LiveVersions, KeyError> {
         let snap = self.snapshot(&self.handle(ring), now)?;
         Ok(LiveVersions {
@@ -333,10 +335,6 @@ impl KeyManager {
         };
         Ok(snap.decrypting_key(version)?.derive_key(info))
     }
-
-    // ---- Subjects ----
-
-    // ---- Internals: snapshots ----
 
     /// Resolves the KEK named by `header` and runs `f` with it. A subject KEK from the cache that
     /// fails to decrypt is reloaded once from the store (another process may have erased and

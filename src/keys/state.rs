@@ -96,6 +96,9 @@ pub(super) struct RingHandle {
     pub(super) subjects: KeyCache<SubjectState>,
     /// The second of the last reload forced by a ciphertext naming an unknown, newer version.
     pub(super) forced_reload_at: AtomicU64,
+    /// Incremented by every erasure in this ring, before its cache purge: a subject key read from
+    /// the store is cached only if no erasure happened meanwhile.
+    pub(super) erasures: AtomicU64,
 }
 
 impl RingHandle {
@@ -188,6 +191,7 @@ impl KeyManager {
                     self.options.subject_cache_ttl_secs,
                 ),
                 forced_reload_at: AtomicU64::new(u64::MAX),
+                erasures: AtomicU64::new(0),
             })
         }))
     }

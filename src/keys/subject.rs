@@ -16,6 +16,7 @@ use crate::crypto::{AeadAlgorithm, AeadKey, TAG_LEN, Tag, fill_random};
 use crate::envelope::{EnvelopeError, Kek, KeyId};
 use crate::secret::{KEY_LEN, SecretKey};
 use core::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, RwLock};
 use zeroize::Zeroizing;
 
@@ -227,8 +228,8 @@ impl fmt::Debug for SubjectState {
     }
 }
 
-/// Fresh random subject key.
-pub(crate) fn new_subject_key() -> Result<SecretKey, KeyError> {
+/// A fresh random 256-bit key (subject keys, version keys, the integrity key).
+pub(crate) fn random_key() -> Result<SecretKey, KeyError> {
     SecretKey::try_random().map_err(|_| KeyError::Random)
 }
 
@@ -249,19 +250,21 @@ impl KeyManager {
         for subject in subjects {
             KeyId::new(ring, 1)?.for_subject(*subject)?;
             let (_, ring_kek) = self.encrypting_key(&handle, now, 1)?;
-            let key = new_subject_key()?;
+            let key = random_key()?;
             rows.push(self.new_subject_row(&ring_kek, subject, 1, &key, now)?);
             keys.push(key);
         }
+        let epoch = handle.erasures.load(Ordering::SeqCst);
         let inserted = self.store.insert_subjects(&rows)?;
         let mut created = 0;
         for ((subject, key), inserted) in subjects.iter().zip(keys).zip(&inserted) {
             if *inserted {
                 created += 1;
-                handle.subjects.insert(
+                handle.subjects.insert_if(
                     subject,
                     Arc::new(SubjectState::Live(SubjectKeys::new(1, key))),
                     now,
+                    || handle.erasures.load(Ordering::SeqCst) == epoch,
                 );
             } else {
                 // Generation 1 exists: the subject is live already, or was erased and needs a
@@ -347,6 +350,7 @@ impl KeyManager {
         let erasure = result.ok_or_else(|| KeyError::Conflict(format!("subject `{subject}`")))?;
         let erased_at = erasure.erased_at;
         broadcast(&self.store_id, ring, |h| {
+            h.erasures.fetch_add(1, Ordering::SeqCst);
             h.subjects.remove(subject);
             h.subjects
                 .insert(subject, Arc::new(SubjectState::Erased { erased_at }), now);
@@ -409,6 +413,8 @@ impl KeyManager {
             }
         }
         for _ in 0..self.options.max_conflict_retries.max(1) {
+            let epoch = handle.erasures.load(Ordering::SeqCst);
+            let unchanged = || handle.erasures.load(Ordering::SeqCst) == epoch;
             let row = self.store.load_subject(&handle.name, subject)?;
             if let Some(row) = &row {
                 self.integrity.verify_subject(row)?;
@@ -439,7 +445,14 @@ impl KeyManager {
                     };
                     let key = unwrap_subject_key(&from, subject, generation, &wrapped)?;
                     let state = Arc::new(SubjectState::Live(SubjectKeys::new(generation, key)));
-                    handle.subjects.insert(subject, Arc::clone(&state), now);
+                    let cached =
+                        handle
+                            .subjects
+                            .insert_if(subject, Arc::clone(&state), now, unchanged);
+                    if !cached && !unchanged() {
+                        // An erasure ran while this key was read: read the store again.
+                        continue;
+                    }
                     return Ok((LiveSubject(state), false));
                 }
                 Some(SubjectRecord {
@@ -468,11 +481,14 @@ impl KeyManager {
             };
             // Create: the wrap is one more encryption under the primary version.
             let (_, wrap_kek) = self.encrypting_key(handle, now, 1)?;
-            let key = new_subject_key()?;
+            let key = random_key()?;
             let row = self.new_subject_row(&wrap_kek, subject, generation, &key, now)?;
             if self.store.insert_subjects(std::slice::from_ref(&row))? == [true] {
                 let state = Arc::new(SubjectState::Live(SubjectKeys::new(generation, key)));
-                handle.subjects.insert(subject, Arc::clone(&state), now);
+                // Not cached if an erasure ran meanwhile; the seal in progress still uses it.
+                handle
+                    .subjects
+                    .insert_if(subject, Arc::clone(&state), now, unchanged);
                 return Ok((LiveSubject(state), true));
             }
             // Someone else created this generation first: use theirs.
