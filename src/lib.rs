@@ -5,7 +5,9 @@
 //! - [`secret`]: key material that zeroizes on drop and never prints;
 //! - [`crypto`]: AEAD suites behind a small provider interface (RustCrypto by default);
 //! - [`envelope`]: the versioned ciphertext format: a fresh data key per message, wrapped by a
-//!   key-encryption key, with an [`EncryptionContext`] bound into both layers.
+//!   key-encryption key, with an [`EncryptionContext`] bound into both layers;
+//! - [`keys`]: the key hierarchy (root key, versioned key rings, per-subject keys), rotation,
+//!   crypto-shredding and the durable key store.
 //!
 //! # Quick start
 //!
@@ -44,6 +46,7 @@
 
 pub mod crypto;
 pub mod envelope;
+pub mod keys;
 pub mod mask;
 pub mod mfa;
 pub mod rbac;

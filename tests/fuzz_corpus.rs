@@ -35,4 +35,5 @@ corpus_tests! {
     otpauth_uri = "../fuzz/bodies/otpauth_uri.rs",
     base32_secret = "../fuzz/bodies/base32_secret.rs",
     rbac_policy_load = "../fuzz/bodies/rbac_policy_load.rs",
+    keys_open = "../fuzz/bodies/keys_open.rs",
 }

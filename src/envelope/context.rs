@@ -32,7 +32,10 @@ impl EncryptionContext {
         record: impl Into<String>,
         field: impl Into<String>,
     ) -> Result<Self, EnvelopeError> {
-        Self::new().with("table", table)?.with("record", record)?.with("field", field)
+        Self::new()
+            .with("table", table)?
+            .with("record", record)?
+            .with("field", field)
     }
 
     /// Adds `key=value`, returning the context for chaining.

@@ -1,0 +1,344 @@
+//! Key-ring administration: creation, rotation, thresholds, destruction, policy, and rewrapping
+//! subject keys to the primary version. Every change goes through [`KeyManager::modify`]: plan
+//! on freshly loaded rows, seal the MACs, commit with compare-and-set, re-plan on conflict.
+
+use super::KeyError;
+use super::manager::{KeyManager, Rotation};
+use super::ring::{self, RingInfo, RotationPolicy};
+use super::state::{Plan, RingHandle, broadcast, current, expire, lock};
+use super::store::{CommitOutcome, RingChange, RingRows};
+use super::subject::{random_key, unwrap_subject_key, wrap_subject_key};
+use crate::crypto::Suite;
+use crate::envelope::{Kek, KeyId};
+
+impl KeyManager {
+    /// Creates a ring with version 1 as its primary.
+    pub fn create_ring(
+        &self,
+        name: &str,
+        suite: Suite,
+        policy: RotationPolicy,
+        now: u64,
+    ) -> Result<RingInfo, KeyError> {
+        KeyId::new(name, 1)?;
+        policy.validate()?;
+        let key = random_key()?;
+        let wrapped = self
+            .root
+            .wrap(ring::version_wrap_aad(name, 1, suite).bytes(), &key)?;
+        let mut rows = ring::new_ring(name, suite, policy, wrapped, now);
+        self.seal_rows(&mut rows);
+        if !self.store.create_ring(&rows)? {
+            return Err(KeyError::RingExists(name.to_owned()));
+        }
+        Ok(RingInfo::from_rows(&rows))
+    }
+
+    /// Creates the ring unless it exists; returns it either way (an existing ring keeps its
+    /// suite and policy).
+    pub fn ensure_ring(
+        &self,
+        name: &str,
+        suite: Suite,
+        policy: RotationPolicy,
+        now: u64,
+    ) -> Result<RingInfo, KeyError> {
+        match self.create_ring(name, suite, policy, now) {
+            Err(KeyError::RingExists(_)) => self.ring_info(name, now),
+            other => other,
+        }
+    }
+
+    /// Names of every ring in the store.
+    pub fn ring_names(&self) -> Result<Vec<String>, KeyError> {
+        self.store.ring_names()
+    }
+
+    /// The ring's versions, states and thresholds, freshly read and verified.
+    pub fn ring_info(&self, ring: &str, now: u64) -> Result<RingInfo, KeyError> {
+        let handle = self.handle(ring);
+        let _guard = lock(&handle.update);
+        let rows = self.load_verified(ring)?;
+        let info = RingInfo::from_rows(&rows);
+        self.install(&handle, rows, now, None)?;
+        Ok(info)
+    }
+
+    /// Adds a version and makes it the primary, then rewraps the subject keys to it.
+    pub fn rotate(&self, ring: &str, now: u64) -> Result<Rotation, KeyError> {
+        let handle = self.handle(ring);
+        let rows = self
+            .modify(&handle, now, false, |rows| self.plan_rotation(rows, now))?
+            .ok_or_else(|| KeyError::Conflict(format!("key ring `{ring}`")))?;
+        self.finish_rotation(ring, rows.ring.primary_version, now)
+    }
+
+    /// Rotates if the primary version is older than the policy's maximum age or has used its
+    /// encryption budget. Two processes calling this at once rotate once.
+    pub fn rotate_if_due(&self, ring: &str, now: u64) -> Result<Option<Rotation>, KeyError> {
+        let handle = self.handle(ring);
+        let rotated = self.modify(&handle, now, false, |rows| {
+            if RingInfo::from_rows(rows).rotation_due(now) {
+                self.plan_rotation(rows, now)
+            } else {
+                Ok(None)
+            }
+        })?;
+        match rotated {
+            Some(rows) => self
+                .finish_rotation(ring, rows.ring.primary_version, now)
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// [`KeyManager::rotate_if_due`] for every ring in the store (for a periodic job).
+    pub fn rotate_due_rings(&self, now: u64) -> Result<Vec<Rotation>, KeyError> {
+        let mut done = Vec::new();
+        for name in self.store.ring_names()? {
+            if let Some(rotation) = self.rotate_if_due(&name, now)? {
+                done.push(rotation);
+            }
+        }
+        Ok(done)
+    }
+
+    pub(super) fn plan_rotation(
+        &self,
+        rows: &RingRows,
+        now: u64,
+    ) -> Result<Option<(RingRows, Option<u32>)>, KeyError> {
+        let version = ring::next_version(rows)?;
+        let key = random_key()?;
+        let wrapped = self.root.wrap(
+            ring::version_wrap_aad(&rows.ring.name, version, rows.ring.suite).bytes(),
+            &key,
+        )?;
+        Ok(Some((ring::rotate(rows, wrapped, now)?, None)))
+    }
+
+    pub(super) fn finish_rotation(
+        &self,
+        ring: &str,
+        version: u32,
+        now: u64,
+    ) -> Result<Rotation, KeyError> {
+        // Subject keys left under older versions still open (those versions still decrypt), so a
+        // crash here loses nothing; the next rotation, threshold change or destroy finishes it.
+        let rewrapped = self.rewrap_subject_keys(ring, now)?;
+        Ok(Rotation {
+            ring: ring.to_owned(),
+            new_version: version,
+            subject_keys_rewrapped: rewrapped,
+        })
+    }
+
+    /// Versions below `min` become decrypt-only.
+    pub fn set_min_encryption_version(
+        &self,
+        ring: &str,
+        min: u32,
+        now: u64,
+    ) -> Result<RingInfo, KeyError> {
+        let handle = self.handle(ring);
+        let rows = self.modify(&handle, now, false, |rows| {
+            Ok(Some((ring::set_min_encryption_version(rows, min)?, None)))
+        })?;
+        self.info_after(ring, rows, now)
+    }
+
+    /// Versions below `min` stop decrypting (reversibly). Subject keys still wrapped by them are
+    /// rewrapped to the primary first. Refused until each newly disabled version has been
+    /// superseded for the ring's `propagation_secs`.
+    pub fn set_min_decryption_version(
+        &self,
+        ring: &str,
+        min: u32,
+        now: u64,
+    ) -> Result<RingInfo, KeyError> {
+        let handle = self.handle(ring);
+        let rows = self.modify_guarded(&handle, now, min, |rows| {
+            ring::set_min_decryption_version(rows, min, now).map(Some)
+        })?;
+        self.info_after(ring, rows, now)
+    }
+
+    /// Irreversibly deletes the material of `version`, which must be below
+    /// `min_decryption_version`. Data still under it can never be opened again. Returns false if it
+    /// was already destroyed.
+    pub fn destroy_version(&self, ring: &str, version: u32, now: u64) -> Result<bool, KeyError> {
+        let handle = self.handle(ring);
+        let destroyed = self.modify_guarded(&handle, now, version.saturating_add(1), |rows| {
+            ring::destroy_version(rows, version)
+        })?;
+        broadcast(&self.store_id, ring, expire);
+        Ok(destroyed.is_some())
+    }
+
+    /// Replaces the rotation policy.
+    pub fn set_policy(
+        &self,
+        ring: &str,
+        policy: RotationPolicy,
+        now: u64,
+    ) -> Result<RingInfo, KeyError> {
+        let handle = self.handle(ring);
+        let rows = self.modify(&handle, now, false, |rows| {
+            Ok(Some((ring::set_policy(rows, policy)?, None)))
+        })?;
+        self.info_after(ring, rows, now)
+    }
+
+    pub(super) fn info_after(
+        &self,
+        ring: &str,
+        rows: Option<RingRows>,
+        now: u64,
+    ) -> Result<RingInfo, KeyError> {
+        match rows {
+            Some(rows) => Ok(RingInfo::from_rows(&rows)),
+            None => self.ring_info(ring, now),
+        }
+    }
+
+    /// Rewraps every live subject key of `ring` that is wrapped by a version older than the
+    /// primary. Idempotent; safe to run concurrently with anything (each row is compare-and-set).
+    pub fn rewrap_subject_keys(&self, ring: &str, now: u64) -> Result<u64, KeyError> {
+        let handle = self.handle(ring);
+        let mut total = 0u64;
+        // Each pass rewraps a batch in one store transaction, or finds nothing left; the bound
+        // only stops a store that keeps returning rows it then refuses to update.
+        for _ in 0..100_000 {
+            let snap = self.snapshot(&handle, now)?;
+            let primary = snap.rows.ring.primary_version;
+            let rows = self.store.subjects_wrapped_below(
+                ring,
+                primary,
+                self.options.subject_rewrap_batch.max(1),
+            )?;
+            if rows.is_empty() {
+                return Ok(total);
+            }
+            let mut batch = Vec::with_capacity(rows.len());
+            for row in rows {
+                self.integrity.verify_subject(&row)?;
+                let Some(wrapped) = row.wrapped_key.as_deref() else {
+                    continue;
+                };
+                let from = snap.decrypting_key(row.wrapped_by).map_err(|e| {
+                    KeyError::Refused(format!(
+                        "subject key of `{}` is wrapped by version {} of key ring `{ring}`, which cannot decrypt ({e}); lower min_decryption_version to {} and retry",
+                        row.subject, row.wrapped_by, row.wrapped_by
+                    ))
+                })?;
+                let key = unwrap_subject_key(from, &row.subject, row.generation, wrapped)?;
+                let (_, to) = self.encrypting_key(&handle, now, 1)?;
+                let to_version = to.key_id().version();
+                if to_version <= row.wrapped_by {
+                    continue;
+                }
+                let mut next = row.clone();
+                next.wrapped_by = to_version;
+                next.wrapped_key = Some(wrap_subject_key(&to, &row.subject, row.generation, &key)?);
+                self.integrity.seal_subject(&mut next);
+                batch.push((next, row.wrapped_by));
+            }
+            let done = self.store.rewrap_subjects(&batch)?;
+            total += done.iter().filter(|d| **d).count() as u64;
+        }
+        Err(KeyError::Conflict(format!(
+            "subject keys of key ring `{ring}`"
+        )))
+    }
+
+    /// Applies a planned change with compare-and-set, reloading and re-planning on conflict.
+    /// `plan` returns the next rows and an optional "no subject keys below version" guard, or
+    /// `None` for "nothing to do". Returns the committed rows, if any.
+    pub(super) fn modify(
+        &self,
+        handle: &RingHandle,
+        now: u64,
+        from_snapshot: bool,
+        mut plan: impl FnMut(&RingRows) -> Result<Option<(RingRows, Option<u32>)>, KeyError>,
+    ) -> Result<Option<RingRows>, KeyError> {
+        let _guard = lock(&handle.update);
+        self.modify_locked(handle, now, from_snapshot, &mut plan)
+    }
+
+    pub(super) fn modify_locked(
+        &self,
+        handle: &RingHandle,
+        now: u64,
+        from_snapshot: bool,
+        plan: &mut Plan<'_>,
+    ) -> Result<Option<RingRows>, KeyError> {
+        let mut cached = if from_snapshot {
+            current(handle, now).map(|s| s.rows.clone())
+        } else {
+            None
+        };
+        for _ in 0..self.options.max_conflict_retries.max(1) {
+            let rows = match cached.take() {
+                Some(rows) => rows,
+                None => self.load_verified(&handle.name)?,
+            };
+            let Some((mut next, guard)) = plan(&rows)? else {
+                self.install(handle, rows, now, None)?;
+                return Ok(None);
+            };
+            self.seal_rows(&mut next);
+            let changed = next
+                .versions
+                .iter()
+                .filter(|v| !rows.versions.contains(v))
+                .cloned()
+                .collect();
+            let change = RingChange {
+                expected_generation: rows.ring.generation,
+                ring: next.ring.clone(),
+                versions: changed,
+                require_no_subject_keys_below: guard,
+            };
+            match self.store.commit_ring(&change)? {
+                CommitOutcome::Committed => {
+                    self.install(handle, next.clone(), now, None)?;
+                    return Ok(Some(next));
+                }
+                CommitOutcome::Conflict => continue,
+                CommitOutcome::SubjectKeysDepend(count) => {
+                    return Err(KeyError::SubjectKeysDepend {
+                        ring: handle.name.clone(),
+                        below: guard.unwrap_or(0),
+                        count,
+                    });
+                }
+            }
+        }
+        Err(KeyError::Conflict(format!("key ring `{}`", handle.name)))
+    }
+
+    /// [`KeyManager::modify`] for changes that disable versions below `below`. The store refuses
+    /// them while live subject keys are wrapped by such versions; those are then rewrapped to the
+    /// primary and the change retried.
+    pub(super) fn modify_guarded(
+        &self,
+        handle: &RingHandle,
+        now: u64,
+        below: u32,
+        mut plan: impl FnMut(&RingRows) -> Result<Option<RingRows>, KeyError>,
+    ) -> Result<Option<RingRows>, KeyError> {
+        let mut attempts = 0;
+        loop {
+            let result = self.modify(handle, now, false, |rows| {
+                Ok(plan(rows)?.map(|next| (next, Some(below))))
+            });
+            match result {
+                Err(KeyError::SubjectKeysDepend { .. }) if attempts < 3 => {
+                    attempts += 1;
+                    self.rewrap_subject_keys(&handle.name, now)?;
+                }
+                other => return other,
+            }
+        }
+    }
+}

@@ -1,0 +1,391 @@
+//! The [`KeyManager`]: resolves keys (cache, then store, then root provider) and runs the envelope
+//! operations with them.
+
+use super::KeyError;
+use super::integrity::{INTEGRITY_KEY_AAD, INTEGRITY_KEY_META, Integrity};
+use super::root::RootKeyProvider;
+use super::state::{MANAGERS, Rings, lock};
+use super::store::KeyStore;
+use super::subject::{LiveSubject, random_key};
+use crate::envelope::{self, EncryptionContext, Header, Kek};
+use crate::secret::{SecretBytes, SecretKey};
+use core::fmt;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+/// Tuning of a [`KeyManager`]. The defaults suit a shop backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagerOptions {
+    /// Unwrapped subject keys kept per ring (default 10,000). 0 disables the subject cache.
+    pub subject_cache_capacity: usize,
+    /// Seconds an unwrapped subject key stays cached (default 300). An erasure made by another
+    /// process takes effect here after at most this long; erasures made through any manager of
+    /// this process take effect at once.
+    pub subject_cache_ttl_secs: u64,
+    /// Encryptions reserved per store write (default 65,536). Reserved but unused encryptions
+    /// (on exit or crash) count as used, so the 2^32 limit is never undercounted.
+    pub usage_block: u64,
+    /// When the primary version has used its encryption budget, rotate automatically instead of
+    /// failing with [`KeyError::UsageExhausted`] (default true).
+    pub auto_rotate_when_exhausted: bool,
+    /// Compare-and-set attempts before giving up with [`KeyError::Conflict`] (default 32).
+    pub max_conflict_retries: u32,
+    /// Subject-key rows rewrapped per store round trip after a rotation (default 1,000).
+    pub subject_rewrap_batch: usize,
+}
+
+impl Default for ManagerOptions {
+    fn default() -> Self {
+        Self {
+            subject_cache_capacity: 10_000,
+            subject_cache_ttl_secs: 300,
+            usage_block: 1 << 16,
+            auto_rotate_when_exhausted: true,
+            max_conflict_retries: 32,
+            subject_rewrap_batch: 1_000,
+        }
+    }
+}
+
+/// The record of an erasure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erasure {
+    /// Key ring.
+    pub ring: String,
+    /// Subject id.
+    pub subject: String,
+    /// Generation of the subject key that was erased.
+    pub generation: u64,
+    /// When it was erased (the first erasure's time if it already was).
+    pub erased_at: u64,
+    /// False when the subject had already been erased (nothing changed).
+    pub newly_erased: bool,
+}
+
+/// One generation of a subject's key, as recorded in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectGeneration {
+    /// Generation, from 1.
+    pub generation: u64,
+    /// Creation time (0 for a tombstone written by erasing a subject that had no key).
+    pub created_at: u64,
+    /// Erasure time, if erased.
+    pub erased_at: Option<u64>,
+    /// Ring version whose key wraps (or last wrapped) this subject key; 0 if it never had one.
+    pub wrapped_by: u32,
+}
+
+/// The versions of a ring usable for lookups (blind indexes): write with the primary, query with
+/// every live version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveVersions {
+    /// The version new data is sealed under.
+    pub primary: u32,
+    /// Every version that can still decrypt, ascending (the primary included).
+    pub live: Vec<u32>,
+}
+
+/// What a rotation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    /// Key ring.
+    pub ring: String,
+    /// The new primary version.
+    pub new_version: u32,
+    /// Subject keys rewrapped to the new version.
+    pub subject_keys_rewrapped: u64,
+}
+
+/// Ties the key hierarchy together: root provider, key store, caches and the envelope format.
+///
+/// Share one manager per store across the application (`Arc<KeyManager>`; it is `Send + Sync`).
+/// Methods taking `now` (seconds since the Unix epoch) may touch the store on a cache miss;
+/// see `docs/ARCHITECTURE.md` for calling them from async code.
+///
+/// ```
+/// use custodian::keys::{KeyManager, LocalRootKey, MemoryKeyStore, RotationPolicy};
+/// use custodian::crypto::Suite;
+/// use custodian::EncryptionContext;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let now = 1_700_000_000;
+/// let keys = KeyManager::new(MemoryKeyStore::new(), LocalRootKey::random()?)?;
+/// keys.create_ring("customers", Suite::default(), RotationPolicy::default(), now)?;
+/// let ctx = EncryptionContext::new().with("table", "customers")?.with("record", "42")?;
+///
+/// let sealed = keys.seal("customers", Some("cus_42"), &ctx, b"jane@example.com", now)?;
+/// assert_eq!(keys.open(&ctx, &sealed, now)?.expose_secret(), b"jane@example.com");
+///
+/// keys.rotate("customers", now + 10)?;
+/// assert!(keys.needs_rewrap(&sealed, now + 10)?);
+/// let rewrapped = keys.rewrap(&ctx, &sealed, now + 10)?;
+/// assert!(!keys.needs_rewrap(&rewrapped, now + 10)?);
+///
+/// keys.erase_subject("customers", "cus_42", now + 20)?;
+/// assert!(matches!(
+///     keys.open(&ctx, &rewrapped, now + 20),
+///     Err(custodian::keys::KeyError::SubjectErased { .. })
+/// ));
+/// # Ok(())
+/// # }
+/// ```
+pub struct KeyManager {
+    pub(super) store: Arc<dyn KeyStore>,
+    pub(super) root: Arc<dyn RootKeyProvider>,
+    pub(super) integrity: Integrity,
+    /// Identifies the store (derived from its integrity key) among the managers of this process.
+    pub(super) store_id: [u8; 32],
+    pub(super) options: ManagerOptions,
+    pub(super) rings: Arc<Rings>,
+}
+
+impl KeyManager {
+    /// A manager with default options. Reads (or, on a new store, creates) the store-integrity
+    /// key, which checks that `root` is the root key the store was created with.
+    pub fn new(
+        store: impl KeyStore + 'static,
+        root: impl RootKeyProvider + 'static,
+    ) -> Result<Self, KeyError> {
+        Self::with_options(Arc::new(store), Arc::new(root), ManagerOptions::default())
+    }
+
+    /// A manager over shared store and root provider handles, with explicit options.
+    pub fn with_options(
+        store: Arc<dyn KeyStore>,
+        root: Arc<dyn RootKeyProvider>,
+        options: ManagerOptions,
+    ) -> Result<Self, KeyError> {
+        let blob = match store.get_meta(INTEGRITY_KEY_META)? {
+            Some(blob) => blob,
+            None => {
+                let key = random_key()?;
+                let blob = root.wrap(INTEGRITY_KEY_AAD, &key)?;
+                store.put_meta_if_absent(INTEGRITY_KEY_META, &blob)?
+            }
+        };
+        let key = root.unwrap(INTEGRITY_KEY_AAD, &blob).map_err(|e| match e {
+            KeyError::RootUnwrap(_) => KeyError::RootUnwrap(
+                "the store-integrity key (is this the root key the store was created with?)".into(),
+            ),
+            other => other,
+        })?;
+        let integrity = Integrity::new(key);
+        let store_id = integrity.store_id();
+        let rings: Arc<Rings> = Arc::new(RwLock::new(HashMap::new()));
+        {
+            let mut all = lock(&MANAGERS);
+            all.retain(|(_, w)| w.strong_count() > 0);
+            all.push((store_id, Arc::downgrade(&rings)));
+        }
+        Ok(Self {
+            store,
+            root,
+            integrity,
+            store_id,
+            options,
+            rings,
+        })
+    }
+
+    /// The key store.
+    pub fn store(&self) -> &Arc<dyn KeyStore> {
+        &self.store
+    }
+
+    // Ring administration (create, rotate, thresholds, destroy) is in `admin.rs`; subject-key
+    // creation and erasure in `subject.rs`.
+
+    /// The primary and the live versions (for blind indexes: write with the primary, query with
+    /// every live version), as of this process's view of the ring, which is at most half the
+    /// ring's `propagation_secs` old: a version another process has just added may be missing.
+    pub fn live_versions(&self, ring: &str, now: u64) -> Result<LiveVersions, KeyError> {
+        let snap = self.snapshot(&self.handle(ring), now)?;
+        Ok(LiveVersions {
+            primary: snap.rows.ring.primary_version,
+            live: snap.keys.keys().copied().collect(),
+        })
+    }
+
+    // ---- Data: seal, open, rewrap ----
+
+    /// Seals `plaintext` under the ring's primary version, for `subject` if given (creating the
+    /// subject's key on first use, or a new generation after an erasure).
+    pub fn seal(
+        &self,
+        ring: &str,
+        subject: Option<&str>,
+        context: &EncryptionContext,
+        plaintext: &[u8],
+        now: u64,
+    ) -> Result<Vec<u8>, KeyError> {
+        let handle = self.handle(ring);
+        let (snap, ring_kek) = self.encrypting_key(&handle, now, 1)?;
+        match subject {
+            None => Ok(envelope::seal(ring_kek.as_ref(), context, plaintext)?),
+            Some(subject) => {
+                let kek = self.subject_kek(&handle, &snap, &ring_kek, subject, now)?;
+                Ok(envelope::seal(kek.as_ref(), context, plaintext)?)
+            }
+        }
+    }
+
+    /// Opens a ciphertext sealed by [`KeyManager::seal`]; the ring, version and subject come from
+    /// its header.
+    pub fn open(
+        &self,
+        context: &EncryptionContext,
+        ciphertext: &[u8],
+        now: u64,
+    ) -> Result<SecretBytes, KeyError> {
+        let header = Header::parse(ciphertext)?;
+        self.with_decrypting_kek(&header, now, |kek, _| {
+            envelope::open(kek, context, ciphertext).map_err(KeyError::from)
+        })
+    }
+
+    /// Whether the ciphertext is under an older version than its ring's primary (header only,
+    /// no decryption).
+    pub fn needs_rewrap(&self, ciphertext: &[u8], now: u64) -> Result<bool, KeyError> {
+        let header = Header::parse(ciphertext)?;
+        let snap = self.snapshot(&self.handle(header.key_id().name()), now)?;
+        Ok(header.key_id().version() < snap.rows.ring.primary_version)
+    }
+
+    /// Rewraps the data key to the ring's primary version without decrypting the payload; the
+    /// cost does not depend on the payload size.
+    pub fn rewrap(
+        &self,
+        context: &EncryptionContext,
+        ciphertext: &[u8],
+        now: u64,
+    ) -> Result<Vec<u8>, KeyError> {
+        let mut out = ciphertext.to_vec();
+        self.rewrap_in_place(context, &mut out, now)?;
+        Ok(out)
+    }
+
+    /// Like [`KeyManager::rewrap`], rewriting only the header part of `ciphertext`. Returns false
+    /// (and changes nothing) when it is already under the primary version. On error the
+    /// ciphertext is unchanged.
+    pub fn rewrap_in_place(
+        &self,
+        context: &EncryptionContext,
+        ciphertext: &mut Vec<u8>,
+        now: u64,
+    ) -> Result<bool, KeyError> {
+        let header = Header::parse(ciphertext)?;
+        let id = header.key_id();
+        let handle = self.handle(id.name());
+        let snap = self.snapshot(&handle, now)?;
+        if id.version() >= snap.rows.ring.primary_version {
+            return Ok(false);
+        }
+        let (_, to_ring) = self.encrypting_key(&handle, now, 1)?;
+        if id.version() >= to_ring.key_id().version() {
+            return Ok(false);
+        }
+        self.with_decrypting_kek(&header, now, |from, subject| {
+            // The target KEK comes from the same subject key generation as the source.
+            let to: Arc<dyn Kek> = match (subject, id.subject()) {
+                (Some(keys), Some(subject)) => keys.kek(subject, &to_ring)?,
+                _ => to_ring.clone(),
+            };
+            envelope::rewrap_in_place(from, to.as_ref(), context, ciphertext)
+                .map_err(KeyError::from)
+        })?;
+        Ok(true)
+    }
+
+    /// Opens and seals again under the primary version with a fresh data key (after a suspected
+    /// data-key leak). Costs a full decryption and encryption.
+    pub fn reencrypt(
+        &self,
+        context: &EncryptionContext,
+        ciphertext: &[u8],
+        now: u64,
+    ) -> Result<Vec<u8>, KeyError> {
+        let header = Header::parse(ciphertext)?;
+        let plaintext = self.open(context, ciphertext, now)?;
+        let id = header.key_id();
+        self.seal(
+            id.name(),
+            id.subject(),
+            context,
+            plaintext.expose_secret(),
+            now,
+        )
+    }
+
+    /// A key for another purpose (such as a blind index) derived from a live version of the ring:
+    /// HKDF-SHA256 with `info` (see `docs/KEYSTORE.md`). The version key itself never leaves the
+    /// manager.
+    pub fn derive_key(
+        &self,
+        ring: &str,
+        version: u32,
+        info: &[u8],
+        now: u64,
+    ) -> Result<SecretKey, KeyError> {
+        let handle = self.handle(ring);
+        let snap = self.snapshot(&handle, now)?;
+        let snap = if version > snap.rows.ring.primary_version && handle.may_force_reload(now) {
+            self.reload(&handle, now)?
+        } else {
+            snap
+        };
+        Ok(snap.decrypting_key(version)?.derive_key(info))
+    }
+
+    /// Resolves the KEK named by `header` and runs `f` with it. A subject KEK from the cache that
+    /// fails to decrypt is reloaded once from the store (another process may have erased and
+    /// re-created the subject).
+    pub(super) fn with_decrypting_kek<T>(
+        &self,
+        header: &Header,
+        now: u64,
+        mut f: impl FnMut(&dyn Kek, Option<&LiveSubject>) -> Result<T, KeyError>,
+    ) -> Result<T, KeyError> {
+        let id = header.key_id();
+        let handle = self.handle(id.name());
+        let mut snap = self.snapshot(&handle, now)?;
+        // A newer version than this snapshot knows: another process rotated.
+        if id.version() > snap.rows.ring.primary_version && handle.may_force_reload(now) {
+            snap = self.reload(&handle, now)?;
+        }
+        let ring_kek = Arc::clone(snap.decrypting_key(id.version())?);
+        let Some(subject) = id.subject() else {
+            return f(ring_kek.as_ref(), None);
+        };
+        // Never creates: a ciphertext of an erased subject must not bring the subject back.
+        let was_cached = handle.subjects.get(subject, now).is_some();
+        let (keys, _) = self.subject_keys(&handle, &snap, subject, now, false)?;
+        let kek = keys.kek(subject, &ring_kek)?;
+        match f(kek.as_ref(), Some(&keys)) {
+            Err(e) if was_cached && e.is_decrypt_failure() => {
+                handle.subjects.remove(subject);
+                let (keys, _) = self.subject_keys(&handle, &snap, subject, now, false)?;
+                let kek = keys.kek(subject, &ring_kek)?;
+                f(kek.as_ref(), Some(&keys))
+            }
+            other => other,
+        }
+    }
+}
+
+impl fmt::Debug for KeyManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rings: Vec<String> = self
+            .rings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        f.debug_struct("KeyManager")
+            .field("store", &self.store)
+            .field("root", &self.root)
+            .field("loaded_rings", &rings)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,820 @@
+//! The embedded default [`KeyStore`]: one SQLite file (bundled SQLite), WAL mode, full fsync on
+//! commit, every multi-row change in one `BEGIN IMMEDIATE` transaction, a schema version table
+//! and forward-only migrations. Several processes may open the same file: writers serialise on
+//! SQLite's lock (with a busy timeout) and the ring generation column decides who wins.
+
+use super::KeyError;
+use super::ring::{RotationPolicy, VersionState};
+use super::store::{
+    CommitOutcome, KeyStore, MAC_LEN, RingChange, RingRecord, RingRows, SubjectRecord,
+    VersionDigest, VersionRecord,
+};
+use crate::crypto::Suite;
+use core::fmt;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+/// Schema version this build writes; `MIGRATIONS[i]` upgrades from version `i` to `i + 1`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const MIGRATIONS: [&str; 1] = [r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value BLOB NOT NULL
+) STRICT;
+CREATE TABLE rings (
+    name                   TEXT PRIMARY KEY NOT NULL,
+    generation             INTEGER NOT NULL,
+    suite                  INTEGER NOT NULL,
+    primary_version        INTEGER NOT NULL,
+    min_encryption_version INTEGER NOT NULL,
+    min_decryption_version INTEGER NOT NULL,
+    max_age_secs           INTEGER,
+    max_encryptions        INTEGER NOT NULL,
+    propagation_secs       INTEGER NOT NULL,
+    created_at             INTEGER NOT NULL,
+    version_digests        BLOB NOT NULL,
+    mac                    BLOB NOT NULL
+) STRICT;
+CREATE TABLE ring_versions (
+    ring           TEXT NOT NULL REFERENCES rings(name),
+    version        INTEGER NOT NULL,
+    state          INTEGER NOT NULL,
+    wrapped_key    BLOB,
+    created_at     INTEGER NOT NULL,
+    superseded_at  INTEGER,
+    usage_reserved INTEGER NOT NULL,
+    mac            BLOB NOT NULL,
+    PRIMARY KEY (ring, version)
+) STRICT;
+CREATE TABLE subject_keys (
+    ring        TEXT NOT NULL REFERENCES rings(name),
+    subject     TEXT NOT NULL,
+    generation  INTEGER NOT NULL,
+    wrapped_by  INTEGER NOT NULL,
+    wrapped_key BLOB,
+    created_at  INTEGER NOT NULL,
+    erased_at   INTEGER,
+    mac         BLOB NOT NULL,
+    PRIMARY KEY (ring, subject, generation)
+) STRICT;
+CREATE INDEX subject_keys_by_wrapping_version
+    ON subject_keys (ring, wrapped_by) WHERE wrapped_key IS NOT NULL;
+"#];
+
+/// Connections kept open for reuse.
+const MAX_IDLE_CONNECTIONS: usize = 4;
+
+/// A key store in one SQLite database file.
+pub struct SqliteKeyStore {
+    path: PathBuf,
+    busy_timeout: Duration,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl SqliteKeyStore {
+    /// Opens (creating if needed) the store at `path` and migrates it to [`SCHEMA_VERSION`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, KeyError> {
+        Self::open_with_busy_timeout(path, Duration::from_secs(10))
+    }
+
+    /// Like [`SqliteKeyStore::open`], waiting at most `busy_timeout` for another writer.
+    pub fn open_with_busy_timeout(
+        path: impl AsRef<Path>,
+        busy_timeout: Duration,
+    ) -> Result<Self, KeyError> {
+        let store = Self {
+            path: path.as_ref().to_path_buf(),
+            busy_timeout,
+            idle: Mutex::new(Vec::new()),
+        };
+        let mut conn = store.connect()?;
+        migrate(&mut conn)?;
+        store.release(conn);
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn connect(&self) -> Result<Connection, KeyError> {
+        let conn = Connection::open(&self.path)
+            .map_err(|e| KeyError::Store(format!("cannot open `{}`: {e}", self.path.display())))?;
+        conn.busy_timeout(self.busy_timeout).map_err(store_err)?;
+        // WAL: readers never block the writer. FULL: a committed key survives power loss, not just
+        // a crash. secure_delete: erased and destroyed key bytes are overwritten, not just unlinked.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(store_err)?;
+        conn.execute_batch(
+            "PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(store_err)?;
+        Ok(conn)
+    }
+
+    fn release(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_CONNECTIONS {
+            idle.push(conn);
+        }
+    }
+
+    /// Runs `f` on a pooled connection (opened on demand; no lock is held while `f` runs).
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, KeyError>,
+    ) -> Result<T, KeyError> {
+        let pooled = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        let result = f(&mut conn);
+        self.release(conn);
+        result
+    }
+
+    /// Moves the WAL's content into the database file and truncates the WAL, so that deleted key
+    /// bytes do not linger in it. Best effort: skipped if readers hold old snapshots for more than
+    /// half a second.
+    fn checkpoint(&self, conn: &Connection) {
+        // Wait briefly only: a checkpoint must not stall an erasure behind long readers.
+        let _ = conn.busy_timeout(Duration::from_millis(500));
+        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        let _ = conn.busy_timeout(self.busy_timeout);
+    }
+}
+
+/// A `u64` stored as SQLite's signed 64-bit INTEGER; values above `i64::MAX` are refused, and a
+/// negative stored value reads as an error instead of wrapping around.
+#[derive(Clone, Copy)]
+struct Int(u64);
+
+impl rusqlite::ToSql for Int {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        i64::try_from(self.0)
+            .map(rusqlite::types::ToSqlOutput::from)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+    }
+}
+
+impl rusqlite::types::FromSql for Int {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let v = i64::column_result(value)?;
+        u64::try_from(v)
+            .map(Int)
+            .map_err(|_| rusqlite::types::FromSqlError::OutOfRange(v))
+    }
+}
+
+fn int(v: u64) -> Int {
+    Int(v)
+}
+
+fn opt_int(v: Option<u64>) -> Option<Int> {
+    v.map(Int)
+}
+
+fn store_err(e: rusqlite::Error) -> KeyError {
+    KeyError::Store(e.to_string())
+}
+
+/// Applies the missing migrations in one transaction.
+fn migrate(conn: &mut Connection) -> Result<u32, KeyError> {
+    // Fast path without a write transaction (and its fsync) when the schema is current.
+    let current: Option<u32> = conn
+        .query_row("SELECT version FROM schema_version WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .unwrap_or(None);
+    if current == Some(SCHEMA_VERSION) {
+        return Ok(SCHEMA_VERSION);
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(store_err)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_version (
+             id      INTEGER PRIMARY KEY CHECK (id = 1),
+             version INTEGER NOT NULL
+         ) STRICT;",
+    )
+    .map_err(store_err)?;
+    // Read again inside the write transaction: another process may have migrated meanwhile.
+    let found: u32 = tx
+        .query_row("SELECT version FROM schema_version WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(store_err)?
+        .unwrap_or(0);
+    if found > SCHEMA_VERSION {
+        return Err(KeyError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.execute_batch(sql).map_err(|e| {
+            KeyError::Store(format!("migration from schema version {from} failed: {e}"))
+        })?;
+    }
+    tx.execute(
+        "INSERT INTO schema_version (id, version) VALUES (1, ?1)
+         ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+        [SCHEMA_VERSION],
+    )
+    .map_err(store_err)?;
+    tx.commit().map_err(store_err)?;
+    Ok(SCHEMA_VERSION)
+}
+
+// ---- Row mapping. Values that cannot be decoded are reported as tampering. ----
+
+fn mac_of(bytes: Vec<u8>, ring: &str, version: Option<u32>) -> Result<[u8; MAC_LEN], KeyError> {
+    bytes
+        .try_into()
+        .map_err(|_| KeyError::tampered("MAC column has the wrong length", ring, version))
+}
+
+fn encode_digests(digests: &[VersionDigest]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(digests.len() * (5 + MAC_LEN));
+    for d in digests {
+        out.extend_from_slice(&d.version.to_be_bytes());
+        out.push(d.state.code());
+        out.extend_from_slice(&d.mac);
+    }
+    out
+}
+
+fn decode_digests(bytes: &[u8], ring: &str) -> Result<Vec<VersionDigest>, KeyError> {
+    let bad = || KeyError::tampered("malformed version_digests column", ring, None);
+    let entry = 5 + MAC_LEN;
+    if bytes.len() % entry != 0 {
+        return Err(bad());
+    }
+    bytes
+        .chunks_exact(entry)
+        .map(|chunk| {
+            let (version, rest) = chunk.split_at_checked(4).ok_or_else(bad)?;
+            let (&state, mac) = rest.split_first().ok_or_else(bad)?;
+            Ok(VersionDigest {
+                version: u32::from_be_bytes(version.try_into().map_err(|_| bad())?),
+                state: VersionState::from_code(state).ok_or_else(bad)?,
+                mac: mac.try_into().map_err(|_| bad())?,
+            })
+        })
+        .collect()
+}
+
+struct RawRing {
+    name: String,
+    generation: u64,
+    suite: u8,
+    primary_version: u32,
+    min_encryption_version: u32,
+    min_decryption_version: u32,
+    max_age_secs: Option<u64>,
+    max_encryptions: u64,
+    propagation_secs: u64,
+    created_at: u64,
+    version_digests: Vec<u8>,
+    mac: Vec<u8>,
+}
+
+const RING_COLUMNS: &str = "name, generation, suite, primary_version, min_encryption_version, \
+    min_decryption_version, max_age_secs, max_encryptions, propagation_secs, created_at, \
+    version_digests, mac";
+
+fn raw_ring(r: &Row<'_>) -> rusqlite::Result<RawRing> {
+    Ok(RawRing {
+        name: r.get(0)?,
+        generation: r.get::<_, Int>(1)?.0,
+        suite: r.get(2)?,
+        primary_version: r.get(3)?,
+        min_encryption_version: r.get(4)?,
+        min_decryption_version: r.get(5)?,
+        max_age_secs: r.get::<_, Option<Int>>(6)?.map(|i| i.0),
+        max_encryptions: r.get::<_, Int>(7)?.0,
+        propagation_secs: r.get::<_, Int>(8)?.0,
+        created_at: r.get::<_, Int>(9)?.0,
+        version_digests: r.get(10)?,
+        mac: r.get(11)?,
+    })
+}
+
+impl RawRing {
+    fn into_record(self) -> Result<RingRecord, KeyError> {
+        let suite = Suite::from_id(self.suite)
+            .ok_or_else(|| KeyError::tampered("unknown suite id", &self.name, None))?;
+        let versions = decode_digests(&self.version_digests, &self.name)?;
+        let mac = mac_of(self.mac, &self.name, None)?;
+        Ok(RingRecord {
+            generation: self.generation,
+            suite,
+            primary_version: self.primary_version,
+            min_encryption_version: self.min_encryption_version,
+            min_decryption_version: self.min_decryption_version,
+            policy: RotationPolicy {
+                max_age_secs: self.max_age_secs,
+                max_encryptions: self.max_encryptions,
+                propagation_secs: self.propagation_secs,
+            },
+            created_at: self.created_at,
+            versions,
+            mac,
+            name: self.name,
+        })
+    }
+}
+
+struct RawVersion {
+    ring: String,
+    version: u32,
+    state: u8,
+    wrapped_key: Option<Vec<u8>>,
+    created_at: u64,
+    superseded_at: Option<u64>,
+    usage_reserved: u64,
+    mac: Vec<u8>,
+}
+
+const VERSION_COLUMNS: &str =
+    "ring, version, state, wrapped_key, created_at, superseded_at, usage_reserved, mac";
+
+fn raw_version(r: &Row<'_>) -> rusqlite::Result<RawVersion> {
+    Ok(RawVersion {
+        ring: r.get(0)?,
+        version: r.get(1)?,
+        state: r.get(2)?,
+        wrapped_key: r.get(3)?,
+        created_at: r.get::<_, Int>(4)?.0,
+        superseded_at: r.get::<_, Option<Int>>(5)?.map(|i| i.0),
+        usage_reserved: r.get::<_, Int>(6)?.0,
+        mac: r.get(7)?,
+    })
+}
+
+impl RawVersion {
+    fn into_record(self) -> Result<VersionRecord, KeyError> {
+        let state = VersionState::from_code(self.state).ok_or_else(|| {
+            KeyError::tampered("unknown version state code", &self.ring, Some(self.version))
+        })?;
+        let mac = mac_of(self.mac, &self.ring, Some(self.version))?;
+        Ok(VersionRecord {
+            version: self.version,
+            state,
+            wrapped_key: self.wrapped_key,
+            created_at: self.created_at,
+            superseded_at: self.superseded_at,
+            usage_reserved: self.usage_reserved,
+            mac,
+            ring: self.ring,
+        })
+    }
+}
+
+struct RawSubject {
+    ring: String,
+    subject: String,
+    generation: u64,
+    wrapped_by: u32,
+    wrapped_key: Option<Vec<u8>>,
+    created_at: u64,
+    erased_at: Option<u64>,
+    mac: Vec<u8>,
+}
+
+const SUBJECT_COLUMNS: &str =
+    "ring, subject, generation, wrapped_by, wrapped_key, created_at, erased_at, mac";
+
+fn raw_subject(r: &Row<'_>) -> rusqlite::Result<RawSubject> {
+    Ok(RawSubject {
+        ring: r.get(0)?,
+        subject: r.get(1)?,
+        generation: r.get::<_, Int>(2)?.0,
+        wrapped_by: r.get(3)?,
+        wrapped_key: r.get(4)?,
+        created_at: r.get::<_, Int>(5)?.0,
+        erased_at: r.get::<_, Option<Int>>(6)?.map(|i| i.0),
+        mac: r.get(7)?,
+    })
+}
+
+impl RawSubject {
+    fn into_record(self) -> Result<SubjectRecord, KeyError> {
+        let mac = mac_of(self.mac, &self.ring, Some(self.wrapped_by))?;
+        Ok(SubjectRecord {
+            subject: self.subject,
+            generation: self.generation,
+            wrapped_by: self.wrapped_by,
+            wrapped_key: self.wrapped_key,
+            created_at: self.created_at,
+            erased_at: self.erased_at,
+            mac,
+            ring: self.ring,
+        })
+    }
+}
+
+fn upsert_version(conn: &Connection, v: &VersionRecord) -> Result<(), KeyError> {
+    conn.prepare_cached(
+        "INSERT INTO ring_versions (ring, version, state, wrapped_key, created_at, superseded_at,
+                                    usage_reserved, mac)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (ring, version) DO UPDATE SET
+             state = excluded.state, wrapped_key = excluded.wrapped_key,
+             created_at = excluded.created_at, superseded_at = excluded.superseded_at,
+             usage_reserved = excluded.usage_reserved, mac = excluded.mac",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            v.ring,
+            v.version,
+            v.state.code(),
+            v.wrapped_key,
+            int(v.created_at),
+            opt_int(v.superseded_at),
+            int(v.usage_reserved),
+            v.mac.as_slice(),
+        ])
+    })
+    .map_err(store_err)?;
+    Ok(())
+}
+
+fn ring_params(r: &RingRecord) -> [Box<dyn rusqlite::ToSql + '_>; 12] {
+    [
+        Box::new(&r.name),
+        Box::new(int(r.generation)),
+        Box::new(r.suite.id()),
+        Box::new(r.primary_version),
+        Box::new(r.min_encryption_version),
+        Box::new(r.min_decryption_version),
+        Box::new(opt_int(r.policy.max_age_secs)),
+        Box::new(int(r.policy.max_encryptions)),
+        Box::new(int(r.policy.propagation_secs)),
+        Box::new(int(r.created_at)),
+        Box::new(encode_digests(&r.versions)),
+        Box::new(r.mac.as_slice()),
+    ]
+}
+
+impl KeyStore for SqliteKeyStore {
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, KeyError> {
+        self.with_conn(|conn| {
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+                .map_err(store_err)
+        })
+    }
+
+    fn put_meta_if_absent(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(store_err)?;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+                params![key, value],
+            )
+            .map_err(store_err)?;
+            let stored: Vec<u8> = tx
+                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .map_err(store_err)?;
+            tx.commit().map_err(store_err)?;
+            Ok(stored)
+        })
+    }
+
+    fn ring_names(&self) -> Result<Vec<String>, KeyError> {
+        self.with_conn(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT name FROM rings ORDER BY name")
+                .map_err(store_err)?;
+            let names = stmt
+                .query_map([], |r| r.get(0))
+                .and_then(Iterator::collect)
+                .map_err(store_err)?;
+            Ok(names)
+        })
+    }
+
+    fn load_ring(&self, name: &str) -> Result<Option<RingRows>, KeyError> {
+        self.with_conn(|conn| {
+            // One read transaction: the ring row and its versions come from the same snapshot.
+            let tx = conn.transaction().map_err(store_err)?;
+            let raw = tx
+                .prepare_cached(&format!("SELECT {RING_COLUMNS} FROM rings WHERE name = ?1"))
+                .and_then(|mut stmt| stmt.query_row([name], raw_ring).optional())
+                .map_err(store_err)?;
+            let Some(raw) = raw else {
+                return Ok(None);
+            };
+            let versions: Vec<RawVersion> = tx
+                .prepare_cached(&format!(
+                    "SELECT {VERSION_COLUMNS} FROM ring_versions WHERE ring = ?1 ORDER BY version"
+                ))
+                .and_then(|mut stmt| {
+                    stmt.query_map([name], raw_version)
+                        .and_then(Iterator::collect)
+                })
+                .map_err(store_err)?;
+            tx.commit().map_err(store_err)?;
+            Ok(Some(RingRows {
+                ring: raw.into_record()?,
+                versions: versions
+                    .into_iter()
+                    .map(RawVersion::into_record)
+                    .collect::<Result<_, _>>()?,
+            }))
+        })
+    }
+
+    fn create_ring(&self, rows: &RingRows) -> Result<bool, KeyError> {
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(store_err)?;
+            let params = ring_params(&rows.ring);
+            let inserted = tx
+                .execute(
+                    &format!(
+                        "INSERT INTO rings ({RING_COLUMNS})
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                         ON CONFLICT (name) DO NOTHING"
+                    ),
+                    rusqlite::params_from_iter(params.iter()),
+                )
+                .map_err(store_err)?;
+            if inserted == 0 {
+                return Ok(false);
+            }
+            for v in &rows.versions {
+                upsert_version(&tx, v)?;
+            }
+            tx.commit().map_err(store_err)?;
+            Ok(true)
+        })
+    }
+
+    fn commit_ring(&self, change: &RingChange) -> Result<CommitOutcome, KeyError> {
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(store_err)?;
+            let r = &change.ring;
+            if let Some(below) = change.require_no_subject_keys_below {
+                let count: Int = tx
+                    .query_row(
+                        "SELECT count(*) FROM subject_keys
+                         WHERE ring = ?1 AND wrapped_key IS NOT NULL AND wrapped_by < ?2",
+                        params![r.name, below],
+                        |row| row.get(0),
+                    )
+                    .map_err(store_err)?;
+                if count.0 > 0 {
+                    return Ok(CommitOutcome::SubjectKeysDepend(count.0));
+                }
+            }
+            let mut params = ring_params(r).into_iter().collect::<Vec<_>>();
+            params.push(Box::new(int(change.expected_generation)));
+            let updated = tx
+                .execute(
+                    "UPDATE rings SET name = ?1, generation = ?2, suite = ?3, primary_version = ?4,
+                         min_encryption_version = ?5, min_decryption_version = ?6,
+                         max_age_secs = ?7, max_encryptions = ?8, propagation_secs = ?9,
+                         created_at = ?10, version_digests = ?11, mac = ?12
+                     WHERE name = ?1 AND generation = ?13",
+                    rusqlite::params_from_iter(params.iter()),
+                )
+                .map_err(store_err)?;
+            if updated == 0 {
+                return Ok(CommitOutcome::Conflict);
+            }
+            for v in &change.versions {
+                upsert_version(&tx, v)?;
+            }
+            tx.commit().map_err(store_err)?;
+            if change.versions.iter().any(|v| v.wrapped_key.is_none()) {
+                self.checkpoint(conn);
+            }
+            Ok(CommitOutcome::Committed)
+        })
+    }
+
+    fn load_subject(&self, ring: &str, subject: &str) -> Result<Option<SubjectRecord>, KeyError> {
+        let raw = self.with_conn(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {SUBJECT_COLUMNS} FROM subject_keys WHERE ring = ?1 AND subject = ?2
+                 ORDER BY generation DESC LIMIT 1"
+            ))
+            .and_then(|mut stmt| stmt.query_row([ring, subject], raw_subject).optional())
+            .map_err(store_err)
+        })?;
+        raw.map(RawSubject::into_record).transpose()
+    }
+
+    fn subject_history(&self, ring: &str, subject: &str) -> Result<Vec<SubjectRecord>, KeyError> {
+        let raw: Vec<RawSubject> = self.with_conn(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {SUBJECT_COLUMNS} FROM subject_keys WHERE ring = ?1 AND subject = ?2
+                 ORDER BY generation"
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_map([ring, subject], raw_subject)
+                    .and_then(Iterator::collect)
+            })
+            .map_err(store_err)
+        })?;
+        raw.into_iter().map(RawSubject::into_record).collect()
+    }
+
+    fn insert_subjects(&self, rows: &[SubjectRecord]) -> Result<Vec<bool>, KeyError> {
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(store_err)?;
+            let mut inserted = Vec::with_capacity(rows.len());
+            {
+                let mut stmt = tx
+                    .prepare_cached(&format!(
+                        "INSERT INTO subject_keys ({SUBJECT_COLUMNS})
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                         ON CONFLICT (ring, subject, generation) DO NOTHING"
+                    ))
+                    .map_err(store_err)?;
+                for s in rows {
+                    let n = stmt
+                        .execute(params![
+                            s.ring,
+                            s.subject,
+                            int(s.generation),
+                            s.wrapped_by,
+                            s.wrapped_key,
+                            int(s.created_at),
+                            opt_int(s.erased_at),
+                            s.mac.as_slice(),
+                        ])
+                        .map_err(store_err)?;
+                    inserted.push(n == 1);
+                }
+            }
+            tx.commit().map_err(store_err)?;
+            Ok(inserted)
+        })
+    }
+
+    fn rewrap_subjects(&self, rows: &[(SubjectRecord, u32)]) -> Result<Vec<bool>, KeyError> {
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(store_err)?;
+            let mut done = Vec::with_capacity(rows.len());
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "UPDATE subject_keys SET wrapped_by = ?1, wrapped_key = ?2, mac = ?3
+                         WHERE ring = ?4 AND subject = ?5 AND generation = ?6
+                           AND wrapped_by = ?7 AND wrapped_key IS NOT NULL",
+                    )
+                    .map_err(store_err)?;
+                for (row, expected_wrapped_by) in rows {
+                    let n = stmt
+                        .execute(params![
+                            row.wrapped_by,
+                            row.wrapped_key,
+                            row.mac.as_slice(),
+                            row.ring,
+                            row.subject,
+                            int(row.generation),
+                            expected_wrapped_by,
+                        ])
+                        .map_err(store_err)?;
+                    done.push(n == 1);
+                }
+            }
+            tx.commit().map_err(store_err)?;
+            Ok(done)
+        })
+    }
+
+    fn erase_subject(&self, tombstone: &SubjectRecord) -> Result<bool, KeyError> {
+        self.with_conn(|conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE subject_keys SET wrapped_by = ?1, wrapped_key = NULL, erased_at = ?2,
+                         mac = ?3
+                     WHERE ring = ?4 AND subject = ?5 AND generation = ?6
+                       AND wrapped_key IS NOT NULL",
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        tombstone.wrapped_by,
+                        opt_int(tombstone.erased_at),
+                        tombstone.mac.as_slice(),
+                        tombstone.ring,
+                        tombstone.subject,
+                        int(tombstone.generation),
+                    ])
+                })
+                .map_err(store_err)?;
+            if n == 1 {
+                self.checkpoint(conn);
+            }
+            Ok(n == 1)
+        })
+    }
+
+    fn subjects_wrapped_below(
+        &self,
+        ring: &str,
+        version: u32,
+        limit: usize,
+    ) -> Result<Vec<SubjectRecord>, KeyError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let raw: Vec<RawSubject> = self.with_conn(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {SUBJECT_COLUMNS} FROM subject_keys
+                 WHERE ring = ?1 AND wrapped_key IS NOT NULL AND wrapped_by < ?2
+                 ORDER BY subject, generation LIMIT ?3"
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_map(params![ring, version, limit], raw_subject)
+                    .and_then(Iterator::collect)
+            })
+            .map_err(store_err)
+        })?;
+        raw.into_iter().map(RawSubject::into_record).collect()
+    }
+}
+
+impl fmt::Debug for SqliteKeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteKeyStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.db");
+        SqliteKeyStore::open(&path).unwrap();
+        // Opening again is a no-op migration.
+        let store = SqliteKeyStore::open(&path).unwrap();
+        assert!(store.ring_names().unwrap().is_empty());
+        let conn = Connection::open(&path).unwrap();
+        let version: u32 = conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        conn.execute("UPDATE schema_version SET version = 99", [])
+            .unwrap();
+        match SqliteKeyStore::open(&path) {
+            Err(KeyError::SchemaTooNew {
+                found: 99,
+                supported,
+            }) => {
+                assert_eq!(supported, SCHEMA_VERSION)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn digests_round_trip_and_reject_garbage() {
+        let digests = vec![
+            VersionDigest {
+                version: 1,
+                state: VersionState::Disabled,
+                mac: [7; 32],
+            },
+            VersionDigest {
+                version: 2,
+                state: VersionState::Active,
+                mac: [9; 32],
+            },
+        ];
+        let bytes = encode_digests(&digests);
+        assert_eq!(decode_digests(&bytes, "r").unwrap(), digests);
+        assert!(decode_digests(&bytes[1..], "r").is_err());
+        let mut bad_state = bytes.clone();
+        bad_state[4] = 9;
+        assert!(decode_digests(&bad_state, "r").is_err());
+    }
+}

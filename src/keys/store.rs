@@ -1,0 +1,234 @@
+//! The storage interface: rows in, rows out, compare-and-set on every change.
+//!
+//! A store keeps only wrapped key material and the integrity MACs computed by the
+//! [`KeyManager`](super::KeyManager); it never sees a plaintext key and never checks a MAC itself.
+//! That keeps backends small: [`SqliteKeyStore`](super::SqliteKeyStore) (embedded default),
+//! [`MemoryKeyStore`](super::MemoryKeyStore) (tests), and later a PostgreSQL store shared by several
+//! application servers. Every method is synchronous and is called only on cache misses and
+//! administrative operations; see `docs/ARCHITECTURE.md` for how async applications call it.
+//!
+//! Concurrency is optimistic and must hold across processes: a ring row carries a `generation`,
+//! every change to a ring names the generation it was computed from, and the store applies it only
+//! if that generation is still current ([`RingChange`]). Subject-key rows are changed with the same
+//! compare-and-set idea on their own columns. An in-process lock alone is never enough.
+
+use super::KeyError;
+use super::ring::{RotationPolicy, VersionState};
+use crate::crypto::Suite;
+use core::fmt;
+
+/// Length of every row MAC (HMAC-SHA256).
+pub const MAC_LEN: usize = 32;
+
+/// The stored row of a key ring. Field meanings are in `docs/KEYSTORE.md` (table `rings`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingRecord {
+    /// Ring name (see [`KeyId::new`](crate::envelope::KeyId::new) for the allowed characters).
+    pub name: String,
+    /// Incremented by every committed change; the compare-and-set column.
+    pub generation: u64,
+    /// AEAD suite of every version of this ring.
+    pub suite: Suite,
+    /// The version that new data is sealed under (always the newest version).
+    pub primary_version: u32,
+    /// Versions below this are decrypt-only.
+    pub min_encryption_version: u32,
+    /// Versions below this cannot decrypt (disabled or destroyed).
+    pub min_decryption_version: u32,
+    /// When to rotate, and how long a rotation takes to reach every process.
+    pub policy: RotationPolicy,
+    /// Creation time (seconds since the Unix epoch).
+    pub created_at: u64,
+    /// The ring's record of each of its version rows, ascending: a version row that does not match
+    /// its entry was edited, replaced or rolled back.
+    pub versions: Vec<VersionDigest>,
+    /// HMAC over every field above, `versions` included.
+    pub mac: [u8; MAC_LEN],
+}
+
+/// A ring's record of one of its version rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionDigest {
+    /// Version number.
+    pub version: u32,
+    /// The row's state.
+    pub state: VersionState,
+    /// The row's MAC.
+    pub mac: [u8; MAC_LEN],
+}
+
+/// The stored row of one key-ring version.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VersionRecord {
+    /// Ring name.
+    pub ring: String,
+    /// Version number, from 1.
+    pub version: u32,
+    /// Lifecycle state.
+    pub state: VersionState,
+    /// The version's 256-bit key wrapped by the root key provider; `None` once destroyed.
+    pub wrapped_key: Option<Vec<u8>>,
+    /// When the version was created by a rotation.
+    pub created_at: u64,
+    /// When a newer version replaced it as primary; `None` while it is the primary.
+    pub superseded_at: Option<u64>,
+    /// Encryptions reserved under this version so far, by every process together (an upper bound
+    /// of the encryptions done: processes reserve in blocks before they encrypt).
+    pub usage_reserved: u64,
+    /// HMAC over every field above.
+    pub mac: [u8; MAC_LEN],
+}
+
+/// The stored row of one generation of a subject's key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SubjectRecord {
+    /// Ring name.
+    pub ring: String,
+    /// Subject id.
+    pub subject: String,
+    /// 1 for the first key of this subject, incremented each time the subject is re-created after
+    /// an erasure.
+    pub generation: u64,
+    /// Ring version whose key wrapped `wrapped_key` (kept on tombstones for the record).
+    pub wrapped_by: u32,
+    /// The subject key wrapped by ring version `wrapped_by`; `None` once erased.
+    pub wrapped_key: Option<Vec<u8>>,
+    /// When this generation was created.
+    pub created_at: u64,
+    /// When it was erased; `None` while live.
+    pub erased_at: Option<u64>,
+    /// HMAC over every field above.
+    pub mac: [u8; MAC_LEN],
+}
+
+impl SubjectRecord {
+    /// Whether the key material is still present.
+    pub fn is_live(&self) -> bool {
+        self.wrapped_key.is_some()
+    }
+}
+
+/// A ring row with all its version rows, in ascending version order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingRows {
+    /// The ring row.
+    pub ring: RingRecord,
+    /// Every version row of the ring, ascending.
+    pub versions: Vec<VersionRecord>,
+}
+
+/// One atomic change to a ring: applied in a single transaction, only if the stored ring still has
+/// generation `expected_generation`.
+#[derive(Debug, Clone)]
+pub struct RingChange {
+    /// Generation the change was computed from.
+    pub expected_generation: u64,
+    /// The new ring row (its generation is `expected_generation + 1`).
+    pub ring: RingRecord,
+    /// Version rows to insert or replace (keyed by ring and version).
+    pub versions: Vec<VersionRecord>,
+    /// If set, the change is refused (inside the same transaction) while any live subject key of
+    /// this ring is wrapped by a version below this one.
+    pub require_no_subject_keys_below: Option<u32>,
+}
+
+/// What became of a [`RingChange`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Applied.
+    Committed,
+    /// The ring's generation moved on (or the ring is gone); nothing was written.
+    Conflict,
+    /// Live subject keys still depend on versions below the required one; nothing was written.
+    SubjectKeysDepend(u64),
+}
+
+/// Persistent storage of key rings and subject keys.
+pub trait KeyStore: Send + Sync + fmt::Debug {
+    /// Reads a store-wide value (such as the wrapped integrity key).
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, KeyError>;
+
+    /// Stores `value` under `key` unless a value is already there, and returns the stored value
+    /// (so that two processes initialising one store agree on the winner).
+    fn put_meta_if_absent(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, KeyError>;
+
+    /// Names of every ring, sorted.
+    fn ring_names(&self) -> Result<Vec<String>, KeyError>;
+
+    /// A ring and all its versions, read in one consistent snapshot.
+    fn load_ring(&self, name: &str) -> Result<Option<RingRows>, KeyError>;
+
+    /// Inserts a new ring with its versions; `Ok(false)` if a ring of that name exists.
+    fn create_ring(&self, rows: &RingRows) -> Result<bool, KeyError>;
+
+    /// Applies `change` atomically if the ring's generation is still the expected one.
+    fn commit_ring(&self, change: &RingChange) -> Result<CommitOutcome, KeyError>;
+
+    /// The newest generation of a subject's key row, live or erased.
+    fn load_subject(&self, ring: &str, subject: &str) -> Result<Option<SubjectRecord>, KeyError>;
+
+    /// Every generation of a subject's key row, oldest first (the erasure record).
+    fn subject_history(&self, ring: &str, subject: &str) -> Result<Vec<SubjectRecord>, KeyError>;
+
+    /// Inserts rows in one transaction. Per row, `false` means a row with that ring, subject and
+    /// generation already existed (someone else created it first) and this one was skipped.
+    fn insert_subjects(&self, rows: &[SubjectRecord]) -> Result<Vec<bool>, KeyError>;
+
+    /// In one transaction, replaces the wrap of each live row (same ring, subject, generation) that
+    /// is still wrapped by the paired `expected_wrapped_by`. Per row, `false` means it was erased or
+    /// rewrapped meanwhile and was left alone.
+    fn rewrap_subjects(&self, rows: &[(SubjectRecord, u32)]) -> Result<Vec<bool>, KeyError>;
+
+    /// Turns the live row with the tombstone's ring, subject and generation into `tombstone`
+    /// (material deleted, `erased_at` set); `Ok(false)` if that row is not live any more.
+    /// Implementations should overwrite the deleted bytes where the backend allows it.
+    fn erase_subject(&self, tombstone: &SubjectRecord) -> Result<bool, KeyError>;
+
+    /// Up to `limit` live subject rows of `ring` wrapped by a version below `version`.
+    fn subjects_wrapped_below(
+        &self,
+        ring: &str,
+        version: u32,
+        limit: usize,
+    ) -> Result<Vec<SubjectRecord>, KeyError>;
+}
+
+impl fmt::Debug for VersionRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VersionRecord")
+            .field("ring", &self.ring)
+            .field("version", &self.version)
+            .field("state", &self.state)
+            .field(
+                "wrapped_key",
+                &self
+                    .wrapped_key
+                    .as_ref()
+                    .map(|k| format!("[{} bytes]", k.len())),
+            )
+            .field("created_at", &self.created_at)
+            .field("superseded_at", &self.superseded_at)
+            .field("usage_reserved", &self.usage_reserved)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for SubjectRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubjectRecord")
+            .field("ring", &self.ring)
+            .field("subject", &self.subject)
+            .field("generation", &self.generation)
+            .field("wrapped_by", &self.wrapped_by)
+            .field(
+                "wrapped_key",
+                &self
+                    .wrapped_key
+                    .as_ref()
+                    .map(|k| format!("[{} bytes]", k.len())),
+            )
+            .field("created_at", &self.created_at)
+            .field("erased_at", &self.erased_at)
+            .finish_non_exhaustive()
+    }
+}
