@@ -46,6 +46,7 @@
 
 pub mod crypto;
 pub mod envelope;
+mod facade;
 pub mod keys;
 pub mod mask;
 pub mod mfa;
@@ -54,6 +55,7 @@ pub mod record;
 pub mod secret;
 
 pub use envelope::{EncryptionContext, EnvelopeError, Header, Kek, KeyId, StaticKek};
+pub use facade::{Clock, Custodian, CustodianBuilder, Error, Missing, SystemClock};
 pub use secret::{SecretBytes, SecretKey};
 
 #[doc = include_str!("../README.md")]

@@ -229,6 +229,27 @@ impl KeyManager {
         }
     }
 
+    /// Seals several values for the same subject (or none) at once: one key resolution, one usage
+    /// reservation and one call to the OS random generator ([`envelope::seal_many`]).
+    pub fn seal_many(
+        &self,
+        ring: &str,
+        subject: Option<&str>,
+        items: &[(&EncryptionContext, &[u8])],
+        now: u64,
+    ) -> Result<Vec<Vec<u8>>, KeyError> {
+        let count = u64::try_from(items.len()).unwrap_or(u64::MAX);
+        let handle = self.handle(ring);
+        let (snap, ring_kek) = self.encrypting_key(&handle, now, count)?;
+        match subject {
+            None => Ok(envelope::seal_many(ring_kek.as_ref(), items)?),
+            Some(subject) => {
+                let kek = self.subject_kek(&handle, &snap, &ring_kek, subject, now)?;
+                Ok(envelope::seal_many(kek.as_ref(), items)?)
+            }
+        }
+    }
+
     /// Opens a ciphertext sealed by [`KeyManager::seal`]; the ring, version and subject come from
     /// its header.
     pub fn open(

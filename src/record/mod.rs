@@ -1,7 +1,7 @@
 //! The record layer: typed encrypted fields, blind indexes for equality search on encrypted columns and their normalizers.
 
 mod blind_index;
-mod encrypted;
+pub(crate) mod encrypted;
 mod error;
 mod normalize;
 

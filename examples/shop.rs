@@ -1,0 +1,312 @@
+//! The shop demo: 10,000 customers with encrypted e-mail, address and phone in a real SQLite
+//! database, a blind-index lookup, a masked view, key rotation with a rewrap of every stored value,
+//! and the erasure of one customer.
+//!
+//! `cargo run --release --example shop [folder]`
+//!
+//! With no folder it works in a temporary one that is deleted at the end; with a folder it keeps
+//! the root key file, the key store and the shop database there (run it twice to reopen them).
+
+use custodian::keys::{LocalRootKey, SqliteKeyStore, generate_key_file};
+use custodian::mask;
+use custodian::record::Normalizer;
+use custodian::{Custodian, EncryptionContext};
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+use std::error::Error;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+const CUSTOMERS: usize = 10_000;
+const FIELDS: [&str; 3] = ["email", "address", "phone"];
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Address {
+    street: String,
+    city: String,
+    postcode: String,
+    country: String,
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let started = Instant::now();
+    let (folder, _temporary) = match std::env::args_os().nth(1) {
+        Some(folder) => {
+            std::fs::create_dir_all(&folder)?;
+            (PathBuf::from(folder), None)
+        }
+        None => {
+            let dir = tempfile::tempdir()?;
+            (dir.path().to_path_buf(), Some(dir))
+        }
+    };
+    println!("working in {}", folder.display());
+
+    // 1. Root key file (0600), key store and shop database, all inside the folder.
+    let key_file = folder.join("root.key");
+    let root = if key_file.exists() {
+        LocalRootKey::from_file(&key_file)?
+    } else {
+        generate_key_file(&key_file)?
+    };
+    let custodian = Custodian::builder()
+        .key_store(SqliteKeyStore::open(folder.join("keys.db"))?)
+        .root_key(root)
+        .build()?;
+    let email_index = custodian.blind_index("customers.email", Normalizer::Email)?;
+    let mut shop = open_shop(&folder.join("shop.db"))?;
+
+    // 2. Insert customers (and two orders each) in one transaction.
+    let t = Instant::now();
+    let subjects: Vec<String> = (0..CUSTOMERS).map(|i| format!("cus_{i:05}")).collect();
+    custodian.create_subjects(&subjects.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let keys_created = t.elapsed();
+    let tx = shop.transaction()?;
+    for (i, subject) in subjects.iter().enumerate() {
+        let id = i.to_string();
+        let email = format!("Customer{i}@Example.com");
+        let address = serde_json::to_vec(&Address {
+            street: format!("{} Market Street", i % 400 + 1),
+            city: ["Leeds", "Lyon", "Porto", "Graz"][i % 4].into(),
+            postcode: format!("{:05}", i * 7 % 100_000),
+            country: ["GB", "FR", "PT", "AT"][i % 4].into(),
+        })?;
+        let phone = format!("+44 7700 9{i:05}");
+        let contexts =
+            FIELDS.map(|field| EncryptionContext::for_field("customers", id.as_str(), field));
+        let [email_ctx, address_ctx, phone_ctx] = contexts;
+        let (email_ctx, address_ctx, phone_ctx) = (email_ctx?, address_ctx?, phone_ctx?);
+        let sealed = custodian.encrypt_many(
+            subject,
+            &[
+                (&email_ctx, email.as_bytes()),
+                (&address_ctx, &address),
+                (&phone_ctx, phone.as_bytes()),
+            ],
+        )?;
+        tx.execute(
+            "INSERT INTO customers (id, subject, email, email_idx, address, phone) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![i as i64, subject, sealed[0], email_index.token(&email)?.to_string(), sealed[1], sealed[2]],
+        )?;
+        for n in 0..2 {
+            tx.execute(
+                "INSERT INTO orders (customer_id, total_cents, status) VALUES (?1, ?2, ?3)",
+                params![i as i64, ((i * 37 + n * 1_234) % 25_000) as i64, "paid"],
+            )?;
+        }
+    }
+    tx.commit()?;
+    let insert = t.elapsed();
+    println!(
+        "inserted {CUSTOMERS} customers (3 encrypted fields + blind index each) and {} orders in {:.2} s: \
+         {:.0} customers/s ({:.2} s of it creating {CUSTOMERS} customer keys)",
+        2 * CUSTOMERS,
+        insert.as_secs_f64(),
+        CUSTOMERS as f64 / insert.as_secs_f64(),
+        keys_created.as_secs_f64()
+    );
+
+    // 3. Look a customer up by e-mail through the blind index, and show a masked view.
+    let wanted = "  customer4242@EXAMPLE.com ";
+    let found =
+        find_by_email(&custodian, &shop, &email_index, wanted)?.ok_or("customer not found")?;
+    println!("lookup of {wanted:?} found customer {found}");
+    print_masked(&custodian, &shop, found)?;
+    let t = Instant::now();
+    let lookups = 1_000;
+    for i in 0..lookups {
+        let email = format!("customer{}@example.com", i * 9 % CUSTOMERS);
+        find_by_email(&custodian, &shop, &email_index, &email)?.ok_or("lookup failed")?;
+    }
+    let lookup = t.elapsed();
+    println!(
+        "{lookups} lookups by e-mail (index query + decrypt + compare): {:.0} lookups/s",
+        lookups as f64 / lookup.as_secs_f64()
+    );
+
+    // 4. Rotate the key ring and rewrap every stored value (payloads are not decrypted).
+    let rotation = custodian.rotate()?;
+    println!(
+        "rotated ring `customers` to version {}",
+        rotation.new_version
+    );
+    let t = Instant::now();
+    let rewrapped = rewrap_all(&custodian, &mut shop)?;
+    let rewrap = t.elapsed();
+    println!(
+        "rewrapped {rewrapped} values in {:.2} s: {:.0} values/s",
+        rewrap.as_secs_f64(),
+        rewrapped as f64 / rewrap.as_secs_f64()
+    );
+    let again = rewrap_all(&custodian, &mut shop)?;
+    println!("a second pass (as after an interrupted run) had {again} values left to rewrap");
+
+    // 5. Erase one customer: crypto-shred their key and delete their index token.
+    let erased = 4242;
+    custodian.erase_subject(&format!("cus_{erased:05}"))?;
+    shop.execute(
+        "UPDATE customers SET email_idx = NULL WHERE id = ?1",
+        params![erased],
+    )?;
+    for id in [erased, erased + 1] {
+        match read_email(&custodian, &shop, id) {
+            Ok(email) => println!("customer {id}: still opens ({})", mask::email(&email)),
+            Err(e) if e.is_subject_erased() => println!("customer {id}: cannot be opened: {e}"),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if read_email(&custodian, &shop, erased).is_ok() {
+        return Err("an erased customer's data still opened".into());
+    }
+
+    println!("done in {:.2} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn open_shop(path: &Path) -> Result<Connection, Box<dyn Error>> {
+    let shop = Connection::open(path)?;
+    shop.pragma_update(None, "journal_mode", "WAL")?;
+    shop.execute_batch(
+        "DROP TABLE IF EXISTS orders; DROP TABLE IF EXISTS customers;
+         CREATE TABLE customers (
+             id INTEGER PRIMARY KEY, subject TEXT NOT NULL,
+             email BLOB NOT NULL, email_idx TEXT, address BLOB NOT NULL, phone BLOB NOT NULL);
+         CREATE INDEX customers_email_idx ON customers (email_idx);
+         CREATE TABLE orders (
+             id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL REFERENCES customers (id),
+             total_cents INTEGER NOT NULL, status TEXT NOT NULL);",
+    )?;
+    Ok(shop)
+}
+
+fn find_by_email(
+    custodian: &Custodian,
+    shop: &Connection,
+    index: &custodian::record::BlindIndex,
+    email: &str,
+) -> Result<Option<i64>, Box<dyn Error>> {
+    let wanted = Normalizer::Email.apply(email)?;
+    let mut query = shop.prepare_cached("SELECT id, email FROM customers WHERE email_idx = ?1")?;
+    for token in index.search_tokens(email)? {
+        let rows = query.query_map(params![token.to_string()], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+        })?;
+        for row in rows {
+            let (id, sealed) = row?;
+            // Tokens are truncated hashes: confirm the match on the decrypted value.
+            let context = EncryptionContext::for_field("customers", id.to_string(), "email")?;
+            let email = custodian.decrypt(&context, &sealed)?;
+            if Normalizer::Email.apply(&String::from_utf8_lossy(email.expose_secret()))? == wanted {
+                return Ok(Some(id));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn read_email(
+    custodian: &Custodian,
+    shop: &Connection,
+    id: i64,
+) -> Result<String, custodian::Error> {
+    let sealed: Vec<u8> = shop
+        .query_row(
+            "SELECT email FROM customers WHERE id = ?1",
+            params![id],
+            |row| row.get(0),
+        )
+        .map_err(|e| {
+            custodian::Error::Record(custodian::record::RecordError::Serialize(e.to_string()))
+        })?;
+    let context = EncryptionContext::for_field("customers", id.to_string(), "email")?;
+    let email = custodian.decrypt(&context, &sealed)?;
+    Ok(String::from_utf8_lossy(email.expose_secret()).into_owned())
+}
+
+fn print_masked(custodian: &Custodian, shop: &Connection, id: i64) -> Result<(), Box<dyn Error>> {
+    let (email, address, phone): (Vec<u8>, Vec<u8>, Vec<u8>) = shop.query_row(
+        "SELECT email, address, phone FROM customers WHERE id = ?1",
+        params![id],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+    )?;
+    let open = |field: &str, sealed: &[u8]| -> Result<String, Box<dyn Error>> {
+        let context = EncryptionContext::for_field("customers", id.to_string(), field)?;
+        Ok(String::from_utf8(
+            custodian
+                .decrypt(&context, sealed)?
+                .expose_secret()
+                .to_vec(),
+        )?)
+    };
+    let address: Address = serde_json::from_str(&open("address", &address)?)?;
+    let orders: i64 = shop.query_row(
+        "SELECT COUNT(*) FROM orders WHERE customer_id = ?1",
+        params![id],
+        |r| r.get(0),
+    )?;
+    println!("  masked view for a support agent:");
+    println!("    email   {}", mask::email(&open("email", &email)?));
+    println!("    phone   {}", mask::phone(&open("phone", &phone)?));
+    println!("    address {} *** ({})", address.city, address.country);
+    println!("    orders  {orders}");
+    Ok(())
+}
+
+/// Rewraps every stored value that is not under the current key version, in batches of 1,000 rows
+/// per transaction, with a progress bar. Values already current are skipped, so an interrupted run
+/// resumes where it stopped.
+fn rewrap_all(custodian: &Custodian, shop: &mut Connection) -> Result<usize, Box<dyn Error>> {
+    let total: i64 = shop.query_row("SELECT COUNT(*) FROM customers", [], |r| r.get(0))?;
+    let mut done = 0i64;
+    let mut rewrapped = 0;
+    let mut last_id = -1i64;
+    loop {
+        let tx = shop.transaction()?;
+        let rows: Vec<(i64, [Vec<u8>; 3])> = {
+            let mut query = tx.prepare("SELECT id, email, address, phone FROM customers WHERE id > ?1 ORDER BY id LIMIT 1000")?;
+            query
+                .query_map(params![last_id], |row| {
+                    Ok((row.get(0)?, [row.get(1)?, row.get(2)?, row.get(3)?]))
+                })?
+                .collect::<Result<_, _>>()?
+        };
+        if rows.is_empty() {
+            break;
+        }
+        for (id, values) in &rows {
+            for (field, sealed) in FIELDS.iter().zip(values) {
+                let context = EncryptionContext::for_field("customers", id.to_string(), *field)?;
+                match custodian.rewrap(&context, sealed) {
+                    Ok(Some(new)) => {
+                        tx.execute(
+                            &format!("UPDATE customers SET {field} = ?1 WHERE id = ?2"),
+                            params![new, id],
+                        )?;
+                        rewrapped += 1;
+                    }
+                    Ok(None) => {}
+                    Err(e) if e.is_subject_erased() => {} // nothing left to protect
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            last_id = *id;
+        }
+        tx.commit()?;
+        done += rows.len() as i64;
+        progress(done, total);
+    }
+    println!();
+    Ok(rewrapped)
+}
+
+fn progress(done: i64, total: i64) {
+    let width = 40;
+    let filled = (done * width / total.max(1)) as usize;
+    print!(
+        "\r  rewrap [{}{}] {done}/{total}",
+        "#".repeat(filled),
+        " ".repeat(width as usize - filled)
+    );
+    let _ = std::io::stdout().flush();
+}

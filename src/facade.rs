@@ -1,0 +1,453 @@
+//! [`Custodian`]: the small facade most shop backends need.
+//!
+//! It owns a [`KeyManager`] (key store + root key), a clock, and the names of two key rings: one for
+//! customer data (default `customers`) and one for blind-index keys (default `blind-index`).
+
+use crate::crypto::Suite;
+use crate::envelope::{EncryptionContext, EnvelopeError, Header};
+use crate::keys::{
+    Erasure, KeyError, KeyManager, KeyStore, ManagerOptions, RootKeyProvider, Rotation,
+    RotationPolicy,
+};
+use crate::record::encrypted::{from_plaintext, to_plaintext};
+use crate::record::{BlindIndex, DEFAULT_TOKEN_LEN, Encrypted, IndexKey, Normalizer, RecordError};
+use crate::secret::SecretBytes;
+use core::fmt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Where the facade reads the time (seconds since the Unix epoch). Every layer below takes `now` as
+/// an argument; the facade asks its clock, so tests can move time by hand.
+pub trait Clock: Send + Sync {
+    /// Seconds since the Unix epoch.
+    fn now(&self) -> u64;
+}
+
+/// The system clock. A clock set before 1970 reads as 0.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+}
+
+impl<F: Fn() -> u64 + Send + Sync> Clock for F {
+    fn now(&self) -> u64 {
+        self()
+    }
+}
+
+/// Errors of the facade: key management or the record layer.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// From the key hierarchy, including [`KeyError::SubjectErased`] and the coarse decrypt error.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// From typed fields or blind indexes.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+}
+
+impl Error {
+    /// Whether the value belonged to a customer whose key was erased (crypto-shredded).
+    pub fn is_subject_erased(&self) -> bool {
+        matches!(self, Error::Keys(KeyError::SubjectErased { .. }))
+    }
+}
+
+impl From<EnvelopeError> for Error {
+    fn from(e: EnvelopeError) -> Self {
+        Error::Keys(KeyError::Envelope(e))
+    }
+}
+
+/// The part of the builder that is still missing. The builder's `build` exists only once the key
+/// store and the root key are given, so forgetting one is a compile error.
+#[derive(Debug, Default)]
+pub struct Missing;
+
+/// Builds a [`Custodian`]: `Custodian::builder().key_store(..).root_key(..).build()`.
+pub struct CustodianBuilder<S, R> {
+    store: S,
+    root: R,
+    clock: Arc<dyn Clock>,
+    options: ManagerOptions,
+    data_ring: String,
+    index_ring: String,
+    suite: Suite,
+    policy: RotationPolicy,
+}
+
+impl Custodian {
+    /// Starts a builder.
+    pub fn builder() -> CustodianBuilder<Missing, Missing> {
+        CustodianBuilder {
+            store: Missing,
+            root: Missing,
+            clock: Arc::new(SystemClock),
+            options: ManagerOptions::default(),
+            data_ring: "customers".into(),
+            index_ring: "blind-index".into(),
+            suite: Suite::default(),
+            policy: RotationPolicy::default(),
+        }
+    }
+}
+
+impl<S, R> CustodianBuilder<S, R> {
+    /// The key store (for example [`crate::keys::SqliteKeyStore`]). Required.
+    pub fn key_store(
+        self,
+        store: impl KeyStore + 'static,
+    ) -> CustodianBuilder<Arc<dyn KeyStore>, R> {
+        self.with_store(Arc::new(store))
+    }
+
+    /// A shared key store handle. Required (or [`CustodianBuilder::key_store`]).
+    pub fn with_store(self, store: Arc<dyn KeyStore>) -> CustodianBuilder<Arc<dyn KeyStore>, R> {
+        let CustodianBuilder {
+            root,
+            clock,
+            options,
+            data_ring,
+            index_ring,
+            suite,
+            policy,
+            ..
+        } = self;
+        CustodianBuilder {
+            store,
+            root,
+            clock,
+            options,
+            data_ring,
+            index_ring,
+            suite,
+            policy,
+        }
+    }
+
+    /// The root key provider (for example [`crate::keys::LocalRootKey`]). Required.
+    pub fn root_key(
+        self,
+        root: impl RootKeyProvider + 'static,
+    ) -> CustodianBuilder<S, Arc<dyn RootKeyProvider>> {
+        let CustodianBuilder {
+            store,
+            clock,
+            options,
+            data_ring,
+            index_ring,
+            suite,
+            policy,
+            ..
+        } = self;
+        CustodianBuilder {
+            store,
+            root: Arc::new(root),
+            clock,
+            options,
+            data_ring,
+            index_ring,
+            suite,
+            policy,
+        }
+    }
+
+    /// The clock (default: [`SystemClock`]).
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Cache and usage tuning of the key manager.
+    pub fn options(mut self, options: ManagerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Names of the data ring and the blind-index ring (defaults `customers`, `blind-index`).
+    pub fn rings(mut self, data: impl Into<String>, index: impl Into<String>) -> Self {
+        self.data_ring = data.into();
+        self.index_ring = index.into();
+        self
+    }
+
+    /// Suite and rotation policy for rings this builder creates (existing rings keep theirs).
+    pub fn new_ring_settings(mut self, suite: Suite, policy: RotationPolicy) -> Self {
+        self.suite = suite;
+        self.policy = policy;
+        self
+    }
+}
+
+impl CustodianBuilder<Arc<dyn KeyStore>, Arc<dyn RootKeyProvider>> {
+    /// Opens the key store (checking that the root key is the one it was created with) and creates
+    /// the two rings if they do not exist yet.
+    pub fn build(self) -> Result<Custodian, Error> {
+        let keys = KeyManager::with_options(self.store, self.root, self.options)?;
+        let now = self.clock.now();
+        keys.ensure_ring(&self.data_ring, self.suite, self.policy, now)?;
+        keys.ensure_ring(&self.index_ring, self.suite, self.policy, now)?;
+        Ok(Custodian {
+            keys,
+            clock: self.clock,
+            data_ring: self.data_ring,
+            index_ring: self.index_ring,
+        })
+    }
+}
+
+/// Encrypts and decrypts customer data; see the [crate documentation](crate).
+///
+/// `Send + Sync` and cheap to share behind an `Arc`; it holds no global state.
+pub struct Custodian {
+    keys: KeyManager,
+    clock: Arc<dyn Clock>,
+    data_ring: String,
+    index_ring: String,
+}
+
+impl fmt::Debug for Custodian {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Custodian")
+            .field("data_ring", &self.data_ring)
+            .field("index_ring", &self.index_ring)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Custodian {
+    /// The key manager, for administration (rotation policy, destroying versions, history).
+    pub fn keys(&self) -> &KeyManager {
+        &self.keys
+    }
+
+    /// The current time according to the facade's clock.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    // ---- bytes and strings ----
+
+    /// Encrypts `plaintext` for customer `subject`, bound to `context`. Returns the binary form.
+    pub fn encrypt(
+        &self,
+        subject: &str,
+        context: &EncryptionContext,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        Ok(self.keys.seal(
+            &self.data_ring,
+            Some(subject),
+            context,
+            plaintext,
+            self.now(),
+        )?)
+    }
+
+    /// Encrypts data that belongs to no customer (shop secrets) under the data ring itself.
+    pub fn encrypt_shared(
+        &self,
+        context: &EncryptionContext,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        Ok(self
+            .keys
+            .seal(&self.data_ring, None, context, plaintext, self.now())?)
+    }
+
+    /// Decrypts a binary ciphertext made by [`Custodian::encrypt`] or [`Custodian::encrypt_shared`].
+    pub fn decrypt(
+        &self,
+        context: &EncryptionContext,
+        ciphertext: &[u8],
+    ) -> Result<SecretBytes, Error> {
+        Ok(self.keys.open(context, ciphertext, self.now())?)
+    }
+
+    /// Encrypts a string for `subject` and returns the text form (`cst1:...`) for a text column.
+    pub fn encrypt_str(
+        &self,
+        subject: &str,
+        context: &EncryptionContext,
+        plaintext: &str,
+    ) -> Result<String, Error> {
+        let binary = self.encrypt(subject, context, plaintext.as_bytes())?;
+        let mut text = String::new();
+        text.push_str(crate::envelope::TEXT_PREFIX);
+        data_encoding::BASE64URL_NOPAD.encode_append(&binary, &mut text);
+        Ok(text)
+    }
+
+    /// Decrypts the text form made by [`Custodian::encrypt_str`].
+    pub fn decrypt_str(&self, context: &EncryptionContext, text: &str) -> Result<String, Error> {
+        let binary = crate::envelope::decode_text(text)?;
+        let plaintext = self.decrypt(context, &binary)?;
+        String::from_utf8(plaintext.expose_secret().to_vec()).map_err(|_| {
+            Error::Record(RecordError::Serialize(
+                "the opened value is not UTF-8".into(),
+            ))
+        })
+    }
+
+    // ---- typed fields ----
+
+    /// Seals a typed value for `subject` (see [`Encrypted`]).
+    pub fn seal<T: Serialize>(
+        &self,
+        subject: &str,
+        context: &EncryptionContext,
+        value: &T,
+    ) -> Result<Encrypted<T>, Error> {
+        let plaintext = to_plaintext(value)?;
+        Ok(Encrypted::from_ciphertext(
+            self.encrypt(subject, context, &plaintext)?,
+        )?)
+    }
+
+    /// Opens a typed value with the context it was sealed with.
+    pub fn open<T: DeserializeOwned>(
+        &self,
+        value: &Encrypted<T>,
+        context: &EncryptionContext,
+    ) -> Result<T, Error> {
+        let plaintext = self.decrypt(context, value.as_bytes())?;
+        Ok(from_plaintext(plaintext.expose_secret())?)
+    }
+
+    // ---- batches ----
+
+    /// Encrypts several fields of one customer at once: one key lookup, one usage reservation and one
+    /// call to the OS random generator for all of them.
+    pub fn encrypt_many(
+        &self,
+        subject: &str,
+        items: &[(&EncryptionContext, &[u8])],
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        Ok(self
+            .keys
+            .seal_many(&self.data_ring, Some(subject), items, self.now())?)
+    }
+
+    /// Decrypts several values; each gets its own result, so one bad value does not hide the others.
+    pub fn decrypt_many(
+        &self,
+        items: &[(&EncryptionContext, &[u8])],
+    ) -> Vec<Result<SecretBytes, Error>> {
+        let now = self.now();
+        items
+            .iter()
+            .map(|(context, ciphertext)| {
+                self.keys
+                    .open(context, ciphertext, now)
+                    .map_err(Error::from)
+            })
+            .collect()
+    }
+
+    // ---- blind indexes ----
+
+    /// The blind index of `column` (for example `customers.email`), with keys for every live version
+    /// of the index ring. Build it again after rotating the index ring.
+    pub fn blind_index(&self, column: &str, normalizer: Normalizer) -> Result<BlindIndex, Error> {
+        self.blind_index_with_len(column, normalizer, DEFAULT_TOKEN_LEN)
+    }
+
+    /// Like [`Custodian::blind_index`] with another token length (see [`crate::record`] for the
+    /// trade-off).
+    pub fn blind_index_with_len(
+        &self,
+        column: &str,
+        normalizer: Normalizer,
+        token_len: usize,
+    ) -> Result<BlindIndex, Error> {
+        let now = self.now();
+        let versions = self.keys.live_versions(&self.index_ring, now)?;
+        let info = blind_index_info(column);
+        let mut keys = Vec::with_capacity(versions.live.len());
+        // Primary first, then the others newest first.
+        let order = std::iter::once(versions.primary).chain(
+            versions
+                .live
+                .iter()
+                .rev()
+                .copied()
+                .filter(|v| *v != versions.primary),
+        );
+        for version in order {
+            let key = self
+                .keys
+                .derive_key(&self.index_ring, version, &info, now)?;
+            keys.push(IndexKey::new(version, &key)?);
+        }
+        Ok(BlindIndex::new(column, normalizer, token_len, keys)?)
+    }
+
+    // ---- rotation and erasure ----
+
+    /// Rotates the data ring: new values are sealed under a new version at once.
+    pub fn rotate(&self) -> Result<Rotation, Error> {
+        Ok(self.keys.rotate(&self.data_ring, self.now())?)
+    }
+
+    /// Rotates the blind-index ring (then rebuild indexes and re-index rows; old tokens stay
+    /// searchable through [`BlindIndex::search_tokens`] meanwhile).
+    pub fn rotate_index_keys(&self) -> Result<Rotation, Error> {
+        Ok(self.keys.rotate(&self.index_ring, self.now())?)
+    }
+
+    /// Whether a stored value is under an older key version than the primary (header only).
+    pub fn needs_rewrap(&self, ciphertext: &[u8]) -> Result<bool, Error> {
+        Ok(self.keys.needs_rewrap(ciphertext, self.now())?)
+    }
+
+    /// Rewraps a stored value to the current key version without decrypting its payload. Returns
+    /// `None` when it is already current (so a resumed batch does no work twice).
+    pub fn rewrap(
+        &self,
+        context: &EncryptionContext,
+        ciphertext: &[u8],
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let mut out = ciphertext.to_vec();
+        Ok(self
+            .keys
+            .rewrap_in_place(context, &mut out, self.now())?
+            .then_some(out))
+    }
+
+    /// Creates keys for many new customers in one store transaction (bulk import); customers that
+    /// already have a key keep it. Otherwise a customer's key is created on first use.
+    pub fn create_subjects(&self, subjects: &[&str]) -> Result<usize, Error> {
+        Ok(self
+            .keys
+            .create_subjects(&self.data_ring, subjects, self.now())?)
+    }
+
+    /// Crypto-shreds customer `subject`: every value ever sealed for them becomes unopenable,
+    /// wherever it was copied. Delete their blind-index tokens with the row.
+    pub fn erase_subject(&self, subject: &str) -> Result<Erasure, Error> {
+        Ok(self
+            .keys
+            .erase_subject(&self.data_ring, subject, self.now())?)
+    }
+
+    /// The key id a stored value needs (no key required).
+    pub fn header_of(ciphertext: &[u8]) -> Result<Header, Error> {
+        Ok(Header::parse(ciphertext)?)
+    }
+}
+
+/// HKDF info for a column's blind-index key.
+fn blind_index_info(column: &str) -> Vec<u8> {
+    let mut info = b"custodian/v1/blind-index/".to_vec();
+    info.extend_from_slice(column.as_bytes());
+    info
+}
