@@ -74,6 +74,21 @@ impl From<EnvelopeError> for Error {
 pub struct Missing;
 
 /// Builds a [`Custodian`]: `Custodian::builder().key_store(..).root_key(..).build()`.
+///
+/// Both parts are required, and the compiler says so:
+///
+/// ```compile_fail
+/// # use custodian::keys::MemoryKeyStore;
+/// // error: no method `build` on a builder without a root key
+/// let custodian = custodian::Custodian::builder().key_store(MemoryKeyStore::new()).build();
+/// ```
+///
+/// ```compile_fail
+/// # use custodian::keys::LocalRootKey;
+/// // error: no method `build` on a builder without a key store
+/// let custodian = custodian::Custodian::builder().root_key(LocalRootKey::random()?).build();
+/// # Ok::<(), custodian::keys::KeyError>(())
+/// ```
 pub struct CustodianBuilder<S, R> {
     store: S,
     root: R,
@@ -208,6 +223,22 @@ impl CustodianBuilder<Arc<dyn KeyStore>, Arc<dyn RootKeyProvider>> {
 /// Encrypts and decrypts customer data; see the [crate documentation](crate).
 ///
 /// `Send + Sync` and cheap to share behind an `Arc`; it holds no global state.
+///
+/// ```
+/// use custodian::keys::{LocalRootKey, MemoryKeyStore};
+/// use custodian::{Custodian, EncryptionContext};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let custodian = Custodian::builder()
+///     .key_store(MemoryKeyStore::new()) // SqliteKeyStore::open("keys.db")? in production
+///     .root_key(LocalRootKey::random()?) // LocalRootKey::from_file("root.key")? in production
+///     .build()?;
+/// let context = EncryptionContext::for_field("customers", "42", "email")?;
+/// let stored = custodian.encrypt_str("cus_42", &context, "jane@example.com")?;
+/// assert_eq!(custodian.decrypt_str(&context, &stored)?, "jane@example.com");
+/// # Ok(())
+/// # }
+/// ```
 pub struct Custodian {
     keys: KeyManager,
     clock: Arc<dyn Clock>,
