@@ -43,15 +43,23 @@ fn new_customer(c: &Custodian, id: u64, email: &str) -> Customer {
     let subject = format!("cus_{id}");
     Customer {
         id,
-        email: c.seal(&subject, &ctx(id, "email"), &email.to_string()).unwrap(),
+        email: c
+            .seal(&subject, &ctx(id, "email"), &email.to_string())
+            .unwrap(),
         address: c
             .seal(
                 &subject,
                 &ctx(id, "address"),
-                &Address { street: format!("{id} Main St"), city: "Leeds".into(), postcode: "LS1 1AA".into() },
+                &Address {
+                    street: format!("{id} Main St"),
+                    city: "Leeds".into(),
+                    postcode: "LS1 1AA".into(),
+                },
             )
             .unwrap(),
-        phone: c.seal(&subject, &ctx(id, "phone"), &"+44 113 496 0000".to_string()).unwrap(),
+        phone: c
+            .seal(&subject, &ctx(id, "phone"), &"+44 113 496 0000".to_string())
+            .unwrap(),
     }
 }
 
@@ -60,17 +68,38 @@ fn typed_customer_round_trips_through_serde_json() {
     let c = custodian();
     let customer = new_customer(&c, 42, "jane@example.com");
     let json = serde_json::to_string(&customer).unwrap();
-    assert!(!json.contains("jane") && !json.contains("Leeds") && !json.contains("496"), "{json}");
+    assert!(
+        !json.contains("jane") && !json.contains("Leeds") && !json.contains("496"),
+        "{json}"
+    );
     let back: Customer = serde_json::from_str(&json).unwrap();
-    assert_eq!(c.open(&back.email, &ctx(42, "email")).unwrap(), "jane@example.com");
-    assert_eq!(c.open(&back.address, &ctx(42, "address")).unwrap().city, "Leeds");
-    assert_eq!(c.open(&back.phone, &ctx(42, "phone")).unwrap(), "+44 113 496 0000");
+    assert_eq!(
+        c.open(&back.email, &ctx(42, "email")).unwrap(),
+        "jane@example.com"
+    );
+    assert_eq!(
+        c.open(&back.address, &ctx(42, "address")).unwrap().city,
+        "Leeds"
+    );
+    assert_eq!(
+        c.open(&back.phone, &ctx(42, "phone")).unwrap(),
+        "+44 113 496 0000"
+    );
     // Strings and bytes directly, too.
-    let text = c.encrypt_str("cus_42", &ctx(42, "note"), "likes tea").unwrap();
+    let text = c
+        .encrypt_str("cus_42", &ctx(42, "note"), "likes tea")
+        .unwrap();
     assert!(text.starts_with("cst1:"));
     assert_eq!(c.decrypt_str(&ctx(42, "note"), &text).unwrap(), "likes tea");
-    let shared = c.encrypt_shared(&ctx(0, "api-key"), b"sk_live_123").unwrap();
-    assert_eq!(c.decrypt(&ctx(0, "api-key"), &shared).unwrap().expose_secret(), b"sk_live_123");
+    let shared = c
+        .encrypt_shared(&ctx(0, "api-key"), b"sk_live_123")
+        .unwrap();
+    assert_eq!(
+        c.decrypt(&ctx(0, "api-key"), &shared)
+            .unwrap()
+            .expose_secret(),
+        b"sk_live_123"
+    );
 }
 
 #[test]
@@ -81,11 +110,18 @@ fn a_value_moved_to_another_record_or_field_does_not_open() {
     // Jane's e-mail pasted into John's row, or into Jane's phone column.
     let err = c.open(&jane.email, &ctx(2, "email")).unwrap_err();
     assert!(!err.is_subject_erased());
-    assert!(matches!(err, custodian::Error::Keys(ref e) if e.is_decrypt_failure()), "{err}");
+    assert!(
+        matches!(err, custodian::Error::Keys(ref e) if e.is_decrypt_failure()),
+        "{err}"
+    );
     assert!(c.open(&jane.email, &ctx(1, "phone")).is_err());
-    let as_phone: Encrypted<String> = Encrypted::from_ciphertext(jane.email.as_bytes().to_vec()).unwrap();
+    let as_phone: Encrypted<String> =
+        Encrypted::from_ciphertext(jane.email.as_bytes().to_vec()).unwrap();
     assert!(c.open(&as_phone, &ctx(1, "phone")).is_err());
-    assert_eq!(c.open(&john.email, &ctx(2, "email")).unwrap(), "john@example.com");
+    assert_eq!(
+        c.open(&john.email, &ctx(2, "email")).unwrap(),
+        "john@example.com"
+    );
 }
 
 #[test]
@@ -93,20 +129,47 @@ fn blind_index_lookups_find_the_record_across_an_index_key_rotation() {
     let c = custodian();
     let before = c.blind_index("customers.email", Normalizer::Email).unwrap();
     let stored: Vec<(u64, String)> = (0..50)
-        .map(|i| (i, before.token(&format!("user{i}@example.com")).unwrap().to_string()))
+        .map(|i| {
+            (
+                i,
+                before
+                    .token(&format!("user{i}@example.com"))
+                    .unwrap()
+                    .to_string(),
+            )
+        })
         .collect();
     c.rotate_index_keys().unwrap();
     let during = c.blind_index("customers.email", Normalizer::Email).unwrap();
     // A row indexed after the rotation uses the new version.
     let fresh = during.token("late@example.com").unwrap();
-    assert_ne!(fresh.version(), custodian::record::IndexToken::parse(&stored[0].1).unwrap().version());
+    assert_ne!(
+        fresh.version(),
+        custodian::record::IndexToken::parse(&stored[0].1)
+            .unwrap()
+            .version()
+    );
     let search = |value: &str| -> Vec<u64> {
-        let tokens: Vec<String> = during.search_tokens(value).unwrap().iter().map(ToString::to_string).collect();
-        stored.iter().filter(|(_, t)| tokens.contains(t)).map(|(id, _)| *id).collect()
+        let tokens: Vec<String> = during
+            .search_tokens(value)
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        stored
+            .iter()
+            .filter(|(_, t)| tokens.contains(t))
+            .map(|(id, _)| *id)
+            .collect()
     };
     assert_eq!(search(" USER17@example.com"), vec![17]);
     assert_eq!(search("nobody@example.com"), Vec::<u64>::new());
-    assert!(during.search_tokens("late@example.com").unwrap().contains(&fresh));
+    assert!(
+        during
+            .search_tokens("late@example.com")
+            .unwrap()
+            .contains(&fresh)
+    );
 }
 
 #[test]
@@ -121,29 +184,50 @@ fn an_erased_customer_fails_with_subject_erased_and_others_still_open() {
         c.open(&jane.phone, &ctx(1, "phone")).unwrap_err(),
     ] {
         assert!(err.is_subject_erased(), "{err}");
-        assert!(matches!(err, custodian::Error::Keys(KeyError::SubjectErased { ref subject, .. }) if subject == "cus_1"));
+        assert!(
+            matches!(err, custodian::Error::Keys(KeyError::SubjectErased { ref subject, .. }) if subject == "cus_1")
+        );
     }
-    assert!(c.open(&jane.address, &ctx(1, "address")).unwrap_err().is_subject_erased());
-    assert_eq!(c.open(&john.email, &ctx(2, "email")).unwrap(), "john@example.com");
+    assert!(
+        c.open(&jane.address, &ctx(1, "address"))
+            .unwrap_err()
+            .is_subject_erased()
+    );
+    assert_eq!(
+        c.open(&john.email, &ctx(2, "email")).unwrap(),
+        "john@example.com"
+    );
     // A copy of the ciphertext made before the erasure is just as dead.
     let copy: Customer = serde_json::from_str(&serde_json::to_string(&jane).unwrap()).unwrap();
-    assert!(c.open(&copy.email, &ctx(1, "email")).unwrap_err().is_subject_erased());
+    assert!(
+        c.open(&copy.email, &ctx(1, "email"))
+            .unwrap_err()
+            .is_subject_erased()
+    );
 }
 
 #[test]
 fn rotation_then_rewrap_keeps_every_value_and_is_idempotent() {
     let c = custodian();
-    let customers: Vec<Customer> = (0..20).map(|i| new_customer(&c, i, &format!("u{i}@example.com"))).collect();
+    let customers: Vec<Customer> = (0..20)
+        .map(|i| new_customer(&c, i, &format!("u{i}@example.com")))
+        .collect();
     c.rotate().unwrap();
     for customer in &customers {
         let old = customer.email.as_bytes();
         assert!(c.needs_rewrap(old).unwrap());
-        let new = c.rewrap(&ctx(customer.id, "email"), old).unwrap().expect("was under the old version");
+        let new = c
+            .rewrap(&ctx(customer.id, "email"), old)
+            .unwrap()
+            .expect("was under the old version");
         assert!(!c.needs_rewrap(&new).unwrap());
         assert_eq!(c.rewrap(&ctx(customer.id, "email"), &new).unwrap(), None);
         let reopened: Encrypted<String> = Encrypted::from_ciphertext(new).unwrap();
         assert_eq!(reopened.header().key_id().version(), 2);
-        assert_eq!(c.open(&reopened, &ctx(customer.id, "email")).unwrap(), format!("u{}@example.com", customer.id));
+        assert_eq!(
+            c.open(&reopened, &ctx(customer.id, "email")).unwrap(),
+            format!("u{}@example.com", customer.id)
+        );
     }
 }
 
@@ -151,10 +235,18 @@ fn rotation_then_rewrap_keeps_every_value_and_is_idempotent() {
 fn batches_match_single_calls_and_report_each_failure() {
     let c = custodian();
     let (a, b) = (ctx(7, "email"), ctx(7, "phone"));
-    let sealed = c.encrypt_many("cus_7", &[(&a, b"x@example.com"), (&b, b"+1 555 0100")]).unwrap();
+    let sealed = c
+        .encrypt_many("cus_7", &[(&a, b"x@example.com"), (&b, b"+1 555 0100")])
+        .unwrap();
     let results = c.decrypt_many(&[(&a, &sealed[0]), (&a, &sealed[1]), (&b, &sealed[1])]);
-    assert_eq!(results[0].as_ref().unwrap().expose_secret(), b"x@example.com");
-    assert!(results[1].is_err(), "phone ciphertext under the e-mail context opened");
+    assert_eq!(
+        results[0].as_ref().unwrap().expose_secret(),
+        b"x@example.com"
+    );
+    assert!(
+        results[1].is_err(),
+        "phone ciphertext under the e-mail context opened"
+    );
     assert_eq!(results[2].as_ref().unwrap().expose_secret(), b"+1 555 0100");
 }
 
@@ -170,14 +262,21 @@ fn concurrent_use_from_eight_threads() {
                     let id = t * 1_000 + i;
                     let subject = format!("cus_{}", id % 50); // threads share subjects on purpose
                     let value = format!("{id}@example.com");
-                    sealed.push((id, c.encrypt(&subject, &ctx(id, "email"), value.as_bytes()).unwrap()));
+                    sealed.push((
+                        id,
+                        c.encrypt(&subject, &ctx(id, "email"), value.as_bytes())
+                            .unwrap(),
+                    ));
                     if t == 0 && i == 100 {
                         c.rotate().unwrap();
                     }
                 }
                 for (id, ct) in sealed {
                     let opened = c.decrypt(&ctx(id, "email"), &ct).unwrap();
-                    assert_eq!(opened.expose_secret(), format!("{id}@example.com").as_bytes());
+                    assert_eq!(
+                        opened.expose_secret(),
+                        format!("{id}@example.com").as_bytes()
+                    );
                 }
             })
         })
@@ -193,20 +292,36 @@ fn the_builder_reopens_an_sqlite_store_with_the_same_root_key_only() {
     let key_file = dir.path().join("root.key");
     let root = custodian::keys::generate_key_file(&key_file).unwrap();
     let build = |root: LocalRootKey| {
-        Custodian::builder().key_store(SqliteKeyStore::open(dir.path().join("keys.db")).unwrap()).root_key(root).build()
+        Custodian::builder()
+            .key_store(SqliteKeyStore::open(dir.path().join("keys.db")).unwrap())
+            .root_key(root)
+            .build()
     };
     let first = build(root).unwrap();
-    let sealed = first.encrypt("cus_1", &ctx(1, "email"), b"jane@example.com").unwrap();
+    let sealed = first
+        .encrypt("cus_1", &ctx(1, "email"), b"jane@example.com")
+        .unwrap();
     drop(first);
     let again = build(LocalRootKey::from_file(&key_file).unwrap()).unwrap();
-    assert_eq!(again.decrypt(&ctx(1, "email"), &sealed).unwrap().expose_secret(), b"jane@example.com");
-    assert!(build(LocalRootKey::random().unwrap()).is_err(), "a different root key opened the store");
+    assert_eq!(
+        again
+            .decrypt(&ctx(1, "email"), &sealed)
+            .unwrap()
+            .expose_secret(),
+        b"jane@example.com"
+    );
+    assert!(
+        build(LocalRootKey::random().unwrap()).is_err(),
+        "a different root key opened the store"
+    );
 }
 
 #[test]
 fn the_facade_and_its_errors_print_no_secrets() {
     let c = custodian();
-    let sealed = c.encrypt("cus_1", &ctx(1, "email"), b"jane@example.com").unwrap();
+    let sealed = c
+        .encrypt("cus_1", &ctx(1, "email"), b"jane@example.com")
+        .unwrap();
     let shown = format!("{c:?} {:?}", c.decrypt(&ctx(1, "email"), &sealed).unwrap());
     assert!(!shown.contains("jane"), "{shown}");
     let err = c.decrypt(&ctx(2, "email"), &sealed).unwrap_err();
