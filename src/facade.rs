@@ -373,14 +373,10 @@ impl Custodian {
         &self,
         items: &[(&EncryptionContext, &[u8])],
     ) -> Vec<Result<SecretBytes, Error>> {
-        let now = self.now();
-        items
-            .iter()
-            .map(|(context, ciphertext)| {
-                self.keys
-                    .open(context, ciphertext, now)
-                    .map_err(Error::from)
-            })
+        self.keys
+            .open_many(items, self.now())
+            .into_iter()
+            .map(|result| result.map_err(Error::from))
             .collect()
     }
 

@@ -335,3 +335,55 @@ fn the_facade_is_send_and_sync() {
     shareable::<Encrypted<Address>>();
     shareable::<custodian::record::BlindIndex>();
 }
+
+#[test]
+fn decrypt_many_gives_exactly_the_results_of_one_by_one_decrypts() {
+    let c = custodian();
+    let mut stored: Vec<(EncryptionContext, Vec<u8>)> = Vec::new();
+    for id in 0..6u64 {
+        for field in ["email", "phone"] {
+            let context = ctx(id, field);
+            let ct = c
+                .encrypt(
+                    &format!("cus_{}", id % 3),
+                    &context,
+                    format!("{id}-{field}").as_bytes(),
+                )
+                .unwrap();
+            stored.push((context, ct));
+        }
+    }
+    c.rotate().unwrap();
+    stored.push((
+        ctx(9, "email"),
+        c.encrypt("cus_0", &ctx(9, "email"), b"after rotation")
+            .unwrap(),
+    ));
+    c.erase_subject("cus_1").unwrap();
+    stored.push((ctx(1, "email"), b"not a ciphertext".to_vec()));
+    let mut truncated = stored[0].1.clone();
+    truncated.pop();
+    stored.push((ctx(0, "email"), truncated));
+    stored.push((ctx(5, "email"), stored[0].1.clone())); // moved to another row
+    let items: Vec<(&EncryptionContext, &[u8])> =
+        stored.iter().map(|(c, ct)| (c, ct.as_slice())).collect();
+    let batch = c.decrypt_many(&items);
+    assert_eq!(batch.len(), items.len());
+    let mut erased = 0;
+    for ((context, ct), result) in items.iter().zip(&batch) {
+        let single = c.decrypt(context, ct);
+        match (result, &single) {
+            (Ok(a), Ok(b)) => assert_eq!(a.expose_secret(), b.expose_secret()),
+            (Err(a), Err(b)) => {
+                assert_eq!(a.to_string(), b.to_string());
+                erased += usize::from(a.is_subject_erased());
+            }
+            _ => panic!("batch {result:?} but alone {single:?}"),
+        }
+    }
+    assert_eq!(
+        erased, 4,
+        "customer 1 and 4 (subject cus_1) have two fields each"
+    );
+    assert!(batch[12].is_ok() && batch[13].is_err() && batch[14].is_err() && batch[15].is_err());
+}

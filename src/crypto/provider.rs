@@ -18,6 +18,30 @@ pub trait AeadAlgorithm: Send + Sync + fmt::Debug {
     /// Expands `key` (key schedule, hash subkey) into a key object that can seal and open many
     /// messages. The key object zeroizes its state when dropped.
     fn key(&self, key: &SecretKey) -> Box<dyn AeadKey>;
+
+    /// Seals one message under a key that is used only once (a data key). The default expands the
+    /// key with [`AeadAlgorithm::key`]; a backend may keep the expanded key on the stack instead.
+    fn seal_once(
+        &self,
+        key: &SecretKey,
+        nonce: &[u8],
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> Result<Tag, CryptoError> {
+        self.key(key).seal_in_place(nonce, aad, in_out)
+    }
+
+    /// Opens one message under a key that is used only once; see [`AeadAlgorithm::seal_once`].
+    fn open_once(
+        &self,
+        key: &SecretKey,
+        nonce: &[u8],
+        aad: &[u8],
+        in_out: &mut [u8],
+        tag: &Tag,
+    ) -> Result<(), CryptoError> {
+        self.key(key).open_in_place(nonce, aad, in_out, tag)
+    }
 }
 
 /// An expanded AEAD key. Implementations must zeroize their state on drop and must not print it.

@@ -31,6 +31,45 @@ impl AeadAlgorithm for Algorithm {
             Suite::XChaCha20Poly1305 => Box::new(Key(XChaCha20Poly1305::new(bytes))),
         }
     }
+
+    fn seal_once(
+        &self,
+        key: &SecretKey,
+        nonce: &[u8],
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> Result<Tag, CryptoError> {
+        let bytes = key.expose_secret().into();
+        match self.0 {
+            Suite::Aes256Gcm => Key(Aes256Gcm::new(bytes)).seal_in_place(nonce, aad, in_out),
+            Suite::ChaCha20Poly1305 => {
+                Key(ChaCha20Poly1305::new(bytes)).seal_in_place(nonce, aad, in_out)
+            }
+            Suite::XChaCha20Poly1305 => {
+                Key(XChaCha20Poly1305::new(bytes)).seal_in_place(nonce, aad, in_out)
+            }
+        }
+    }
+
+    fn open_once(
+        &self,
+        key: &SecretKey,
+        nonce: &[u8],
+        aad: &[u8],
+        in_out: &mut [u8],
+        tag: &Tag,
+    ) -> Result<(), CryptoError> {
+        let bytes = key.expose_secret().into();
+        match self.0 {
+            Suite::Aes256Gcm => Key(Aes256Gcm::new(bytes)).open_in_place(nonce, aad, in_out, tag),
+            Suite::ChaCha20Poly1305 => {
+                Key(ChaCha20Poly1305::new(bytes)).open_in_place(nonce, aad, in_out, tag)
+            }
+            Suite::XChaCha20Poly1305 => {
+                Key(XChaCha20Poly1305::new(bytes)).open_in_place(nonce, aad, in_out, tag)
+            }
+        }
+    }
 }
 
 /// An expanded key of one of the RustCrypto AEADs (each zeroizes on drop with the `zeroize` feature).

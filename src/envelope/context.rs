@@ -15,9 +15,21 @@ pub const MAX_ENTRIES: usize = 64;
 ///
 /// Entries are kept sorted by key, so two contexts with the same entries encode identically no matter
 /// the insertion order. A key may appear only once.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EncryptionContext {
     entries: Vec<(String, String)>,
+    /// The canonical encoding of `entries`, kept up to date by `insert` (a context is built once
+    /// and then bound into every seal and open that uses it).
+    encoded: Vec<u8>,
+}
+
+impl Default for EncryptionContext {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+            encoded: vec![0, 0],
+        }
+    }
 }
 
 impl EncryptionContext {
@@ -86,6 +98,7 @@ impl EncryptionContext {
             ))),
             Err(at) => {
                 self.entries.insert(at, (key, value));
+                self.encoded = self.encode_entries();
                 Ok(())
             }
         }
@@ -118,7 +131,26 @@ impl EncryptionContext {
     /// Appends the canonical encoding (docs/FORMAT.md, "Context encoding") to `out`:
     /// `u16 count`, then per entry in key order `u16 key_len, key, u32 value_len, value` (big-endian).
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        out.reserve(self.encoded_len());
+        out.extend_from_slice(&self.encoded);
+    }
+
+    /// The canonical encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        self.encoded.clone()
+    }
+
+    /// Length of the canonical encoding in bytes.
+    pub fn encoded_len(&self) -> usize {
+        self.encoded.len()
+    }
+
+    fn encode_entries(&self) -> Vec<u8> {
+        let len = 2 + self
+            .entries
+            .iter()
+            .map(|(k, v)| 6 + k.len() + v.len())
+            .sum::<usize>();
+        let mut out = Vec::with_capacity(len);
         // INVARIANT: `insert` caps the count at 64, keys at 255 bytes and values at 65,535 bytes,
         // so these conversions never saturate.
         out.extend_from_slice(
@@ -132,21 +164,7 @@ impl EncryptionContext {
             out.extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_be_bytes());
             out.extend_from_slice(value.as_bytes());
         }
-    }
-
-    /// The canonical encoding as a new vector.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.encode_into(&mut out);
         out
-    }
-
-    fn encoded_len(&self) -> usize {
-        2 + self
-            .entries
-            .iter()
-            .map(|(k, v)| 6 + k.len() + v.len())
-            .sum::<usize>()
     }
 }
 

@@ -1,7 +1,7 @@
 //! The v1 byte layout (docs/FORMAT.md): parsed in full, with every length checked, before any
 //! cryptography runs.
 
-use super::kek::{MAX_NAME_LEN, MAX_SUBJECT_LEN, validate_name, validate_subject};
+use super::kek::{MAX_NAME_LEN, MAX_SUBJECT_LEN, name_is_valid, subject_is_valid};
 use super::{EnvelopeError, KeyId};
 use crate::crypto::{Suite, TAG_LEN};
 use crate::secret::KEY_LEN;
@@ -63,8 +63,11 @@ impl Header {
         }
         let name = std::str::from_utf8(r.take(name_len, "truncated inside the key name")?)
             .map_err(|_| EnvelopeError::Malformed("key name is not UTF-8"))?;
-        validate_name(name)
-            .map_err(|_| EnvelopeError::Malformed("key name has a forbidden character"))?;
+        if !name_is_valid(name) {
+            return Err(EnvelopeError::Malformed(
+                "key name has a forbidden character",
+            ));
+        }
         let version = r.u32("truncated inside the key version")?;
         if version == 0 {
             return Err(EnvelopeError::Malformed("key version 0"));
@@ -78,8 +81,9 @@ impl Header {
         } else {
             let s = std::str::from_utf8(r.take(subject_len, "truncated inside the subject")?)
                 .map_err(|_| EnvelopeError::Malformed("subject is not UTF-8"))?;
-            validate_subject(s)
-                .map_err(|_| EnvelopeError::Malformed("subject has a control character"))?;
+            if !subject_is_valid(s) {
+                return Err(EnvelopeError::Malformed("subject has a control character"));
+            }
             Some(s)
         };
         let payload_len = usize::try_from(r.u32("truncated inside the payload length")?)
@@ -88,14 +92,8 @@ impl Header {
             return Err(EnvelopeError::Malformed("payload length over 1 GiB"));
         }
         let key_header_len = bytes.len() - r.0.len();
-        let key_id =
-            KeyId::new(name, version).map_err(|_| EnvelopeError::Malformed("invalid key id"))?;
-        let key_id = match subject {
-            Some(s) => key_id
-                .for_subject(s)
-                .map_err(|_| EnvelopeError::Malformed("invalid subject"))?,
-            None => key_id,
-        };
+        // INVARIANT: name, version and subject were checked just above.
+        let key_id = KeyId::from_checked_parts(name, version, subject);
         let header = Header {
             suite,
             key_id,
@@ -122,11 +120,8 @@ impl Header {
         key_id: KeyId,
         payload_len: usize,
     ) -> Result<Header, EnvelopeError> {
-        if payload_len > MAX_PAYLOAD_LEN {
-            return Err(EnvelopeError::TooLarge(payload_len));
-        }
-        let subject_len = key_id.subject().map_or(0, str::len);
-        let key_header_len = 3 + 1 + 1 + 1 + key_id.name().len() + 4 + 1 + subject_len + 4;
+        check_payload_len(payload_len)?;
+        let key_header_len = key_header_len(&key_id);
         Ok(Header {
             suite,
             key_id,
@@ -156,12 +151,26 @@ impl Header {
     }
 
     pub(crate) fn layout(&self) -> Layout {
-        let nonce = self.suite.nonce_len();
-        let key_header_end = self.key_header_len;
-        let wrap_nonce_end = key_header_end + nonce;
+        Layout::new(
+            self.key_header_len,
+            self.suite.nonce_len(),
+            self.payload_len,
+        )
+    }
+
+    /// Appends the key header (magic through payload length) to `out`.
+    pub(crate) fn write_key_header(&self, out: &mut Vec<u8>) {
+        write_key_header(out, self.suite, &self.key_id, self.payload_len);
+    }
+}
+
+impl Layout {
+    pub(crate) fn new(key_header_len: usize, nonce_len: usize, payload_len: usize) -> Layout {
+        let key_header_end = key_header_len;
+        let wrap_nonce_end = key_header_end + nonce_len;
         let wrapped_dek_end = wrap_nonce_end + WRAPPED_DEK_LEN;
-        let data_nonce_end = wrapped_dek_end + nonce;
-        let payload_end = data_nonce_end + self.payload_len;
+        let data_nonce_end = wrapped_dek_end + nonce_len;
+        let payload_end = data_nonce_end + payload_len;
         Layout {
             key_header_end,
             wrap_nonce_end,
@@ -171,44 +180,63 @@ impl Header {
             total: payload_end + TAG_LEN,
         }
     }
+}
 
-    /// Appends the key header (magic through payload length) to `out`.
-    pub(crate) fn write_key_header(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&MAGIC);
-        out.push(VERSION);
-        out.push(self.suite.id());
-        let name = self.key_id.name().as_bytes();
-        let subject = self.key_id.subject().unwrap_or("").as_bytes();
-        // INVARIANT: KeyId validation caps names at 64 and subjects at 128 bytes, and for_seal caps
-        // the payload at 1 GiB, so none of these conversions saturate.
-        out.push(u8::try_from(name.len()).unwrap_or(u8::MAX));
-        out.extend_from_slice(name);
-        out.extend_from_slice(&self.key_id.version().to_be_bytes());
-        out.push(u8::try_from(subject.len()).unwrap_or(u8::MAX));
-        out.extend_from_slice(subject);
-        out.extend_from_slice(
-            &u32::try_from(self.payload_len)
-                .unwrap_or(u32::MAX)
-                .to_be_bytes(),
-        );
+/// Refuses a plaintext longer than format v1 allows.
+pub(crate) fn check_payload_len(payload_len: usize) -> Result<(), EnvelopeError> {
+    if payload_len > MAX_PAYLOAD_LEN {
+        return Err(EnvelopeError::TooLarge(payload_len));
     }
+    Ok(())
+}
+
+/// Length of the key header for `key_id`.
+pub(crate) fn key_header_len(key_id: &KeyId) -> usize {
+    let subject_len = key_id.subject().map_or(0, str::len);
+    3 + 1 + 1 + 1 + key_id.name().len() + 4 + 1 + subject_len + 4
+}
+
+/// Appends the key header (magic through payload length) to `out`. The caller has checked the
+/// payload length with [`check_payload_len`].
+pub(crate) fn write_key_header(
+    out: &mut Vec<u8>,
+    suite: Suite,
+    key_id: &KeyId,
+    payload_len: usize,
+) {
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(suite.id());
+    let name = key_id.name().as_bytes();
+    let subject = key_id.subject().unwrap_or("").as_bytes();
+    // INVARIANT: KeyId validation caps names at 64 and subjects at 128 bytes, and
+    // check_payload_len caps the payload at 1 GiB, so none of these conversions saturate.
+    out.push(u8::try_from(name.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(name);
+    out.extend_from_slice(&key_id.version().to_be_bytes());
+    out.push(u8::try_from(subject.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(subject);
+    out.extend_from_slice(&u32::try_from(payload_len).unwrap_or(u32::MAX).to_be_bytes());
 }
 
 /// A cursor that never indexes out of bounds.
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
+    // The errors are built only on the failure branch: `ok_or(error)` builds and drops one on every
+    // successful read, which showed up in profiles of `open`.
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], EnvelopeError> {
-        let (head, rest) = self
-            .0
-            .split_at_checked(n)
-            .ok_or(EnvelopeError::Malformed(what))?;
+        let Some((head, rest)) = self.0.split_at_checked(n) else {
+            return Err(EnvelopeError::Malformed(what));
+        };
         self.0 = rest;
         Ok(head)
     }
 
     fn byte(&mut self, what: &'static str) -> Result<u8, EnvelopeError> {
-        let (&b, rest) = self.0.split_first().ok_or(EnvelopeError::Malformed(what))?;
+        let Some((&b, rest)) = self.0.split_first() else {
+            return Err(EnvelopeError::Malformed(what));
+        };
         self.0 = rest;
         Ok(b)
     }

@@ -46,6 +46,17 @@ impl KeyId {
         Ok(self)
     }
 
+    /// A key id from parts the caller has already checked with [`name_is_valid`] and
+    /// [`subject_is_valid`] (the header parser), so they are not checked twice.
+    pub(crate) fn from_checked_parts(name: &str, version: u32, subject: Option<&str>) -> Self {
+        debug_assert!(name_is_valid(name) && version > 0 && subject.is_none_or(subject_is_valid));
+        Self {
+            name: name.to_owned(),
+            version,
+            subject: subject.map(str::to_owned),
+        }
+    }
+
     /// The key-ring name.
     pub fn name(&self) -> &str {
         &self.name
@@ -83,6 +94,19 @@ impl fmt::Display for KeyId {
         }
         Ok(())
     }
+}
+
+/// Whether `name` is a valid key-ring name (see [`KeyId::new`]).
+pub(crate) fn name_is_valid(name: &str) -> bool {
+    (1..=MAX_NAME_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Whether `subject` is a valid subject id (see [`KeyId::for_subject`]).
+pub(crate) fn subject_is_valid(subject: &str) -> bool {
+    (1..=MAX_SUBJECT_LEN).contains(&subject.len()) && !subject.chars().any(char::is_control)
 }
 
 pub(crate) fn validate_name(name: &str) -> Result<(), EnvelopeError> {
@@ -212,6 +236,39 @@ mod tests {
             subject.to_string(),
             "key `customers` v3 for subject `cus_42`"
         );
+    }
+
+    #[test]
+    fn fast_checks_agree_with_the_validating_constructors() {
+        let mut names: Vec<String> = (0u32..0x250)
+            .filter_map(char::from_u32)
+            .map(String::from)
+            .collect();
+        names.extend(
+            [
+                "",
+                "customers",
+                "a.b_c-d",
+                "x".repeat(64).as_str(),
+                "x".repeat(65).as_str(),
+                "é",
+                "a b",
+            ]
+            .map(String::from),
+        );
+        for name in &names {
+            assert_eq!(
+                name_is_valid(name),
+                validate_name(name).is_ok(),
+                "name {name:?}"
+            );
+            assert_eq!(
+                subject_is_valid(name),
+                validate_subject(name).is_ok(),
+                "subject {name:?}"
+            );
+        }
+        assert!(!subject_is_valid(&"s".repeat(129)));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Sealing, opening and rewrapping v1 ciphertexts.
 
-use super::format::{Header, Layout, PAYLOAD_AAD_PREFIX_LEN};
+use super::format::{
+    Header, Layout, PAYLOAD_AAD_PREFIX_LEN, check_payload_len, key_header_len, write_key_header,
+};
 use super::{EncryptionContext, EnvelopeError, Kek};
 use crate::crypto::{TAG_LEN, Tag, fill_random};
 use crate::secret::{KEY_LEN, SecretBytes, SecretKey};
@@ -61,11 +63,16 @@ pub(crate) fn seal_with(
     data_nonce: &[u8],
 ) -> Result<Vec<u8>, EnvelopeError> {
     let algorithm = kek.algorithm();
-    let header = Header::for_seal(algorithm.suite(), kek.key_id().clone(), plaintext.len())?;
-    let layout = header.layout();
+    let suite = algorithm.suite();
+    check_payload_len(plaintext.len())?;
+    let layout = Layout::new(
+        key_header_len(kek.key_id()),
+        suite.nonce_len(),
+        plaintext.len(),
+    );
 
     let mut out = Vec::with_capacity(layout.total);
-    header.write_key_header(&mut out);
+    write_key_header(&mut out, suite, kek.key_id(), plaintext.len());
     let mut aad = wrap_aad(&out, context);
     let wrap = wrap_dek(kek, &aad, dek, wrap_nonce)?;
     out.extend_from_slice(wrap_nonce);
@@ -77,8 +84,7 @@ pub(crate) fn seal_with(
     out.extend_from_slice(plaintext);
     let payload = out.get_mut(start..).ok_or(EnvelopeError::Random)?;
     let tag = algorithm
-        .key(dek)
-        .seal_in_place(data_nonce, &aad, payload)
+        .seal_once(dek, data_nonce, &aad, payload)
         .map_err(EnvelopeError::from_crypto)?;
     out.extend_from_slice(&tag);
     debug_assert_eq!(out.len(), layout.total);
@@ -100,7 +106,7 @@ pub fn open(
     let mut aad = wrap_aad(key_header, context);
     let dek = unwrap_dek(kek, ciphertext, &layout, &aad)?;
 
-    let part = |from: usize, to: usize| ciphertext.get(from..to).ok_or(EnvelopeError::Decrypt);
+    let part = |from: usize, to: usize| part_of(ciphertext, from, to);
     let data_nonce = part(layout.wrapped_dek_end, layout.data_nonce_end)?;
     let tag: Tag = part(layout.payload_end, layout.total)?
         .try_into()
@@ -108,8 +114,7 @@ pub fn open(
     let mut plaintext = SecretBytes::new(part(layout.data_nonce_end, layout.payload_end)?.to_vec());
     into_payload_aad(&mut aad, layout.key_header_end);
     kek.algorithm()
-        .key(&dek)
-        .open_in_place(data_nonce, &aad, plaintext.expose_secret_mut(), &tag)
+        .open_once(&dek, data_nonce, &aad, plaintext.expose_secret_mut(), &tag)
         .map_err(|_| EnvelopeError::Decrypt)?;
     Ok(plaintext)
 }
@@ -216,7 +221,7 @@ fn unwrap_dek(
     layout: &Layout,
     aad: &[u8],
 ) -> Result<SecretKey, EnvelopeError> {
-    let part = |from: usize, to: usize| ciphertext.get(from..to).ok_or(EnvelopeError::Decrypt);
+    let part = |from: usize, to: usize| part_of(ciphertext, from, to);
     let nonce = part(layout.key_header_end, layout.wrap_nonce_end)?;
     let wrapped = part(layout.wrap_nonce_end, layout.wrapped_dek_end)?;
     let (encrypted_key, tag) = wrapped
@@ -231,9 +236,18 @@ fn unwrap_dek(
     Ok(SecretKey::from_bytes(*key))
 }
 
+/// `ciphertext[from..to]`; the layout was checked by `Header::parse`, so failure means a bug, and is
+/// reported as a decryption failure. (The error is built only on that branch.)
+fn part_of(ciphertext: &[u8], from: usize, to: usize) -> Result<&[u8], EnvelopeError> {
+    match ciphertext.get(from..to) {
+        Some(part) => Ok(part),
+        None => Err(EnvelopeError::Decrypt),
+    }
+}
+
 /// The wrap AAD: key header || context encoding.
 fn wrap_aad(key_header: &[u8], context: &EncryptionContext) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(key_header.len() + 256);
+    let mut aad = Vec::with_capacity(key_header.len() + context.encoded_len());
     aad.extend_from_slice(key_header);
     context.encode_into(&mut aad);
     aad

@@ -264,6 +264,56 @@ impl KeyManager {
         })
     }
 
+    /// Opens several ciphertexts; each gets its own result. Consecutive ciphertexts under the same
+    /// key (the fields of one record) share one key resolution; any that fails is retried alone
+    /// through [`KeyManager::open`], so the results are exactly those of calling it for each.
+    pub fn open_many(
+        &self,
+        items: &[(&EncryptionContext, &[u8])],
+        now: u64,
+    ) -> Vec<Result<SecretBytes, KeyError>> {
+        let mut results = Vec::with_capacity(items.len());
+        let mut rest = items;
+        while let Some(((_, first), _)) = rest.split_first() {
+            let Ok(header) = Header::parse(first) else {
+                results.push(self.open(&EncryptionContext::new(), first, now));
+                rest = rest.get(1..).unwrap_or_default();
+                continue;
+            };
+            let same_key = rest
+                .iter()
+                .take_while(|(_, ct)| {
+                    Header::parse(ct).is_ok_and(|h| h.key_id() == header.key_id())
+                })
+                .count()
+                .max(1);
+            let (group, tail) = rest.split_at(same_key.min(rest.len()));
+            let opened = self.with_decrypting_kek(&header, now, |kek, _| {
+                Ok(group
+                    .iter()
+                    .map(|(context, ciphertext)| envelope::open(kek, context, ciphertext).ok())
+                    .collect::<Vec<_>>())
+            });
+            match opened {
+                Ok(opened) => {
+                    for ((context, ciphertext), plaintext) in group.iter().zip(opened) {
+                        results.push(match plaintext {
+                            Some(plaintext) => Ok(plaintext),
+                            None => self.open(context, ciphertext, now),
+                        });
+                    }
+                }
+                Err(_) => results.extend(
+                    group
+                        .iter()
+                        .map(|(context, ciphertext)| self.open(context, ciphertext, now)),
+                ),
+            }
+            rest = tail;
+        }
+        results
+    }
+
     /// Whether the ciphertext is under an older version than its ring's primary (header only,
     /// no decryption).
     pub fn needs_rewrap(&self, ciphertext: &[u8], now: u64) -> Result<bool, KeyError> {
