@@ -92,6 +92,11 @@ pub struct Missing;
 pub struct CustodianBuilder<S, R> {
     store: S,
     root: R,
+    settings: Settings,
+}
+
+/// Everything a builder holds besides the two required parts.
+struct Settings {
     clock: Arc<dyn Clock>,
     options: ManagerOptions,
     data_ring: String,
@@ -106,12 +111,14 @@ impl Custodian {
         CustodianBuilder {
             store: Missing,
             root: Missing,
-            clock: Arc::new(SystemClock),
-            options: ManagerOptions::default(),
-            data_ring: "customers".into(),
-            index_ring: "blind-index".into(),
-            suite: Suite::default(),
-            policy: RotationPolicy::default(),
+            settings: Settings {
+                clock: Arc::new(SystemClock),
+                options: ManagerOptions::default(),
+                data_ring: "customers".into(),
+                index_ring: "blind-index".into(),
+                suite: Suite::default(),
+                policy: RotationPolicy::default(),
+            },
         }
     }
 }
@@ -127,25 +134,10 @@ impl<S, R> CustodianBuilder<S, R> {
 
     /// A shared key store handle. Required (or [`CustodianBuilder::key_store`]).
     pub fn with_store(self, store: Arc<dyn KeyStore>) -> CustodianBuilder<Arc<dyn KeyStore>, R> {
-        let CustodianBuilder {
-            root,
-            clock,
-            options,
-            data_ring,
-            index_ring,
-            suite,
-            policy,
-            ..
-        } = self;
         CustodianBuilder {
             store,
-            root,
-            clock,
-            options,
-            data_ring,
-            index_ring,
-            suite,
-            policy,
+            root: self.root,
+            settings: self.settings,
         }
     }
 
@@ -154,51 +146,36 @@ impl<S, R> CustodianBuilder<S, R> {
         self,
         root: impl RootKeyProvider + 'static,
     ) -> CustodianBuilder<S, Arc<dyn RootKeyProvider>> {
-        let CustodianBuilder {
-            store,
-            clock,
-            options,
-            data_ring,
-            index_ring,
-            suite,
-            policy,
-            ..
-        } = self;
         CustodianBuilder {
-            store,
+            store: self.store,
             root: Arc::new(root),
-            clock,
-            options,
-            data_ring,
-            index_ring,
-            suite,
-            policy,
+            settings: self.settings,
         }
     }
 
     /// The clock (default: [`SystemClock`]).
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
-        self.clock = Arc::new(clock);
+        self.settings.clock = Arc::new(clock);
         self
     }
 
     /// Cache and usage tuning of the key manager.
     pub fn options(mut self, options: ManagerOptions) -> Self {
-        self.options = options;
+        self.settings.options = options;
         self
     }
 
     /// Names of the data ring and the blind-index ring (defaults `customers`, `blind-index`).
     pub fn rings(mut self, data: impl Into<String>, index: impl Into<String>) -> Self {
-        self.data_ring = data.into();
-        self.index_ring = index.into();
+        self.settings.data_ring = data.into();
+        self.settings.index_ring = index.into();
         self
     }
 
     /// Suite and rotation policy for rings this builder creates (existing rings keep theirs).
     pub fn new_ring_settings(mut self, suite: Suite, policy: RotationPolicy) -> Self {
-        self.suite = suite;
-        self.policy = policy;
+        self.settings.suite = suite;
+        self.settings.policy = policy;
         self
     }
 }
@@ -207,15 +184,23 @@ impl CustodianBuilder<Arc<dyn KeyStore>, Arc<dyn RootKeyProvider>> {
     /// Opens the key store (checking that the root key is the one it was created with) and creates
     /// the two rings if they do not exist yet.
     pub fn build(self) -> Result<Custodian, Error> {
-        let keys = KeyManager::with_options(self.store, self.root, self.options)?;
-        let now = self.clock.now();
-        keys.ensure_ring(&self.data_ring, self.suite, self.policy, now)?;
-        keys.ensure_ring(&self.index_ring, self.suite, self.policy, now)?;
+        let Settings {
+            clock,
+            options,
+            data_ring,
+            index_ring,
+            suite,
+            policy,
+        } = self.settings;
+        let keys = KeyManager::with_options(self.store, self.root, options)?;
+        let now = clock.now();
+        keys.ensure_ring(&data_ring, suite, policy, now)?;
+        keys.ensure_ring(&index_ring, suite, policy, now)?;
         Ok(Custodian {
             keys,
-            clock: self.clock,
-            data_ring: self.data_ring,
-            index_ring: self.index_ring,
+            clock,
+            data_ring,
+            index_ring,
         })
     }
 }

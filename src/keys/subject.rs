@@ -12,8 +12,8 @@ use super::manager::{Erasure, KeyManager, SubjectGeneration};
 use super::ring::{RingKek, hkdf_sha256};
 use super::state::{RingHandle, RingSnapshot, broadcast};
 use super::store::SubjectRecord;
-use crate::crypto::{AeadAlgorithm, AeadKey, TAG_LEN, Tag, fill_random};
-use crate::envelope::{EnvelopeError, Kek, KeyId};
+use crate::crypto::{TAG_LEN, Tag, fill_random};
+use crate::envelope::{EnvelopeError, Kek, KeyId, StaticKek};
 use crate::secret::{KEY_LEN, SecretKey};
 use core::fmt;
 use std::sync::atomic::Ordering;
@@ -107,43 +107,11 @@ pub(crate) fn derive_subject_kek(
         ],
         &info,
     );
-    let algorithm = ring_kek.algorithm();
-    Ok(SubjectKek {
-        id,
-        algorithm,
-        key: algorithm.key(&key),
-    })
+    Ok(StaticKek::with_algorithm(id, &key, ring_kek.algorithm()))
 }
 
-/// The envelope KEK of one subject under one ring version.
-pub(crate) struct SubjectKek {
-    id: KeyId,
-    algorithm: &'static dyn AeadAlgorithm,
-    key: Box<dyn AeadKey>,
-}
-
-impl Kek for SubjectKek {
-    fn key_id(&self) -> &KeyId {
-        &self.id
-    }
-
-    fn algorithm(&self) -> &'static dyn AeadAlgorithm {
-        self.algorithm
-    }
-
-    fn wrapping_key(&self) -> &dyn AeadKey {
-        self.key.as_ref()
-    }
-}
-
-impl fmt::Debug for SubjectKek {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SubjectKek")
-            .field("id", &self.id)
-            .field("suite", &self.algorithm.suite().name())
-            .finish_non_exhaustive()
-    }
-}
+/// The envelope KEK of one subject under one ring version: an in-memory KEK with the derived key.
+pub(crate) type SubjectKek = StaticKek;
 
 /// What the cache knows about one subject of one ring.
 pub(crate) enum SubjectState {
