@@ -21,5 +21,6 @@ pub use context::EncryptionContext;
 pub use error::EnvelopeError;
 pub use format::{Header, MAX_PAYLOAD_LEN};
 pub use kek::{Kek, KeyId, StaticKek};
+pub(crate) use seal::open_parsed;
 pub use seal::{open, reencrypt, rewrap, rewrap_in_place, seal, seal_many};
 pub use text::{TEXT_PREFIX, decode_text, open_text, seal_text};

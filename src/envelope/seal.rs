@@ -97,8 +97,17 @@ pub fn open(
     context: &EncryptionContext,
     ciphertext: &[u8],
 ) -> Result<SecretBytes, EnvelopeError> {
-    let header = Header::parse(ciphertext)?;
-    check_key(&header, kek)?;
+    open_parsed(kek, context, ciphertext, &Header::parse(ciphertext)?)
+}
+
+/// [`open`] for a ciphertext whose header the caller has already parsed from these same bytes.
+pub(crate) fn open_parsed(
+    kek: &dyn Kek,
+    context: &EncryptionContext,
+    ciphertext: &[u8],
+    header: &Header,
+) -> Result<SecretBytes, EnvelopeError> {
+    check_key(header, kek)?;
     let layout = header.layout();
     let key_header = ciphertext
         .get(..layout.key_header_end)

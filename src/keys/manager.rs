@@ -6,7 +6,7 @@ use super::integrity::{INTEGRITY_KEY_AAD, INTEGRITY_KEY_META, Integrity};
 use super::root::RootKeyProvider;
 use super::state::{MANAGERS, Rings, lock};
 use super::store::KeyStore;
-use super::subject::{LiveSubject, random_key};
+use super::subject::{KeySource, LiveSubject, random_key};
 use crate::envelope::{self, EncryptionContext, Header, Kek};
 use crate::secret::{SecretBytes, SecretKey};
 use core::fmt;
@@ -272,44 +272,42 @@ impl KeyManager {
         items: &[(&EncryptionContext, &[u8])],
         now: u64,
     ) -> Vec<Result<SecretBytes, KeyError>> {
+        let headers: Vec<Option<Header>> =
+            items.iter().map(|(_, ct)| Header::parse(ct).ok()).collect();
         let mut results = Vec::with_capacity(items.len());
-        let mut rest = items;
-        while let Some(((_, first), _)) = rest.split_first() {
-            let Ok(header) = Header::parse(first) else {
-                results.push(self.open(&EncryptionContext::new(), first, now));
-                rest = rest.get(1..).unwrap_or_default();
+        let mut start = 0;
+        while let Some(&(context, ciphertext)) = items.get(start) {
+            let Some(Some(header)) = headers.get(start) else {
+                // Malformed: `open` reports why.
+                results.push(self.open(context, ciphertext, now));
+                start += 1;
                 continue;
             };
-            let same_key = rest
+            let len = headers
+                .get(start..)
+                .unwrap_or_default()
                 .iter()
-                .take_while(|(_, ct)| {
-                    Header::parse(ct).is_ok_and(|h| h.key_id() == header.key_id())
-                })
-                .count()
-                .max(1);
-            let (group, tail) = rest.split_at(same_key.min(rest.len()));
-            let opened = self.with_decrypting_kek(&header, now, |kek, _| {
+                .take_while(|h| h.as_ref().is_some_and(|h| h.key_id() == header.key_id()))
+                .count();
+            let group = items.get(start..start + len).unwrap_or_default();
+            let group_headers = headers.get(start..start + len).unwrap_or_default();
+            let opened = self.with_decrypting_kek(header, now, |kek, _| {
                 Ok(group
                     .iter()
-                    .map(|(context, ciphertext)| envelope::open(kek, context, ciphertext).ok())
+                    .zip(group_headers)
+                    .map(|((context, ciphertext), header)| {
+                        header
+                            .as_ref()
+                            .and_then(|h| envelope::open_parsed(kek, context, ciphertext, h).ok())
+                    })
                     .collect::<Vec<_>>())
             });
-            match opened {
-                Ok(opened) => {
-                    for ((context, ciphertext), plaintext) in group.iter().zip(opened) {
-                        results.push(match plaintext {
-                            Some(plaintext) => Ok(plaintext),
-                            None => self.open(context, ciphertext, now),
-                        });
-                    }
-                }
-                Err(_) => results.extend(
-                    group
-                        .iter()
-                        .map(|(context, ciphertext)| self.open(context, ciphertext, now)),
-                ),
+            let opened = opened.unwrap_or_else(|_| group.iter().map(|_| None).collect());
+            for ((context, ciphertext), plaintext) in group.iter().zip(opened) {
+                // Any failure is retried alone, so the result (and the error) is exactly `open`'s.
+                results.push(plaintext.map_or_else(|| self.open(context, ciphertext, now), Ok));
             }
-            rest = tail;
+            start += len.max(1);
         }
         results
     }
@@ -428,11 +426,12 @@ impl KeyManager {
             return f(ring_kek.as_ref(), None);
         };
         // Never creates: a ciphertext of an erased subject must not bring the subject back.
-        let was_cached = handle.subjects.get(subject, now).is_some();
-        let (keys, _) = self.subject_keys(&handle, &snap, subject, now, false)?;
+        let (keys, source) = self.subject_keys(&handle, &snap, subject, now, false)?;
         let kek = keys.kek(subject, &ring_kek)?;
         match f(kek.as_ref(), Some(&keys)) {
-            Err(e) if was_cached && e.is_decrypt_failure() => {
+            // A cached key may be of an older generation (the subject was erased and re-created
+            // by another process): drop it and try the store's.
+            Err(e) if source == KeySource::Cached && e.is_decrypt_failure() => {
                 handle.subjects.remove(subject);
                 let (keys, _) = self.subject_keys(&handle, &snap, subject, now, false)?;
                 let kek = keys.kek(subject, &ring_kek)?;

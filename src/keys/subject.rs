@@ -110,6 +110,17 @@ pub(crate) fn derive_subject_kek(
     Ok(StaticKek::with_algorithm(id, &key, ring_kek.algorithm()))
 }
 
+/// Where [`KeyManager::subject_keys`] found a subject's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum KeySource {
+    /// This process's cache.
+    Cached,
+    /// The store.
+    Loaded,
+    /// Nowhere: this call created it.
+    Created,
+}
+
 /// The envelope KEK of one subject under one ring version: an in-memory KEK with the derived key.
 pub(crate) type SubjectKek = StaticKek;
 
@@ -238,8 +249,8 @@ impl KeyManager {
                 // Generation 1 exists: the subject is live already, or was erased and needs a
                 // new generation, which the single-subject path handles.
                 let snap = self.snapshot(&handle, now)?;
-                let (_, new) = self.subject_keys(&handle, &snap, subject, now, true)?;
-                created += usize::from(new);
+                let (_, source) = self.subject_keys(&handle, &snap, subject, now, true)?;
+                created += usize::from(source == KeySource::Created);
             }
         }
         Ok(created)
@@ -362,7 +373,7 @@ impl KeyManager {
     }
 
     /// The subject's live key: from the cache, else from the store, else (if `create`) new.
-    /// The flag says whether this call created it.
+    /// The second value says where the key was found.
     pub(super) fn subject_keys(
         &self,
         handle: &RingHandle,
@@ -370,10 +381,10 @@ impl KeyManager {
         subject: &str,
         now: u64,
         create: bool,
-    ) -> Result<(LiveSubject, bool), KeyError> {
+    ) -> Result<(LiveSubject, KeySource), KeyError> {
         if let Some(state) = handle.subjects.get(subject, now) {
             match state.as_ref() {
-                SubjectState::Live(_) => return Ok((LiveSubject(state), false)),
+                SubjectState::Live(_) => return Ok((LiveSubject(state), KeySource::Cached)),
                 SubjectState::Erased { erased_at } if !create => {
                     return Err(erased(&handle.name, subject, *erased_at));
                 }
@@ -421,7 +432,7 @@ impl KeyManager {
                         // An erasure ran while this key was read: read the store again.
                         continue;
                     }
-                    return Ok((LiveSubject(state), false));
+                    return Ok((LiveSubject(state), KeySource::Loaded));
                 }
                 Some(SubjectRecord {
                     erased_at,
@@ -457,7 +468,7 @@ impl KeyManager {
                 handle
                     .subjects
                     .insert_if(subject, Arc::clone(&state), now, unchanged);
-                return Ok((LiveSubject(state), true));
+                return Ok((LiveSubject(state), KeySource::Created));
             }
             // Someone else created this generation first: use theirs.
         }
