@@ -387,3 +387,32 @@ fn decrypt_many_gives_exactly_the_results_of_one_by_one_decrypts() {
     );
     assert!(batch[12].is_ok() && batch[13].is_err() && batch[14].is_err() && batch[15].is_err());
 }
+
+#[test]
+fn typed_fields_are_bytes_in_binary_formats() {
+    let c = custodian();
+    let customer = new_customer(&c, 5, "cbor@example.com");
+    let mut cbor = Vec::new();
+    ciborium::into_writer(&customer.email, &mut cbor).unwrap();
+    // CBOR major type 2 (byte string), not 3 (text): the binary ciphertext, not its text form.
+    assert_eq!(cbor[0] >> 5, 2, "first byte {:#04x}", cbor[0]);
+    assert!(!cbor.windows(5).any(|w| w == b"cst1:"));
+    let back: Encrypted<String> = ciborium::from_reader(cbor.as_slice()).unwrap();
+    assert_eq!(back, customer.email);
+    assert_eq!(c.open(&back, &ctx(5, "email")).unwrap(), "cbor@example.com");
+    // A whole struct too, and garbage bytes are refused at deserialization.
+    let mut whole = Vec::new();
+    ciborium::into_writer(&customer, &mut whole).unwrap();
+    let back: Customer = ciborium::from_reader(whole.as_slice()).unwrap();
+    assert_eq!(
+        c.open(&back.address, &ctx(5, "address")).unwrap().street,
+        "5 Main St"
+    );
+    let mut garbage = Vec::new();
+    ciborium::into_writer(
+        &ciborium::Value::Bytes(b"CST\x01junk".to_vec()),
+        &mut garbage,
+    )
+    .unwrap();
+    assert!(ciborium::from_reader::<Encrypted<String>, _>(garbage.as_slice()).is_err());
+}
