@@ -296,11 +296,11 @@ impl Custodian {
         context: &EncryptionContext,
         plaintext: &str,
     ) -> Result<String, Error> {
-        let binary = self.encrypt(subject, context, plaintext.as_bytes())?;
-        let mut text = String::new();
-        text.push_str(crate::envelope::TEXT_PREFIX);
-        data_encoding::BASE64URL_NOPAD.encode_append(&binary, &mut text);
-        Ok(text)
+        Ok(crate::envelope::encode_text(&self.encrypt(
+            subject,
+            context,
+            plaintext.as_bytes(),
+        )?))
     }
 
     /// Decrypts the text form made by [`Custodian::encrypt_str`].

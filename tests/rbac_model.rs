@@ -438,10 +438,10 @@ fn rule(roles: usize) -> impl Strategy<Value = Rule> {
     (who, what, when).prop_map(
         |((any_role, roles, except), (effect, permissions, grants, hide, mask, cross), when)| {
             let (owner, limit, mfa_within, justification, valid_from, mut valid_until) = when;
-            if let (Some(from), Some(until)) = (valid_from, valid_until) {
-                if from >= until {
-                    valid_until = Some(from + 1);
-                }
+            if let (Some(from), Some(until)) = (valid_from, valid_until)
+                && from >= until
+            {
+                valid_until = Some(from + 1);
             }
             let (hide, mask): (Vec<_>, Vec<_>) =
                 (hide.into_iter().collect(), mask.into_iter().collect());

@@ -13,12 +13,16 @@ pub fn seal_text(
     context: &EncryptionContext,
     plaintext: &[u8],
 ) -> Result<String, EnvelopeError> {
-    let binary = seal(kek, context, plaintext)?;
+    Ok(encode_text(&seal(kek, context, plaintext)?))
+}
+
+/// The text form of a binary ciphertext: `cst1:` + unpadded base64url.
+pub fn encode_text(ciphertext: &[u8]) -> String {
     let mut text =
-        String::with_capacity(TEXT_PREFIX.len() + BASE64URL_NOPAD.encode_len(binary.len()));
+        String::with_capacity(TEXT_PREFIX.len() + BASE64URL_NOPAD.encode_len(ciphertext.len()));
     text.push_str(TEXT_PREFIX);
-    BASE64URL_NOPAD.encode_append(&binary, &mut text);
-    Ok(text)
+    BASE64URL_NOPAD.encode_append(ciphertext, &mut text);
+    text
 }
 
 /// [`open`] for the text form.

@@ -259,7 +259,7 @@ fn encode_digests(digests: &[VersionDigest]) -> Vec<u8> {
 fn decode_digests(bytes: &[u8], ring: &str) -> Result<Vec<VersionDigest>, KeyError> {
     let bad = || KeyError::tampered("malformed version_digests column", ring, None);
     let entry = 5 + MAC_LEN;
-    if bytes.len() % entry != 0 {
+    if !bytes.len().is_multiple_of(entry) {
         return Err(bad());
     }
     bytes

@@ -676,10 +676,10 @@ fn field_masks(
                 {
                     let bit = field_bit(index);
                     set(&type_name, bits(*visibility, bit));
-                    if let Some(position) = covered.iter().position(|t| t.name == type_name) {
-                        if let Some(e) = explicit.get_mut(position) {
-                            *e |= bit;
-                        }
+                    if let Some(position) = covered.iter().position(|t| t.name == type_name)
+                        && let Some(e) = explicit.get_mut(position)
+                    {
+                        *e |= bit;
                     }
                 }
             }
@@ -814,19 +814,19 @@ fn resolve_conditions(
         }
         None => {}
     }
-    if let (Some(from), Some(until)) = (when.valid_from, when.valid_until) {
-        if from.0 >= until.0 {
-            return Err(issue(
-                path.key("valid_until"),
-                PolicyErrorKind::InvalidValue {
-                    key: "valid_until",
-                    reason: format!(
-                        "the grant would never be valid: it ends ({}) before it starts ({})",
-                        until.0, from.0
-                    ),
-                },
-            ));
-        }
+    if let (Some(from), Some(until)) = (when.valid_from, when.valid_until)
+        && from.0 >= until.0
+    {
+        return Err(issue(
+            path.key("valid_until"),
+            PolicyErrorKind::InvalidValue {
+                key: "valid_until",
+                reason: format!(
+                    "the grant would never be valid: it ends ({}) before it starts ({})",
+                    until.0, from.0
+                ),
+            },
+        ));
     }
     if let Some(from) = when.valid_from {
         conditions.push(Condition::ValidFrom { from: from.0 });

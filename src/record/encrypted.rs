@@ -1,10 +1,9 @@
 //! `Encrypted<T>`: a typed encrypted field that serializes as its ciphertext.
 
 use super::RecordError;
-use crate::envelope::{self, EncryptionContext, Header, Kek, TEXT_PREFIX};
+use crate::envelope::{self, EncryptionContext, Header, Kek};
 use core::fmt;
 use core::marker::PhantomData;
-use data_encoding::BASE64URL_NOPAD;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use zeroize::Zeroizing;
@@ -45,12 +44,7 @@ impl<T> Encrypted<T> {
 
     /// The text form, `cst1:` + base64url.
     pub fn to_text(&self) -> String {
-        let mut text = String::with_capacity(
-            TEXT_PREFIX.len() + BASE64URL_NOPAD.encode_len(self.ciphertext.len()),
-        );
-        text.push_str(TEXT_PREFIX);
-        BASE64URL_NOPAD.encode_append(&self.ciphertext, &mut text);
-        text
+        envelope::encode_text(&self.ciphertext)
     }
 
     /// The public header: key id and suite.
