@@ -4,7 +4,7 @@
 //! customer data (default `customers`) and one for blind-index keys (default `blind-index`).
 
 use crate::crypto::Suite;
-use crate::envelope::{EncryptionContext, EnvelopeError, Header};
+use crate::envelope::{EncryptionContext, EnvelopeError};
 use crate::keys::{
     Erasure, KeyError, KeyManager, KeyStore, ManagerOptions, RootKeyProvider, Rotation,
     RotationPolicy,
@@ -449,11 +449,6 @@ impl Custodian {
         Ok(self
             .keys
             .erase_subject(&self.data_ring, subject, self.now())?)
-    }
-
-    /// The key id a stored value needs (no key required).
-    pub fn header_of(ciphertext: &[u8]) -> Result<Header, Error> {
-        Ok(Header::parse(ciphertext)?)
     }
 }
 

@@ -114,22 +114,6 @@ impl Header {
         Ok(header)
     }
 
-    /// Builds the header of a message about to be sealed.
-    pub(crate) fn for_seal(
-        suite: Suite,
-        key_id: KeyId,
-        payload_len: usize,
-    ) -> Result<Header, EnvelopeError> {
-        check_payload_len(payload_len)?;
-        let key_header_len = key_header_len(&key_id);
-        Ok(Header {
-            suite,
-            key_id,
-            payload_len,
-            key_header_len,
-        })
-    }
-
     /// The AEAD suite of both the key wrap and the payload.
     pub fn suite(&self) -> Suite {
         self.suite
@@ -146,8 +130,15 @@ impl Header {
     }
 
     /// A copy with another key id (for rewrap: only the key header and the wrap change).
-    pub(crate) fn with_key_id(&self, key_id: KeyId) -> Result<Header, EnvelopeError> {
-        Header::for_seal(self.suite, key_id, self.payload_len)
+    /// The payload length was checked when this header was parsed, so this cannot fail.
+    pub(crate) fn with_key_id(&self, key_id: KeyId) -> Header {
+        let key_header_len = key_header_len(&key_id);
+        Header {
+            suite: self.suite,
+            key_id,
+            payload_len: self.payload_len,
+            key_header_len,
+        }
     }
 
     pub(crate) fn layout(&self) -> Layout {

@@ -24,10 +24,7 @@ pub fn seal(
         .get_mut(..KEY_LEN + 2 * nonce_len)
         .ok_or(EnvelopeError::Random)?;
     fill_random(random).map_err(EnvelopeError::from_crypto)?;
-    let (dek, nonces) = random.split_at(KEY_LEN);
-    let (wrap_nonce, data_nonce) = nonces.split_at(nonce_len);
-    let dek = SecretKey::from_slice(dek).ok_or(EnvelopeError::Random)?;
-    seal_with(kek, context, plaintext, &dek, wrap_nonce, data_nonce)
+    seal_with_random(kek, context, plaintext, random)
 }
 
 /// Seals several values under one KEK, drawing the randomness for all of them (a fresh data key and
@@ -43,13 +40,23 @@ pub fn seal_many(
     items
         .iter()
         .zip(random.chunks_exact(per_item))
-        .map(|((context, plaintext), random)| {
-            let (dek, nonces) = random.split_at(KEY_LEN);
-            let (wrap_nonce, data_nonce) = nonces.split_at(nonces.len() / 2);
-            let dek = SecretKey::from_slice(dek).ok_or(EnvelopeError::Random)?;
-            seal_with(kek, context, plaintext, &dek, wrap_nonce, data_nonce)
-        })
+        .map(|((context, plaintext), random)| seal_with_random(kek, context, plaintext, random))
         .collect()
+}
+
+/// Seals with fresh OS randomness laid out as data key || wrap nonce || data nonce.
+fn seal_with_random(
+    kek: &dyn Kek,
+    context: &EncryptionContext,
+    plaintext: &[u8],
+    random: &[u8],
+) -> Result<Vec<u8>, EnvelopeError> {
+    let (dek, nonces) = random
+        .split_at_checked(KEY_LEN)
+        .ok_or(EnvelopeError::Random)?;
+    let (wrap_nonce, data_nonce) = nonces.split_at(nonces.len() / 2);
+    let dek = SecretKey::from_slice(dek).ok_or(EnvelopeError::Random)?;
+    seal_with(kek, context, plaintext, &dek, wrap_nonce, data_nonce)
 }
 
 /// Seals with caller-chosen data key and nonces. Only for the format's worked example and tests:
@@ -162,7 +169,7 @@ pub fn rewrap_in_place(
         .ok_or(EnvelopeError::Decrypt)?;
     let dek = unwrap_dek(from, ciphertext, &layout, &wrap_aad(key_header, context))?;
 
-    let new_header = header.with_key_id(to.key_id().clone())?;
+    let new_header = header.with_key_id(to.key_id().clone());
     let mut prefix = Vec::with_capacity(new_header.layout().wrapped_dek_end);
     new_header.write_key_header(&mut prefix);
     let mut wrap_nonce = [0u8; MAX_NONCE_LEN];
