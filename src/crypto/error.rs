@@ -18,6 +18,9 @@ pub enum CryptoError {
     /// The message is longer than the suite can encrypt under one nonce.
     #[error("message too long for this suite")]
     MessageTooLong,
+    /// The backend refused a well-formed key or returned a malformed tag (a backend bug).
+    #[error("the crypto backend could not set up the key")]
+    KeySetup,
     /// The operating system's random number generator failed.
     #[error("the operating system's random number generator failed")]
     Random,

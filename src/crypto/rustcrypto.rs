@@ -12,8 +12,11 @@ pub static PROVIDER: CryptoProvider = CryptoProvider {
     name: "rustcrypto",
     aes_256_gcm: &Algorithm(Suite::Aes256Gcm),
     chacha20_poly1305: &Algorithm(Suite::ChaCha20Poly1305),
-    xchacha20_poly1305: &Algorithm(Suite::XChaCha20Poly1305),
+    xchacha20_poly1305: XCHACHA20_POLY1305,
 };
+
+/// XChaCha20-Poly1305, which the aws-lc-rs provider borrows from this one.
+pub(super) static XCHACHA20_POLY1305: &dyn AeadAlgorithm = &Algorithm(Suite::XChaCha20Poly1305);
 
 #[derive(Debug)]
 struct Algorithm(Suite);
