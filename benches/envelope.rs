@@ -58,7 +58,36 @@ fn bench_suite(c: &mut Criterion, suite: Suite, sizes: &[usize]) {
     group.finish();
 }
 
+/// 256 B AES-256-GCM seal and open through each compiled-in backend, for the provider comparison
+/// in the README (the randomness source is the same for both).
+fn bench_providers(c: &mut Criterion) {
+    let mut group = c.benchmark_group("envelope/provider");
+    let ctx = context();
+    let plaintext = vec![0x42u8; 256];
+    let providers = [
+        #[cfg(feature = "aws-lc")]
+        &custodian::crypto::awslc::PROVIDER,
+        &custodian::crypto::rustcrypto::PROVIDER,
+    ];
+    for provider in providers {
+        let kek = StaticKek::with_algorithm(
+            KeyId::new("customers", 1).unwrap(),
+            &SecretKey::try_random().unwrap(),
+            provider.aead(Suite::Aes256Gcm),
+        );
+        group.bench_function(BenchmarkId::new("seal_256", provider.name), |b| {
+            b.iter(|| envelope::seal(&kek, &ctx, black_box(&plaintext)).unwrap())
+        });
+        let sealed = envelope::seal(&kek, &ctx, &plaintext).unwrap();
+        group.bench_function(BenchmarkId::new("open_256", provider.name), |b| {
+            b.iter(|| envelope::open(&kek, &ctx, black_box(&sealed)).unwrap())
+        });
+    }
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
+    bench_providers(c);
     bench_suite(c, Suite::Aes256Gcm, &SIZES);
     bench_suite(c, Suite::ChaCha20Poly1305, &SIZES[..2]);
     bench_suite(c, Suite::XChaCha20Poly1305, &SIZES[..2]);

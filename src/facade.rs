@@ -342,7 +342,7 @@ impl Custodian {
     // ---- batches ----
 
     /// Encrypts several fields of one customer at once: one key lookup, one usage reservation and one
-    /// call to the OS random generator for all of them.
+    /// call to the random generator for all of them.
     pub fn encrypt_many(
         &self,
         subject: &str,

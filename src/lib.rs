@@ -3,7 +3,7 @@
 //! The crate is layered; each folder is one layer and depends only on the ones above it in this list:
 //!
 //! - [`secret`]: key material that zeroizes on drop and never prints;
-//! - [`crypto`]: AEAD suites behind a small provider interface (RustCrypto by default);
+//! - [`crypto`]: AEAD suites behind a small provider interface (AWS-LC by default, pure-Rust RustCrypto without the `aws-lc` feature);
 //! - [`envelope`]: the versioned ciphertext format: a fresh data key per message, wrapped by a
 //!   key-encryption key, with an [`EncryptionContext`] bound into both layers;
 //! - [`keys`]: the key hierarchy (root key, versioned key rings, per-subject keys), rotation,

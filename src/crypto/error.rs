@@ -21,7 +21,7 @@ pub enum CryptoError {
     /// The backend refused a well-formed key or returned a malformed tag (a backend bug).
     #[error("the crypto backend could not set up the key")]
     KeySetup,
-    /// The operating system's random number generator failed.
-    #[error("the operating system's random number generator failed")]
+    /// The random number generator failed (`crypto::fill_random`).
+    #[error("the random number generator failed")]
     Random,
 }

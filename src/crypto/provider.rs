@@ -52,7 +52,7 @@ pub trait AeadKey: Send + Sync + fmt::Debug {
     /// Encrypts `in_out` in place and returns the tag.
     ///
     /// The caller promises that `nonce` is never used twice with this key; custodian only passes
-    /// nonces freshly drawn from the OS CSPRNG.
+    /// nonces freshly drawn from [`crate::crypto::fill_random`].
     fn seal_in_place(
         &self,
         nonce: &[u8],
@@ -74,7 +74,7 @@ pub trait AeadKey: Send + Sync + fmt::Debug {
 /// A crypto backend: one algorithm object per suite.
 #[derive(Debug)]
 pub struct CryptoProvider {
-    /// Backend name, for diagnostics (`"rustcrypto"`).
+    /// Backend name, for diagnostics (`"aws-lc-rs"`, `"rustcrypto"`).
     pub name: &'static str,
     /// AES-256-GCM.
     pub aes_256_gcm: &'static dyn AeadAlgorithm,

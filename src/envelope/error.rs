@@ -50,7 +50,7 @@ pub enum EnvelopeError {
     /// The text form is not `cst1:` followed by unpadded base64url.
     #[error("malformed text ciphertext: {0}")]
     MalformedText(&'static str),
-    /// The OS random number generator failed (sealing only).
+    /// The random number generator failed (sealing only).
     #[error("random number generator failed")]
     Random,
 }

@@ -18,7 +18,7 @@ pub fn seal(
     plaintext: &[u8],
 ) -> Result<Vec<u8>, EnvelopeError> {
     let nonce_len = kek.algorithm().suite().nonce_len();
-    // One call to the OS generator for the data key and both nonces.
+    // One call to the generator for the data key and both nonces.
     let mut random = Zeroizing::new([0u8; KEY_LEN + 2 * MAX_NONCE_LEN]);
     let random = random
         .get_mut(..KEY_LEN + 2 * nonce_len)
@@ -28,7 +28,7 @@ pub fn seal(
 }
 
 /// Seals several values under one KEK, drawing the randomness for all of them (a fresh data key and
-/// fresh nonces for each) in one call to the OS generator. Equivalent to calling [`seal`] for each
+/// fresh nonces for each) in one call to the generator. Equivalent to calling [`seal`] for each
 /// item, but faster for a record with several encrypted fields.
 pub fn seal_many(
     kek: &dyn Kek,
@@ -44,7 +44,7 @@ pub fn seal_many(
         .collect()
 }
 
-/// Seals with fresh OS randomness laid out as data key || wrap nonce || data nonce.
+/// Seals with fresh randomness laid out as data key || wrap nonce || data nonce.
 fn seal_with_random(
     kek: &dyn Kek,
     context: &EncryptionContext,

@@ -129,7 +129,7 @@ pub enum KeyError {
         /// Newest version this build knows.
         supported: u32,
     },
-    /// The operating system's random number generator failed.
+    /// The random number generator failed (`crypto::fill_random`).
     #[error("random number generator failed")]
     Random,
 }

@@ -230,7 +230,7 @@ impl KeyManager {
     }
 
     /// Seals several values for the same subject (or none) at once: one key resolution, one usage
-    /// reservation and one call to the OS random generator ([`envelope::seal_many`]).
+    /// reservation and one call to the random generator ([`envelope::seal_many`]).
     pub fn seal_many(
         &self,
         ring: &str,

@@ -112,8 +112,8 @@ pub enum MfaError {
     /// The QR code could not be built (the URI is too long for any QR version).
     #[error("cannot render the enrollment QR code: {0}")]
     Qr(String),
-    /// The operating system's random number generator failed.
-    #[error("the operating system's random number generator failed")]
+    /// The random number generator failed (`crypto::fill_random`).
+    #[error("the random number generator failed")]
     Random,
     /// A sealed seed did not open (wrong key-encryption key, a row copied from another user or
     /// factor, or tampering) or could not be sealed.

@@ -1,6 +1,6 @@
 //! OTP secrets (seeds) and their RFC 4648 base32 text form.
 //!
-//! New secrets come from the OS CSPRNG and have 160 bits (RFC 4226 recommends 160, requires 128;
+//! New secrets come from custodian's CSPRNG ([`crate::crypto::fill_random`]) and have 160 bits (RFC 4226 recommends 160, requires 128;
 //! NIST SP 800-63B requires 112). Imported secrets must have 128 bits unless the caller uses the
 //! explicitly named [`OtpSecret::import_legacy_base32`], which accepts the 80-bit secrets some
 //! providers still issue.
@@ -72,12 +72,12 @@ impl fmt::Debug for SecretText {
 pub struct OtpSecret(SecretBytes);
 
 impl OtpSecret {
-    /// A fresh 160-bit secret from the OS CSPRNG.
+    /// A fresh 160-bit secret from the CSPRNG.
     pub fn generate() -> Result<Self, super::MfaError> {
         Self::generate_with_len(DEFAULT_SECRET_LEN)
     }
 
-    /// A fresh secret of `len` bytes (16 to 128) from the OS CSPRNG, for example 32 for SHA-256.
+    /// A fresh secret of `len` bytes (16 to 128) from the CSPRNG, for example 32 for SHA-256.
     pub fn generate_with_len(len: usize) -> Result<Self, super::MfaError> {
         check_len(len, MIN_SECRET_LEN)?;
         let mut bytes = vec![0u8; len];
