@@ -44,6 +44,8 @@
     clippy::indexing_slicing
 )]
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod crypto;
 pub mod envelope;
 mod facade;
@@ -53,6 +55,8 @@ pub mod mfa;
 pub mod rbac;
 pub mod record;
 pub mod secret;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 pub use envelope::{EncryptionContext, EnvelopeError, Header, Kek, KeyId, StaticKek};
 pub use facade::{Clock, Custodian, CustodianBuilder, Error, Missing, SystemClock};

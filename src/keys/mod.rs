@@ -21,6 +21,7 @@ mod memory;
 mod rewrap;
 pub mod ring;
 mod root;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 mod state;
 pub mod store;
@@ -32,5 +33,6 @@ pub use memory::MemoryKeyStore;
 pub use rewrap::{RewrapOutcome, RewrapProgress};
 pub use ring::{RingInfo, RotationPolicy, VersionInfo, VersionState};
 pub use root::{LocalRootKey, RootKeyProvider, generate_key_file};
+#[cfg(feature = "sqlite")]
 pub use sqlite::{SCHEMA_VERSION, SqliteKeyStore};
 pub use store::KeyStore;
