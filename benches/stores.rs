@@ -13,7 +13,7 @@
 //! - `async`: a cached seal through `AsyncCustodian` (inline) against the sync call, and the
 //!   blocking-pool round trip a miss adds.
 
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group};
 use custodian::asynchronous::AsyncCustodian;
 use custodian::crypto::Suite;
 use custodian::envelope::{Kek, StaticKek};
