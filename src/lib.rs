@@ -44,6 +44,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod audit;
 pub mod crypto;
 pub mod envelope;
 mod facade;
