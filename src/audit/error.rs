@@ -51,7 +51,9 @@ pub enum AuditError {
     #[error("tree size {0} is too large: at most 2^62 entries are supported")]
     TreeTooLarge(u64),
     /// An inclusion proof does not prove the leaf against the root.
-    #[error("inclusion proof for leaf {index} in a tree of size {tree_size} does not verify: {reason}")]
+    #[error(
+        "inclusion proof for leaf {index} in a tree of size {tree_size} does not verify: {reason}"
+    )]
     InclusionProof {
         /// The leaf index.
         index: u64,
@@ -146,6 +148,14 @@ pub enum AuditError {
         /// The size presented.
         found: u64,
     },
+    /// A checkpoint signed before the one already trusted.
+    #[error("checkpoint timestamp {found} is before the trusted checkpoint's {trusted}")]
+    TimestampRegressed {
+        /// The trusted checkpoint's time.
+        trusted: u64,
+        /// The time presented.
+        found: u64,
+    },
     /// A checkpoint of the same size as a trusted one but with another root: a fork.
     #[error("checkpoint of size {size} has another root than the trusted one: the log forked")]
     Forked {
@@ -153,7 +163,9 @@ pub enum AuditError {
         size: u64,
     },
     /// Verification: the entry at this position carries another index.
-    #[error("entry at position {position} says it is entry {found}: entries were inserted, deleted or reordered")]
+    #[error(
+        "entry at position {position} says it is entry {found}: entries were inserted, deleted or reordered"
+    )]
     EntryOutOfPlace {
         /// Position in the list verified.
         position: u64,

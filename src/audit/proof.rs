@@ -260,10 +260,14 @@ pub fn verify_consistency(
         return Err(fail("the proof has fewer hashes than these sizes need"));
     }
     if fr != *old_root {
-        return Err(fail("the computed old root differs from the expected old root"));
+        return Err(fail(
+            "the computed old root differs from the expected old root",
+        ));
     }
     if sr != *new_root {
-        return Err(fail("the computed new root differs from the expected new root"));
+        return Err(fail(
+            "the computed new root differs from the expected new root",
+        ));
     }
     Ok(())
 }

@@ -211,7 +211,6 @@ pub fn hashes_to_append<R: HashReader + ?Sized>(
         .checked_add(added)
         .ok_or(AuditError::TreeTooLarge(u64::MAX))?;
     check_size(new_size)?;
-    // The frontier: the complete subtrees of the current tree, as (level, hash), largest first.
     let mut nodes = Vec::new();
     cover(0, size, &mut nodes);
     let indexes: Vec<u64> = nodes
@@ -219,30 +218,46 @@ pub fn hashes_to_append<R: HashReader + ?Sized>(
         .map(|&(level, n)| stored_hash_index(level, n))
         .collect();
     let roots = read_exactly(reader, &indexes)?;
-    let mut frontier: Vec<(u32, Hash)> = nodes
-        .iter()
-        .map(|&(level, _)| level)
-        .zip(roots)
-        .collect();
-
+    let mut frontier = Frontier {
+        subtrees: nodes.iter().map(|&(level, _)| level).zip(roots).collect(),
+    };
     let mut out = Vec::with_capacity(leaf_hashes.len() * 2);
     for leaf in leaf_hashes {
-        out.push(*leaf);
-        let mut level = 0;
-        let mut hash = *leaf;
-        // Each subtree of the same level on top of the frontier is completed by this leaf.
-        while let Some(&(top_level, top_hash)) = frontier.last() {
+        frontier.push(*leaf, |hash| out.push(hash));
+    }
+    Ok(out)
+}
+
+/// The roots of the complete subtrees of a tree, largest first: all that is needed to append
+/// leaves and to compute the root, in `O(log n)` memory (a "compact range" from `0`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Frontier {
+    subtrees: Vec<(u32, Hash)>,
+}
+
+impl Frontier {
+    /// Appends a leaf, passing each stored hash it adds to `stored` (the leaf first, then every
+    /// subtree it completes).
+    pub(crate) fn push(&mut self, leaf: Hash, mut stored: impl FnMut(Hash)) {
+        stored(leaf);
+        let (mut level, mut hash) = (0, leaf);
+        while let Some(&(top_level, top_hash)) = self.subtrees.last() {
             if top_level != level {
                 break;
             }
-            frontier.pop();
+            self.subtrees.pop();
             hash = node_hash(&top_hash, &hash);
             level += 1;
-            out.push(hash);
+            stored(hash);
         }
-        frontier.push((level, hash));
+        self.subtrees.push((level, hash));
     }
-    Ok(out)
+
+    /// The root of the leaves pushed so far (RFC 9162 `MTH`).
+    pub(crate) fn root(&self) -> Hash {
+        let hashes: Vec<Hash> = self.subtrees.iter().map(|&(_, hash)| hash).collect();
+        fold(&hashes).unwrap_or(EMPTY_ROOT)
+    }
 }
 
 #[cfg(test)]
@@ -291,6 +306,20 @@ mod tests {
         (0..=max as u64)
             .find(|&s| stored_hash_count(s) == stored.len() as u64)
             .unwrap()
+    }
+
+    #[test]
+    fn frontier_root_equals_tree_hash() {
+        let mut stored: Vec<Hash> = Vec::new();
+        let mut frontier = Frontier::default();
+        assert_eq!(frontier.root(), EMPTY_ROOT);
+        for i in 0u32..50 {
+            frontier.push(leaf_hash(&i.to_be_bytes()), |h| stored.push(h));
+            assert_eq!(
+                frontier.root(),
+                tree_hash(u64::from(i) + 1, &stored).unwrap()
+            );
+        }
     }
 
     #[test]
