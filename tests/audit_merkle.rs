@@ -171,7 +171,11 @@ fn leaf_hashes_match_the_published_ones() {
 fn roots_at_every_size_match_the_published_ones() {
     let stored = vector_store();
     for (size, want) in ROOTS.iter().enumerate() {
-        assert_eq!(tree_hash(size as u64, &stored).unwrap(), h(want), "size {size}");
+        assert_eq!(
+            tree_hash(size as u64, &stored).unwrap(),
+            h(want),
+            "size {size}"
+        );
     }
 }
 
@@ -514,7 +518,10 @@ impl HashReader for CountingReader<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, custodian::audit::AuditError> {
         self.calls.set(self.calls.get() + 1);
         self.asked.set(self.asked.get() + indexes.len());
-        assert!(indexes.windows(2).all(|w| w[0] < w[1]), "indexes sorted: {indexes:?}");
+        assert!(
+            indexes.windows(2).all(|w| w[0] < w[1]),
+            "indexes sorted: {indexes:?}"
+        );
         self.stored.read_hashes(indexes)
     }
 }
@@ -523,7 +530,11 @@ impl HashReader for CountingReader<'_> {
 fn each_operation_reads_the_store_once_and_little() {
     let d = entries(1000, 1);
     let stored = stored_for(&d);
-    let reader = CountingReader { stored: &stored, calls: 0.into(), asked: 0.into() };
+    let reader = CountingReader {
+        stored: &stored,
+        calls: 0.into(),
+        asked: 0.into(),
+    };
     tree_hash(1000, &reader).unwrap();
     assert_eq!(reader.calls.get(), 1);
     assert!(reader.asked.get() <= 11, "{}", reader.asked.get());
@@ -546,10 +557,16 @@ fn published_inclusion_probes_are_refused() {
         let root = h(ROOTS[size as usize]);
         let bad_indexes = [index + 1, index.wrapping_sub(1), index ^ 2];
         for bad in bad_indexes {
-            assert!(verify_inclusion(&leaf, bad, size, &proof, &root).is_err(), "{index}/{size} as {bad}");
+            assert!(
+                verify_inclusion(&leaf, bad, size, &proof, &root).is_err(),
+                "{index}/{size} as {bad}"
+            );
         }
         for bad in [size / 2, size * 2] {
-            assert!(verify_inclusion(&leaf, index, bad, &proof, &root).is_err(), "{index}/{size} in {bad}");
+            assert!(
+                verify_inclusion(&leaf, index, bad, &proof, &root).is_err(),
+                "{index}/{size} in {bad}"
+            );
         }
         let wrong_leaf = leaf_hash(b"WrongLeaf");
         assert!(verify_inclusion(&wrong_leaf, index, size, &proof, &root).is_err());
