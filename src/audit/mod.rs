@@ -12,6 +12,8 @@ mod receipt;
 mod store;
 mod tree;
 mod verify;
+#[cfg(test)]
+mod worked_example;
 
 pub use checkpoint::{Checkpoint, CheckpointSigner, CheckpointVerifier, SignedCheckpoint};
 pub use entry::{
