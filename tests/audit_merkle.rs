@@ -210,8 +210,9 @@ fn published_consistency_proofs_are_generated_and_verify() {
 fn published_consistency_edge_cases() {
     let empty = EMPTY_ROOT;
     let other = h(ROOTS[1]);
-    // (size1, size2, root1, root2, proof, accepted)
-    let cases: &[(u64, u64, Hash, Hash, &[Hash], bool)] = &[
+    /// (size1, size2, root1, root2, proof, accepted)
+    type Probe<'a> = (u64, u64, Hash, Hash, &'a [Hash], bool);
+    let cases: &[Probe] = &[
         (0, 1, empty, empty, &[empty], false),
         (0, 0, empty, other, &[], false),
         (1, 1, empty, other, &[], false),

@@ -130,6 +130,12 @@ impl<S: AuditStore> AuditLog<S> {
         consistency_proof(old_size, new_size, &StoreReader(&self.store))
     }
 
+    /// The entries `range` in their binary form (docs/AUDIT.md), as hashed and signed: what
+    /// [`verify`](super::verify) checks.
+    pub fn store_entries(&self, range: Range<u64>) -> Result<Vec<Vec<u8>>, AuditError> {
+        self.store.read_entries(range.start, range.end)
+    }
+
     /// The entries `range`, decoded.
     pub fn entries(&self, range: Range<u64>) -> Result<Vec<AuditEntry>, AuditError> {
         self.store
