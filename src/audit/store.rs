@@ -104,10 +104,13 @@ impl MemoryAuditStore {
 
 impl fmt::Debug for MemoryAuditStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let size = self.tree_size().ok();
-        f.debug_struct("MemoryAuditStore")
-            .field("tree_size", &size)
-            .finish()
+        // try_lock: formatting the store from inside an append (same thread) must not deadlock.
+        let mut out = f.debug_struct("MemoryAuditStore");
+        match self.tables.try_lock() {
+            Ok(tables) => out.field("tree_size", &tables.entries.len()),
+            Err(_) => out.field("tree_size", &"<locked>"),
+        };
+        out.finish()
     }
 }
 
@@ -148,6 +151,23 @@ impl AuditStore for MemoryAuditStore {
 
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, AuditError> {
         self.lock()?.hashes.read_hashes(indexes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_inside_an_append_does_not_deadlock() {
+        let store = MemoryAuditStore::new();
+        let mut seen = String::new();
+        let _ = store.append(&mut |_, _| {
+            seen = format!("{store:?}");
+            Err(AuditError::StoreContract("stop".into()))
+        });
+        assert_eq!(seen, r#"MemoryAuditStore { tree_size: "<locked>" }"#);
+        assert_eq!(format!("{store:?}"), "MemoryAuditStore { tree_size: 0 }");
     }
 }
 
