@@ -154,23 +154,6 @@ impl AuditStore for MemoryAuditStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn debug_inside_an_append_does_not_deadlock() {
-        let store = MemoryAuditStore::new();
-        let mut seen = String::new();
-        let _ = store.append(&mut |_, _| {
-            seen = format!("{store:?}");
-            Err(AuditError::StoreContract("stop".into()))
-        });
-        assert_eq!(seen, r#"MemoryAuditStore { tree_size: "<locked>" }"#);
-        assert_eq!(format!("{store:?}"), "MemoryAuditStore { tree_size: 0 }");
-    }
-}
-
 impl<S: AuditStore + ?Sized> AuditStore for std::sync::Arc<S> {
     fn tree_size(&self) -> Result<u64, AuditError> {
         (**self).tree_size()
@@ -195,5 +178,22 @@ pub(crate) struct StoreReader<'a, S: ?Sized>(pub(crate) &'a S);
 impl<S: AuditStore + ?Sized> HashReader for StoreReader<'_, S> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, AuditError> {
         self.0.read_hashes(indexes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_inside_an_append_does_not_deadlock() {
+        let store = MemoryAuditStore::new();
+        let mut seen = String::new();
+        let _ = store.append(&mut |_, _| {
+            seen = format!("{store:?}");
+            Err(AuditError::StoreContract("stop".into()))
+        });
+        assert_eq!(seen, r#"MemoryAuditStore { tree_size: "<locked>" }"#);
+        assert_eq!(format!("{store:?}"), "MemoryAuditStore { tree_size: 0 }");
     }
 }
