@@ -432,3 +432,53 @@ fn erasure_receipts_verify_with_the_public_key_alone() {
         Err(AuditError::TimestampInFuture { .. })
     ));
 }
+
+/// A store that, like a database retrying a busy transaction, calls the closure twice and keeps
+/// only the second answer.
+#[derive(Debug, Default)]
+struct RetryingStore {
+    inner: MemoryAuditStore,
+}
+
+impl AuditStore for RetryingStore {
+    fn tree_size(&self) -> Result<u64, AuditError> {
+        self.inner.tree_size()
+    }
+    fn append(&self, build: &mut custodian::audit::BuildAppend<'_>) -> Result<u64, AuditError> {
+        let size = self.inner.tree_size()?;
+        let reader: &dyn custodian::audit::HashReader = &StoreHashes(&self.inner);
+        let _discarded = build(size, reader)?;
+        self.inner.append(build)
+    }
+    fn read_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, AuditError> {
+        self.inner.read_entries(start, end)
+    }
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, AuditError> {
+        self.inner.read_hashes(indexes)
+    }
+}
+
+struct StoreHashes<'a>(&'a MemoryAuditStore);
+
+impl custodian::audit::HashReader for StoreHashes<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, AuditError> {
+        self.0.read_hashes(indexes)
+    }
+}
+
+#[test]
+fn a_store_may_call_the_append_closure_again() {
+    let retrying = AuditLog::new(RetryingStore::default());
+    let plain = log_with(0);
+    for chunk in (0..50).map(event).collect::<Vec<_>>().chunks(7) {
+        assert_eq!(
+            retrying.append_batch(chunk).unwrap(),
+            plain.append_batch(chunk).unwrap()
+        );
+    }
+    assert_eq!(retrying.root(50).unwrap(), plain.root(50).unwrap());
+    assert_eq!(
+        retrying.entries(0..50).unwrap(),
+        plain.entries(0..50).unwrap()
+    );
+}

@@ -137,6 +137,17 @@ pub fn consistency_proof<R: HashReader + ?Sized>(
     })
 }
 
+/// The step both RFC 9162 verifiers share: "if LSB(fn) is not set, right-shift both fn and sn
+/// equally until either LSB(fn) is set or fn is 0" (the node was the last one of its level, so
+/// the path goes up without a sibling).
+fn climb_right_edge(mut fn_: u64, mut sn: u64) -> (u64, u64) {
+    while fn_ & 1 == 0 && fn_ != 0 {
+        fn_ >>= 1;
+        sn >>= 1;
+    }
+    (fn_, sn)
+}
+
 /// Verifies an inclusion proof (RFC 9162 §2.1.3.2): `leaf` is entry `index` of the tree of
 /// `tree_size` entries whose root is `root`.
 pub fn verify_inclusion(
@@ -165,12 +176,7 @@ pub fn verify_inclusion(
         }
         if fn_ & 1 == 1 || fn_ == sn {
             r = node_hash(p, &r);
-            if fn_ & 1 == 0 {
-                while fn_ & 1 == 0 && fn_ != 0 {
-                    fn_ >>= 1;
-                    sn >>= 1;
-                }
-            }
+            (fn_, sn) = climb_right_edge(fn_, sn);
         } else {
             r = node_hash(&r, p);
         }
@@ -244,12 +250,7 @@ pub fn verify_consistency(
         if fn_ & 1 == 1 || fn_ == sn {
             fr = node_hash(c, &fr);
             sr = node_hash(c, &sr);
-            if fn_ & 1 == 0 {
-                while fn_ & 1 == 0 && fn_ != 0 {
-                    fn_ >>= 1;
-                    sn >>= 1;
-                }
-            }
+            (fn_, sn) = climb_right_edge(fn_, sn);
         } else {
             sr = node_hash(&sr, c);
         }
