@@ -482,3 +482,53 @@ fn a_store_may_call_the_append_closure_again() {
         plain.entries(0..50).unwrap()
     );
 }
+
+#[test]
+fn the_memory_store_passes_the_conformance_suite() {
+    custodian::audit::conformance::check_store(MemoryAuditStore::new).unwrap();
+    custodian::audit::conformance::check_store(|| Arc::new(MemoryAuditStore::new())).unwrap();
+}
+
+/// A store that forgets to check batches and serves entry reads past its end as empty.
+#[derive(Debug, Default)]
+struct CarelessStore {
+    entries: std::sync::Mutex<Vec<Vec<u8>>>,
+    hashes: std::sync::Mutex<Vec<Hash>>,
+}
+
+impl AuditStore for CarelessStore {
+    fn tree_size(&self) -> Result<u64, AuditError> {
+        Ok(self.entries.lock().unwrap().len() as u64)
+    }
+    fn append(&self, build: &mut custodian::audit::BuildAppend<'_>) -> Result<u64, AuditError> {
+        let mut entries = self.entries.lock().unwrap();
+        let mut hashes = self.hashes.lock().unwrap();
+        let size = entries.len() as u64;
+        let batch = build(size, &*hashes)?;
+        entries.extend(batch.entries);
+        hashes.extend(batch.hashes);
+        Ok(size)
+    }
+    fn read_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, AuditError> {
+        let entries = self.entries.lock().unwrap();
+        Ok(entries
+            .iter()
+            .skip(start as usize)
+            .take(end.saturating_sub(start) as usize)
+            .cloned()
+            .collect())
+    }
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, AuditError> {
+        use custodian::audit::HashReader;
+        self.hashes.lock().unwrap().read_hashes(indexes)
+    }
+}
+
+#[test]
+fn the_conformance_suite_catches_a_careless_store() {
+    let err = custodian::audit::conformance::check_store(CarelessStore::default).unwrap_err();
+    assert!(
+        err.to_string().contains("a_wrong_batch_is_refused"),
+        "{err}"
+    );
+}

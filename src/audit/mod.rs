@@ -13,7 +13,8 @@
 //! - [`AuditEvent`], [`AuditEntry`], [`Action`]: what is recorded, in a canonical binary form;
 //! - [`AuditLog`] over an [`AuditStore`] ([`MemoryAuditStore`] today);
 //! - [`CheckpointSigner`], [`CheckpointVerifier`]: signed checkpoints;
-//! - [`verify`], [`verify_checkpoint_consistency`], [`ErasureReceipt`], [`verify_receipt`].
+//! - [`verify`], [`verify_checkpoint_consistency`], [`ErasureReceipt`], [`verify_receipt`];
+//! - [`conformance`]: the checks every [`AuditStore`] backend must pass.
 //!
 //! Entries take only ids, names and digests; nothing here does I/O beyond the store trait, and
 //! time is always passed in as `now`.
@@ -66,6 +67,7 @@
 //! ```
 
 mod checkpoint;
+pub mod conformance;
 mod entry;
 mod error;
 mod format;
