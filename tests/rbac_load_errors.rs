@@ -340,8 +340,8 @@ fn condition_on_attribute_of_the_wrong_type() {
         &PolicyErrorKind::AttributeType {
             resource_type: "order".to_owned(),
             attribute: "assigned_agent".to_owned(),
-            declared: "id",
-            needed: "integer"
+            declared: "id".to_owned(),
+            needed: "integer".to_owned()
         }
     );
     assert_at(&text, &e, "assigned_agent = 100");

@@ -68,21 +68,25 @@ mod condition;
 mod decision;
 mod error;
 mod evaluate;
+mod fold;
 mod handle;
 mod hash;
+mod lint;
 mod load;
 mod model;
 mod request;
 mod suggest;
 mod validate;
 mod view;
+mod warning;
 
 pub use compile::Policy;
-pub use decision::{AuditRecord, Decision, FieldAccess, Reason, ReasonKind};
+pub use decision::{AuditRecord, Decision, FieldAccess, OwnedDecision, Reason, ReasonKind};
 pub use error::{Location, PolicyError, PolicyErrorKind};
 pub use handle::{PolicyHandle, PolicySnapshot};
-pub use request::{AttributeValue, Justification, Principal, RequestContext, Resource};
-pub use view::{FieldKind, FieldView, Visibility};
+pub use request::{AttributeValue, EntityRef, Justification, Principal, RequestContext, Resource};
+pub use view::{FieldKind, FieldView, OwnedFieldView, Visibility};
+pub use warning::{PolicyWarning, PolicyWarningKind};
 
 #[cfg(test)]
 mod tests {
@@ -94,5 +98,13 @@ mod tests {
         assert_send_sync::<Policy>();
         assert_send_sync::<PolicyHandle>();
         assert_send_sync::<Decision<'static>>();
+    }
+
+    #[test]
+    fn owned_decisions_are_send_sync_and_static() {
+        fn assert_owned<T: Send + Sync + 'static>() {}
+        assert_owned::<OwnedDecision>();
+        assert_owned::<OwnedFieldView>();
+        assert_owned::<PolicyWarning>();
     }
 }
