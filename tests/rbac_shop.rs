@@ -524,3 +524,22 @@ fn an_mfa_step_up_counts_only_for_the_user_who_made_it() {
         }
     );
 }
+
+#[test]
+fn the_shop_policy_passes_its_own_test_file() {
+    let report = shop()
+        .run_tests(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/policies/shop.tests.toml"
+        ))
+        .unwrap();
+    assert!(report.all_passed(), "{report}");
+    assert!(report.passed() >= 20, "{report}");
+}
+
+#[test]
+fn the_shop_policy_loads_without_warnings() {
+    let policy = shop();
+    assert!(policy.warnings().is_empty(), "{:?}", policy.warnings());
+    assert_eq!(policy.principal_kinds().collect::<Vec<_>>(), ["employee"]);
+}

@@ -176,7 +176,7 @@ fn toml_span(text: &str, path: &DocPath) -> Option<Range<usize>> {
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let mut line = 1usize;
     let mut column = 1usize;
     for (index, c) in text.char_indices() {
