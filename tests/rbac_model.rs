@@ -303,7 +303,7 @@ impl Model {
         let mut first_allow = None;
         let mut first_restrict = None;
         let mut first_deny = None;
-        let mut hard_deny = false;
+        let mut first_hard_deny = None;
         // Liftable deny rules: what they ask for, and the first asking for MFA / justification.
         let mut lift = Needs::default();
         let mut lift_mfa_rule: Option<usize> = None;
@@ -341,7 +341,7 @@ impl Model {
                     None => {}
                     Some(None) => {
                         first_deny.get_or_insert(index);
-                        hard_deny = true;
+                        first_hard_deny.get_or_insert(index);
                     }
                     Some(Some(needs)) => {
                         first_deny.get_or_insert(index);
@@ -421,12 +421,16 @@ impl Model {
                 )
             }
         };
+        // A deny rule the caller cannot lift: forbidden, by the first such rule.
+        if let Some(deny) = first_hard_deny {
+            return denied(format!("forbidden by rule `rule{deny}`"), fields);
+        }
+        // Only liftable deny rules: say what lifts them if an allow rule would then apply.
         if let Some(deny) = first_deny {
-            let forbidden = format!("forbidden by rule `rule{deny}`");
-            return match (hard_deny, first_allow, near) {
-                (true, _, _) | (false, None, None) => denied(forbidden, fields),
-                (false, Some(_), _) => denied(requirement(None), fields),
-                (false, None, Some(near)) => denied(requirement(Some(near)), fields),
+            return match (first_allow, near) {
+                (None, None) => denied(format!("forbidden by rule `rule{deny}`"), fields),
+                (Some(_), _) => denied(requirement(None), fields),
+                (None, Some(near)) => denied(requirement(Some(near)), fields),
             };
         }
         if first_allow.is_none()

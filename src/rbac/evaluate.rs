@@ -14,8 +14,8 @@ use super::view::FieldView;
 struct Tally {
     /// The first applicable deny rule.
     deny: Option<usize>,
-    /// Some applicable deny rule is not one the caller can lift by asking again.
-    hard_deny: bool,
+    /// The first applicable deny rule that the caller cannot lift by asking again.
+    hard_deny: Option<usize>,
     /// What the liftable deny rules ask for, and the first of them asking for each part.
     lift: Needs,
     lift_mfa_rule: Option<usize>,
@@ -171,9 +171,11 @@ impl Policy {
         }
 
         let denied = |outcome| decide(outcome, FieldView::hidden(fields), None);
-        match (tally.deny, tally.allow, tally.near) {
+        if let Some(rule) = tally.hard_deny {
             // A deny rule the caller cannot lift wins, and is reported as such.
-            (Some(rule), _, _) if tally.hard_deny => denied(Outcome::ForbiddenBy(rule)),
+            return denied(Outcome::ForbiddenBy(rule));
+        }
+        match (tally.deny, tally.allow, tally.near) {
             // Only liftable deny rules apply: say what lifts them, if an allow rule applies
             // (or would, with what the caller can supply too).
             (Some(_), Some(_), _) => denied(tally.requirement(None)),
@@ -215,16 +217,16 @@ impl Policy {
             }
             match candidate.kind {
                 RuleKind::Deny => {
-                    // Once a deny rule the caller cannot lift applies, only an earlier deny
-                    // rule can change the answer (by being the one reported).
-                    if tally.hard_deny && tally.deny.is_some_and(|d| d < candidate.rule) {
+                    // Once a deny rule the caller cannot lift applies, only an earlier one can
+                    // change the answer (by being the one reported).
+                    if tally.hard_deny.is_some_and(|d| d < candidate.rule) {
                         continue;
                     }
                     match deny_check(conditions, unless, principal, resource, context) {
                         DenyCheck::NotApplies => {}
                         DenyCheck::Applies => {
                             tally.deny = lowest(tally.deny, candidate.rule);
-                            tally.hard_deny = true;
+                            tally.hard_deny = lowest(tally.hard_deny, candidate.rule);
                         }
                         DenyCheck::Liftable(needs) => {
                             tally.deny = lowest(tally.deny, candidate.rule);
@@ -241,7 +243,7 @@ impl Policy {
                 }
                 // Once denied for good, allow rules and field restrictions cannot change the
                 // answer.
-                _ if tally.hard_deny => {}
+                _ if tally.hard_deny.is_some() => {}
                 RuleKind::Restrict => {
                     let check = deny_check(conditions, unless, principal, resource, context);
                     if check != DenyCheck::NotApplies {
