@@ -11,8 +11,8 @@ use super::warning::PolicyWarningKind;
 
 type Warnings = Vec<(DocPath, PolicyWarningKind)>;
 
-/// Names of one kind that collide after normalization and case folding, each reported at the
-/// later name.
+/// Names of one kind that collide after normalization and case folding, each pair reported
+/// once, at the name read second (TOML tables are read in key order, lists in document order).
 pub(crate) fn lookalike_names(
     file: &PolicyFile,
     principal_kinds: &[String],
@@ -23,12 +23,12 @@ pub(crate) fn lookalike_names(
         let mut seen: HashMap<String, &str> = HashMap::new();
         for (name, path) in names {
             match seen.get(&fold(name)) {
-                Some(earlier) if *earlier != name => warnings.push((
+                Some(other) if *other != name => warnings.push((
                     path,
                     PolicyWarningKind::LookalikeNames {
                         what,
                         name: name.to_owned(),
-                        earlier: (*earlier).to_owned(),
+                        other: (*other).to_owned(),
                     },
                 )),
                 Some(_) => {}

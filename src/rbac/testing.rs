@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::compile::Policy;
 use super::decision::ReasonKind;
 use super::error::{Location, PolicyError, PolicyErrorKind};
-use super::load::line_column;
+use super::load::{line_column, with_suggestion};
 use super::model::Entries;
 use super::request::{
     AttributeValue, EntityRef, Justification, Principal, RequestContext, Resource,
@@ -223,7 +223,7 @@ impl Policy {
             PolicyError::new(
                 at(source, position, ""),
                 PolicyErrorKind::Syntax {
-                    message: error.message().trim_end().to_owned(),
+                    message: with_suggestion(error.message().trim_end()),
                 },
             )
         })?;

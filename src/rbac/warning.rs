@@ -14,7 +14,7 @@ use super::error::Location;
 /// Its `Display` reads like a compiler diagnostic:
 ///
 /// ```text
-/// shop.toml:31:9 (at `roles.Support`): warning: role `Support` and role `support` are the same name after Unicode normalization and case folding; rename one
+/// shop.toml:31:8 (at `roles.support`): warning: role `support` and role `Support` are the same name after Unicode normalization and case folding; rename one
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyWarning {
@@ -52,15 +52,15 @@ pub enum PolicyWarningKind {
     /// principal kinds) differ only by case, width, compatibility form or invisible characters:
     /// they are distinct to the policy but look alike to the people who read it.
     #[error(
-        "{what} `{name}` and {what} `{earlier}` are the same name after Unicode normalization and case folding; rename one"
+        "{what} `{name}` and {what} `{other}` are the same name after Unicode normalization and case folding; rename one"
     )]
     LookalikeNames {
         /// What kind of name.
         what: &'static str,
-        /// The later of the two names.
+        /// The name the warning points at.
         name: String,
-        /// The earlier name it collides with.
-        earlier: String,
+        /// The name it collides with, met before it (tables are read in key order).
+        other: String,
     },
     /// An allow rule grants a permission that a deny-unless rule forbids to all its principals
     /// unless a condition holds that the allow rule's own conditions rule out: it can never
