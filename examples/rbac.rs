@@ -4,7 +4,9 @@
 //!
 //! Run with `cargo run --example rbac`.
 
-use custodian::rbac::{EntityRef, Justification, Policy, Principal, Reason, RequestContext, Resource};
+use custodian::rbac::{
+    EntityRef, Justification, Policy, Principal, Reason, RequestContext, Resource,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/shop.toml");

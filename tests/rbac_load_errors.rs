@@ -556,7 +556,10 @@ fn unless_only_on_deny_rules_and_never_empty() {
         }
     ));
     assert_at(&text, &e, "unless = {");
-    assert!(e.to_string().contains("write a deny rule with `unless`"), "{e}");
+    assert!(
+        e.to_string().contains("write a deny rule with `unless`"),
+        "{e}"
+    );
 
     let (text, e) = error(&rule(
         "effect = \"deny\"\nroles = [\"finance\"]\npermissions = [\"order:view\"]\nunless = {}",
@@ -668,8 +671,13 @@ fn entity_kinds_must_be_declared() {
     );
     Policy::from_toml(&text, "shop.toml").unwrap();
 
-    let (text, e) = error("\n[resource_types.parcel]\nactions = [\"ship\"]\nattributes = { courier = \"reference\" }\n");
-    assert!(matches!(e.kind(), PolicyErrorKind::Syntax { message } if message.contains("`ref:<kind>`")), "{e}");
+    let (text, e) = error(
+        "\n[resource_types.parcel]\nactions = [\"ship\"]\nattributes = { courier = \"reference\" }\n",
+    );
+    assert!(
+        matches!(e.kind(), PolicyErrorKind::Syntax { message } if message.contains("`ref:<kind>`")),
+        "{e}"
+    );
     assert_eq!(e.location().line, Some(line_of(&text, "\"reference\"")));
 }
 
@@ -692,7 +700,9 @@ fn plain_id_attributes_keep_working_with_one_principal_kind() {
     // The format before typed references: no `principal_kinds`, `assigned_agent = "id"`.
     let text = format!(
         "{TYPES}{}",
-        rule("effect = \"allow\"\nroles = [\"support\"]\npermissions = [\"order:refund\"]\nwhen = { principal_is = \"assigned_agent\" }")
+        rule(
+            "effect = \"allow\"\nroles = [\"support\"]\npermissions = [\"order:refund\"]\nwhen = { principal_is = \"assigned_agent\" }"
+        )
     );
     let policy = Policy::from_toml(&text, "shop.toml").unwrap();
     assert_eq!(policy.principal_kinds().collect::<Vec<_>>(), ["employee"]);

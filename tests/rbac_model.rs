@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use custodian::rbac::{
-    AttributeValue, EntityRef, Justification, Policy, Principal, Reason, RequestContext,
-    Resource, Visibility,
+    AttributeValue, EntityRef, Justification, Policy, Principal, Reason, RequestContext, Resource,
+    Visibility,
 };
 use proptest::prelude::*;
 
@@ -676,14 +676,12 @@ fn rule(roles: usize, typed: bool) -> impl Strategy<Value = Rule> {
                 (hide, mask)
             };
             // `unless` only on deny rules and field restrictions, and never empty.
-            let unless = unless
-                .filter(|_| effect != Effect::Allow)
-                .map(|mut u| {
-                    if u.is_empty() {
-                        u.mfa_within = Some(50);
-                    }
-                    u
-                });
+            let unless = unless.filter(|_| effect != Effect::Allow).map(|mut u| {
+                if u.is_empty() {
+                    u.mfa_within = Some(50);
+                }
+                u
+            });
             Rule {
                 effect,
                 any_role,
@@ -953,8 +951,12 @@ fn reference_agrees_on_typed_references() {
     };
     let policy = Policy::from_toml(&model.to_toml(), "model.toml").unwrap();
     let doc = |owner: AttributeValue| Resource::new("doc", "r0", "s0").with("owner", owner);
-    let user = Principal::new("u0", "s0").with_role("role0").with_kind("user");
-    let bot = Principal::new("u0", "s0").with_role("role0").with_kind("bot");
+    let user = Principal::new("u0", "s0")
+        .with_role("role0")
+        .with_kind("user");
+    let bot = Principal::new("u0", "s0")
+        .with_role("role0")
+        .with_kind("bot");
     let kindless = Principal::new("u0", "s0").with_role("role0");
     for (principal, owner, allowed) in [
         (&user, EntityRef::new("user", "u0").into(), true),
@@ -990,7 +992,12 @@ fn generators_reach_every_kind_of_answer() {
         for _ in 0..32 {
             let r = request().new_tree(&mut runner).unwrap().current();
             let outcome = model.evaluate(&r);
-            let kind = outcome.reason.split(' ').take(2).collect::<Vec<_>>().join(" ");
+            let kind = outcome
+                .reason
+                .split(' ')
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
             seen.insert((model.typed, kind));
         }
     }

@@ -79,7 +79,10 @@ fn checks_do_not_allocate() {
         }
     });
     assert!(allowed > 10, "the workload should include allowed requests");
-    assert!(actionable > 0, "the workload should include step-up answers");
+    assert!(
+        actionable > 0,
+        "the workload should include step-up answers"
+    );
     assert_eq!(info.count_total, 0, "{info:?}");
 
     // The counter works: building an audit record does allocate.

@@ -73,7 +73,9 @@ reason = "step_up_required"
 
 #[test]
 fn a_passing_file() {
-    let report = policy().run_tests_toml(PASSING, "orders.tests.toml").unwrap();
+    let report = policy()
+        .run_tests_toml(PASSING, "orders.tests.toml")
+        .unwrap();
     assert!(report.all_passed(), "{report}");
     assert_eq!(report.passed(), 3);
     assert_eq!(report.to_string(), "orders.tests.toml: 3 passed, 0 failed");
@@ -170,13 +172,29 @@ fn malformed_test_files_are_located_errors() {
     );
     assert_eq!(e.location().line, Some(line_of(&text, "rule =")));
     assert_eq!(e.location().path, "test[0].rule");
-    assert!(e.to_string().starts_with("t.toml:7:8 (at `test[0].rule`): unknown rule"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("t.toml:7:8 (at `test[0].rule`): unknown rule"),
+        "{e}"
+    );
 
     // Unknown keys, wrong values, missing keys, bad syntax: each with its line.
     for (extra, needle, message) in [
-        ("expected = \"deny\"", "expected =", "unknown field `expected`"),
-        ("reason = \"step_up\"", "reason =", "unknown variant `step_up`"),
-        ("fields = { items = \"visible\" }", "fields =", "unknown variant `visible`"),
+        (
+            "expected = \"deny\"",
+            "expected =",
+            "unknown field `expected`",
+        ),
+        (
+            "reason = \"step_up\"",
+            "reason =",
+            "unknown variant `step_up`",
+        ),
+        (
+            "fields = { items = \"visible\" }",
+            "fields =",
+            "unknown variant `visible`",
+        ),
         ("context = { mfa = 3 }", "context =", "unknown field `mfa`"),
         ("oops", "oops", ""),
     ] {

@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use custodian::rbac::{
     AttributeValue, EntityRef, Justification, Policy, PolicyHandle, Principal, Reason, ReasonKind,
-    RequestContext,
-    Resource, Visibility,
+    RequestContext, Resource, Visibility,
 };
 
 const NOW: u64 = 1_750_000_000;
@@ -666,11 +665,25 @@ when = { at_least = { total = 100 } }
 unless = { mfa_within = 60 }
 "#
     ));
-    assert!(both.check(leak(agent()), "view", &small, &ctx()).is_allowed());
-    assert!(!both.check(leak(agent()), "view", &large, &ctx()).is_allowed());
-    assert!(!both.check(leak(agent()), "view", &no_total, &ctx()).is_allowed());
+    assert!(
+        both.check(leak(agent()), "view", &small, &ctx())
+            .is_allowed()
+    );
+    assert!(
+        !both
+            .check(leak(agent()), "view", &large, &ctx())
+            .is_allowed()
+    );
+    assert!(
+        !both
+            .check(leak(agent()), "view", &no_total, &ctx())
+            .is_allowed()
+    );
     let fresh = ctx().with_mfa_verified_at(NOW);
-    assert!(both.check(leak(agent()), "view", &large, &fresh).is_allowed());
+    assert!(
+        both.check(leak(agent()), "view", &large, &fresh)
+            .is_allowed()
+    );
 }
 
 #[test]
@@ -744,19 +757,26 @@ when = { justification = "any", mfa_within = 60 }
     );
     // A condition the caller cannot change (the amount) fails too: a step-up would not help.
     assert_eq!(
-        p.check(leak(agent()), "refund", &large, leak(ctx())).reason(),
+        p.check(leak(agent()), "refund", &large, leak(ctx()))
+            .reason(),
         Reason::NoRuleAllowed
     );
     // Not the caller's store: nothing to offer either.
     let elsewhere = Resource::new("order", "ord-1", "store-2").with("total", 10);
     assert_eq!(
-        p.check(leak(agent()), "refund", &elsewhere, leak(ctx())).reason(),
+        p.check(leak(agent()), "refund", &elsewhere, leak(ctx()))
+            .reason(),
         Reason::NoRuleAllowed
     );
     // A role the rule does not name: nothing to offer.
     assert_eq!(
-        p.check(leak(Principal::new("x", "store-1").with_role("auditor")), "refund", &small, leak(ctx()))
-            .reason(),
+        p.check(
+            leak(Principal::new("x", "store-1").with_role("auditor")),
+            "refund",
+            &small,
+            leak(ctx())
+        )
+        .reason(),
         Reason::NoRuleAllowed
     );
 
@@ -789,7 +809,8 @@ when = { justification = "any", mfa_within = 60 }
     );
     let stepped_up = ctx().with_mfa_verified_at(NOW);
     assert_eq!(
-        p.check(leak(agent()), "cancel", &small, leak(stepped_up)).reason(),
+        p.check(leak(agent()), "cancel", &small, leak(stepped_up))
+            .reason(),
         Reason::JustificationRequired {
             names_resource: false,
             rule: "cancel-with-mfa-and-ticket"
@@ -827,7 +848,8 @@ when = { at_least = { total = 1000 } }
     // asking for one.
     let small = order(10);
     assert_eq!(
-        p.check(leak(agent()), "refund", &small, leak(ctx())).reason(),
+        p.check(leak(agent()), "refund", &small, leak(ctx()))
+            .reason(),
         Reason::StepUpRequired {
             within_secs: 30,
             rule: "refund-after-mfa"
@@ -836,7 +858,8 @@ when = { at_least = { total = 1000 } }
     // 60 s old: the allow rule is satisfied, the deny-unless rule is not.
     let minute = ctx().with_mfa_verified_at(NOW - 60);
     assert_eq!(
-        p.check(leak(agent()), "refund", &small, leak(minute)).reason(),
+        p.check(leak(agent()), "refund", &small, leak(minute))
+            .reason(),
         Reason::StepUpRequired {
             within_secs: 30,
             rule: "refunds-need-mfa-within-30"
@@ -847,7 +870,8 @@ when = { at_least = { total = 1000 } }
     let large = order(5000);
     for context in [ctx(), ctx().with_mfa_verified_at(NOW)] {
         assert_eq!(
-            p.check(leak(agent()), "refund", &large, leak(context)).reason(),
+            p.check(leak(agent()), "refund", &large, leak(context))
+                .reason(),
             Reason::ForbiddenBy {
                 rule: "no-refunds-of-large-orders"
             }
@@ -883,8 +907,12 @@ when = { principal_is = "assigned_agent", at_least = { total = 1000 } }
         "typed.toml",
     )
     .unwrap();
-    let employee = Principal::new("e1", "s").with_role("agent").with_kind("employee");
-    let service = Principal::new("e1", "s").with_role("agent").with_kind("service");
+    let employee = Principal::new("e1", "s")
+        .with_role("agent")
+        .with_kind("employee");
+    let service = Principal::new("e1", "s")
+        .with_role("agent")
+        .with_kind("service");
     let kindless = Principal::new("e1", "s").with_role("agent");
     let assigned = |value: AttributeValue| {
         Resource::new("order", "o", "s")
@@ -892,14 +920,26 @@ when = { principal_is = "assigned_agent", at_least = { total = 1000 } }
             .with("total", 10)
     };
     let allowed = |who: &Principal, r: Resource| p.check(who, "refund", &r, &ctx()).is_allowed();
-    assert!(allowed(&employee, assigned(EntityRef::new("employee", "e1").into())));
+    assert!(allowed(
+        &employee,
+        assigned(EntityRef::new("employee", "e1").into())
+    ));
     // A plain id is taken to be of the declared kind.
     assert!(allowed(&employee, assigned("e1".into())));
     // The same id of another kind is someone else: the issue's "customer e1 is not employee e1".
-    assert!(!allowed(&employee, assigned(EntityRef::new("customer", "e1").into())));
-    assert!(!allowed(&service, assigned(EntityRef::new("employee", "e1").into())));
+    assert!(!allowed(
+        &employee,
+        assigned(EntityRef::new("customer", "e1").into())
+    ));
+    assert!(!allowed(
+        &service,
+        assigned(EntityRef::new("employee", "e1").into())
+    ));
     // With two principal kinds, a principal without a kind is unknown: no allow ...
-    assert!(!allowed(&kindless, assigned(EntityRef::new("employee", "e1").into())));
+    assert!(!allowed(
+        &kindless,
+        assigned(EntityRef::new("employee", "e1").into())
+    ));
     // ... and a deny rule on it applies (fail closed).
     let flagged = Resource::new("order", "o", "s")
         .with("assigned_agent", EntityRef::new("employee", "e1"))
@@ -915,9 +955,13 @@ when = { principal_is = "assigned_agent", at_least = { total = 1000 } }
     let wrong_kind = Resource::new("order", "o", "s")
         .with("assigned_agent", EntityRef::new("customer", "e1"))
         .with("total", 5000);
-    assert!(!p.check(&employee, "refund", &wrong_kind, &ctx()).is_allowed());
+    assert!(
+        !p.check(&employee, "refund", &wrong_kind, &ctx())
+            .is_allowed()
+    );
     assert_eq!(
-        p.check(&employee, "refund", &wrong_kind, leak(ctx())).reason(),
+        p.check(&employee, "refund", &wrong_kind, leak(ctx()))
+            .reason(),
         Reason::ForbiddenBy {
             rule: "no-refunds-by-the-assignee-when-flagged"
         }
@@ -943,9 +987,12 @@ when = { principal_is = "assigned_agent" }
     assert!(p.check(&typed, "refund", &mine, &ctx()).is_allowed());
     let other_kind = agent().with_kind("service");
     assert!(!p.check(&other_kind, "refund", &mine, &ctx()).is_allowed());
-    let customer_ref =
-        Resource::new("order", "ord-1", "store-1").with("assigned_agent", EntityRef::new("customer", "emp-1"));
-    assert!(!p.check(&agent(), "refund", &customer_ref, &ctx()).is_allowed());
+    let customer_ref = Resource::new("order", "ord-1", "store-1")
+        .with("assigned_agent", EntityRef::new("customer", "emp-1"));
+    assert!(
+        !p.check(&agent(), "refund", &customer_ref, &ctx())
+            .is_allowed()
+    );
 }
 
 // ---- owned decisions -------------------------------------------------------------------------
@@ -964,7 +1011,11 @@ hide_fields = ["email"]
 "#
     ));
     let order = order(1);
-    let record = [("items", "2 mugs"), ("email", "jane@example.com"), ("phone", "+1 555 0100")];
+    let record = [
+        ("items", "2 mugs"),
+        ("email", "jane@example.com"),
+        ("phone", "+1 555 0100"),
+    ];
     for context in [ctx(), ctx().with_mfa_verified_at(NOW)] {
         for action in ["view", "refund", "fly"] {
             let borrowed = p.check(leak(agent()), action, &order, leak(context.clone()));
@@ -979,7 +1030,10 @@ hide_fields = ["email"]
                 borrowed.view().iter().collect::<Vec<_>>()
             );
             assert_eq!(owned.view().is_empty(), borrowed.view().is_empty());
-            assert_eq!(owned.view().show("items", "x"), borrowed.view().show("items", "x"));
+            assert_eq!(
+                owned.view().show("items", "x"),
+                borrowed.view().show("items", "x")
+            );
         }
     }
     let unknown = Resource::new("parcel", "p", "store-1");

@@ -363,9 +363,17 @@ fn the_card_rule_binds_every_role_without_repeating_mfa_in_allow_rules() {
         }
     );
     let fresh = at().with_mfa_verified_at(NOW);
-    assert!(policy.check(&agent, "view", &card_on_file, &fresh).is_allowed());
+    assert!(
+        policy
+            .check(&agent, "view", &card_on_file, &fresh)
+            .is_allowed()
+    );
     let admin = employee("admin");
-    assert!(!policy.check(&admin, "view", &card_on_file, &no_mfa).is_allowed());
+    assert!(
+        !policy
+            .check(&admin, "view", &card_on_file, &no_mfa)
+            .is_allowed()
+    );
 }
 
 #[test]

@@ -54,7 +54,11 @@ permissions = [\"order:view\"]
             "role" => format!("[roles.\"{name}\"]"),
             _ => format!("[resource_types.{name}]"),
         };
-        assert_eq!(warning.location().line, Some(line_of(text, &needle)), "{warning}");
+        assert_eq!(
+            warning.location().line,
+            Some(line_of(text, &needle)),
+            "{warning}"
+        );
         let mut pair = [name.clone(), other.clone()];
         pair.sort();
         found.push(((*what).to_owned(), pair));

@@ -38,11 +38,8 @@ impl Tally {
     /// The denial's outcome when only liftable deny rules (if any) apply: what the caller must
     /// supply, and the first rule asking for it.
     fn requirement(&self, near: Option<(usize, Needs)>) -> Outcome {
-        let (mut needs, mut mfa_rule, mut justification_rule) = (
-            self.lift,
-            self.lift_mfa_rule,
-            self.lift_justification_rule,
-        );
+        let (mut needs, mut mfa_rule, mut justification_rule) =
+            (self.lift, self.lift_mfa_rule, self.lift_justification_rule);
         if let Some((rule, more)) = near {
             needs = needs.and(more);
             if more.mfa_within.is_some() {

@@ -125,7 +125,7 @@ fn build(
         }
     };
     let mut resolved =
-        validate(&file).map_err(|Issue { path, kind }| PolicyError::new(at(&path), kind))?;
+        validate(&file).map_err(|Issue { path, kind }| PolicyError::new(at(&path), *kind))?;
     let warnings = std::mem::take(&mut resolved.warnings)
         .into_iter()
         .map(|(path, kind)| PolicyWarning::new(at(&path), kind))

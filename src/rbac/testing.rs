@@ -217,7 +217,11 @@ impl Policy {
     ///
     /// # Errors
     /// As [`Policy::run_tests`].
-    pub fn run_tests_toml(&self, text: &str, source: &str) -> Result<PolicyTestReport, PolicyError> {
+    pub fn run_tests_toml(
+        &self,
+        text: &str,
+        source: &str,
+    ) -> Result<PolicyTestReport, PolicyError> {
         let file: TestFile = toml::from_str(text).map_err(|error| {
             let position = error.span().map(|span| line_column(text, span.start));
             PolicyError::new(
@@ -336,9 +340,7 @@ impl Policy {
         for (field, expected) in case.fields.iter().flat_map(|f| f.0.iter()) {
             let actual = decision.view().visibility(field);
             if actual != *expected {
-                mismatches.push(format!(
-                    "expected field `{field}` {expected}, got {actual}"
-                ));
+                mismatches.push(format!("expected field `{field}` {expected}, got {actual}"));
             }
         }
         (!mismatches.is_empty()).then(|| (mismatches, reason.to_string()))

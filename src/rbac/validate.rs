@@ -9,10 +9,10 @@ use std::fmt;
 
 use super::condition::{Comparison, Condition};
 use super::error::PolicyErrorKind;
+use super::lint::{lookalike_names, never_allowing_rules};
 use super::model::{
     AttributeType, ConditionsDecl, EffectDecl, Entries, JustificationDecl, PolicyFile, RuleDecl,
 };
-use super::lint::{lookalike_names, never_allowing_rules};
 use super::suggest::closest;
 use super::view::{FieldDef, MAX_FIELDS, Visibility, field_bit};
 use super::warning::PolicyWarningKind;
@@ -82,11 +82,15 @@ impl fmt::Display for DocPath {
 #[derive(Debug)]
 pub(crate) struct Issue {
     pub path: DocPath,
-    pub kind: PolicyErrorKind,
+    /// Boxed: the error kinds are large, and results carrying them are passed up a deep call chain.
+    pub kind: Box<PolicyErrorKind>,
 }
 
 fn issue(path: DocPath, kind: PolicyErrorKind) -> Issue {
-    Issue { path, kind }
+    Issue {
+        path,
+        kind: Box::new(kind),
+    }
 }
 
 /// A validated policy with names resolved to indices, ready to compile.
@@ -190,7 +194,13 @@ pub(crate) fn validate(file: &PolicyFile) -> Result<Resolved, Issue> {
         )?);
     }
     let mut warnings = lookalike_names(file, &principal_kinds, &root);
-    warnings.extend(never_allowing_rules(&rules, &roles, &types, &role_order, &root));
+    warnings.extend(never_allowing_rules(
+        &rules,
+        &roles,
+        &types,
+        &role_order,
+        &root,
+    ));
     Ok(Resolved {
         types,
         roles,
