@@ -460,4 +460,109 @@ mod tests {
         let other = Principal::new("emp-9", "s");
         assert!(!deny_applies(&conditions, &other, &order(), &ctx));
     }
+
+    #[test]
+    fn unless_counts_unknown_as_not_met_and_says_what_lifts_it() {
+        let p = Principal::new("emp-1", "s");
+        let mfa = [Condition::MfaWithin { seconds: 60 }];
+        let at = RequestContext::at;
+        let check = |context: &RequestContext| deny_check(&[], &mfa, &p, &order(), context);
+        let lift = DenyCheck::Liftable(Needs {
+            mfa_within: Some(60),
+            justification: None,
+        });
+        assert_eq!(
+            check(&at(1_000).with_mfa_verified_at(950)),
+            DenyCheck::NotApplies
+        );
+        assert_eq!(check(&at(1_000).with_mfa_verified_at(900)), lift);
+        assert_eq!(check(&at(1_000)), lift);
+        assert_eq!(check(&at(1_000).with_mfa_verified_at(2_000)), lift);
+        // A condition the caller cannot meet makes the deny final.
+        let limit = [
+            Condition::MfaWithin { seconds: 60 },
+            Condition::Limit {
+                attribute: "total".into(),
+                comparison: Comparison::Below,
+                bound: 100,
+            },
+        ];
+        assert_eq!(
+            deny_check(&[], &limit, &p, &order(), &at(1_000)),
+            DenyCheck::Applies
+        );
+        // `when` false: the rule does not apply, whatever `unless` says.
+        let when = [Condition::ValidFrom { from: 5_000 }];
+        assert_eq!(
+            deny_check(&when, &mfa, &p, &order(), &at(1_000)),
+            DenyCheck::NotApplies
+        );
+    }
+
+    #[test]
+    fn allow_check_separates_what_the_caller_can_supply() {
+        let p = Principal::new("emp-1", "s");
+        let ctx = RequestContext::at(1_000);
+        let both = [
+            Condition::MfaWithin { seconds: 300 },
+            Condition::JustificationNamesResource,
+        ];
+        assert_eq!(
+            allow_check(&both, &p, &order(), &ctx),
+            AllowCheck::Needs(Needs {
+                mfa_within: Some(300),
+                justification: Some(true),
+            })
+        );
+        let with_limit = [
+            Condition::MfaWithin { seconds: 300 },
+            Condition::Limit {
+                attribute: "total".into(),
+                comparison: Comparison::Above,
+                bound: 10_000,
+            },
+        ];
+        assert_eq!(allow_check(&with_limit, &p, &order(), &ctx), AllowCheck::No);
+        assert_eq!(
+            Needs {
+                mfa_within: Some(300),
+                justification: Some(false)
+            }
+            .and(Needs {
+                mfa_within: Some(60),
+                justification: Some(true)
+            }),
+            Needs {
+                mfa_within: Some(60),
+                justification: Some(true)
+            }
+        );
+    }
+
+    #[test]
+    fn principal_is_compares_kinds() {
+        use crate::rbac::EntityRef;
+        let c = Condition::PrincipalIs {
+            attribute: "assigned_agent".into(),
+            kind: "employee".into(),
+            implicit: false,
+        };
+        let ctx = RequestContext::at(0);
+        let assigned = |value: crate::rbac::AttributeValue| {
+            Resource::new("order", "o", "s").with("assigned_agent", value)
+        };
+        let employee = Principal::new("e1", "s").with_kind("employee");
+        let customer = Principal::new("e1", "s").with_kind("customer");
+        let kindless = Principal::new("e1", "s");
+        let to_employee = assigned(EntityRef::new("employee", "e1").into());
+        let to_customer = assigned(EntityRef::new("customer", "e1").into());
+        assert_eq!(c.evaluate(&employee, &to_employee, &ctx), Truth::True);
+        assert_eq!(
+            c.evaluate(&employee, &assigned("e1".into()), &ctx),
+            Truth::True
+        );
+        assert_eq!(c.evaluate(&customer, &to_employee, &ctx), Truth::False);
+        assert_eq!(c.evaluate(&employee, &to_customer, &ctx), Truth::Unknown);
+        assert_eq!(c.evaluate(&kindless, &to_employee, &ctx), Truth::Unknown);
+    }
 }

@@ -100,17 +100,22 @@ pub(crate) fn never_allowing_rules(
     role_order: &[usize],
     root: &DocPath,
 ) -> Warnings {
+    // Deny rules with `unless` and no `when` are few; listing them first keeps this linear in
+    // the number of allow rules for large policies.
+    let deny_unless: Vec<&RuleDef> = rules
+        .iter()
+        .filter(|d| d.kind == RuleKind::Deny && !d.unless.is_empty() && d.conditions.is_empty())
+        .collect();
+    if deny_unless.is_empty() {
+        return Vec::new();
+    }
     let closures = closures(roles, role_order);
     let mut warnings = Vec::new();
     for (index, allow) in rules.iter().enumerate() {
         if allow.kind != RuleKind::Allow {
             continue;
         }
-        for deny in rules.iter() {
-            if deny.kind != RuleKind::Deny || deny.unless.is_empty() || !deny.conditions.is_empty()
-            {
-                continue;
-            }
+        for deny in &deny_unless {
             if !binds_every_holder(deny, allow, &closures) {
                 continue;
             }
