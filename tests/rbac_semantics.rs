@@ -1070,3 +1070,41 @@ fn owned_decisions_outlive_the_request_and_cross_threads() {
     .unwrap();
     assert_eq!(shown, ["email=j***@example.com"]);
 }
+
+#[test]
+fn json_policies_have_unless_and_typed_references_too() {
+    let p = Policy::from_json(
+        r#"{
+            "version": 1,
+            "principal_kinds": ["employee", "service"],
+            "resource_types": {"order": {"actions": ["refund"], "attributes": {"assigned_agent": "ref:employee"}}},
+            "roles": {"agent": {}},
+            "rules": [
+                {"name": "refund-assigned", "effect": "allow", "roles": ["agent"],
+                 "permissions": ["order:refund"], "when": {"principal_is": "assigned_agent"}},
+                {"name": "refunds-after-mfa", "effect": "deny", "roles": ["*"],
+                 "permissions": ["order:*"], "unless": {"mfa_within": 60}}
+            ]
+        }"#,
+        "p.json",
+    )
+    .unwrap();
+    let who = Principal::new("e1", "s")
+        .with_role("agent")
+        .with_kind("employee");
+    let mine =
+        Resource::new("order", "o", "s").with("assigned_agent", EntityRef::new("employee", "e1"));
+    let fresh = ctx().with_mfa_verified_at(NOW);
+    assert!(p.check(&who, "refund", &mine, &fresh).is_allowed());
+    assert_eq!(
+        p.check(&who, "refund", &mine, leak(ctx())).reason(),
+        Reason::StepUpRequired {
+            within_secs: 60,
+            rule: "refunds-after-mfa"
+        }
+    );
+    let bot = Principal::new("e1", "s")
+        .with_role("agent")
+        .with_kind("service");
+    assert!(!p.check(&bot, "refund", &mine, &fresh).is_allowed());
+}
