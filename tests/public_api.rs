@@ -182,6 +182,76 @@ fn a_value_moved_to_another_record_or_field_does_not_open() {
     );
 }
 
+/// Issue 12, finding 5: with column scope the same e-mail in two shops has one token (a customer
+/// is linkable across shops); tenant-scoped indexes give unrelated tokens per shop, derived as
+/// documented in `custodian::record`.
+#[test]
+fn tenant_scoped_indexes_do_not_link_customers_across_shops() {
+    use custodian::record::IndexScope;
+    use hmac::{Hmac, KeyInit, Mac};
+
+    let c = custodian();
+    let email = "jane@example.com";
+    let column = c.blind_index("customers.email", Normalizer::Email).unwrap();
+    let shop_a = c
+        .tenant_blind_index("customers.email", "shop-a", Normalizer::Email)
+        .unwrap();
+    let shop_b = c
+        .tenant_blind_index("customers.email", "shop-b", Normalizer::Email)
+        .unwrap();
+    // The finding: one column key means one token for every shop.
+    assert_eq!(column.token(email).unwrap(), column.token(email).unwrap());
+    // Tenant scope: unrelated tokens per shop, stable within a shop, unlike the column token.
+    let (a, b) = (shop_a.token(email).unwrap(), shop_b.token(email).unwrap());
+    assert_ne!(a.as_bytes(), b.as_bytes());
+    assert_ne!(a.as_bytes(), column.token(email).unwrap().as_bytes());
+    let shop_a_again = c
+        .tenant_blind_index("customers.email", "shop-a", Normalizer::Email)
+        .unwrap();
+    assert_eq!(shop_a_again.token(" JANE@example.com").unwrap(), a);
+    assert_eq!(shop_a.scope(), &IndexScope::tenant("shop-a").unwrap());
+    assert_eq!(column.scope(), &IndexScope::Column);
+    // Another column of the same shop has another key too.
+    let phone = c
+        .tenant_blind_index("customers.phone", "shop-a", Normalizer::Trim)
+        .unwrap();
+    assert_ne!(phone.token(email).unwrap().as_bytes(), a.as_bytes());
+
+    // The documented derivation: HMAC-SHA-256 under KeyManager::derive_key(ring, version, info).
+    let info = IndexScope::tenant("shop-a")
+        .unwrap()
+        .key_info("customers.email");
+    let key = c
+        .keys()
+        .derive_key("blind-index", a.version(), &info, c.now())
+        .unwrap();
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key.expose_secret()).unwrap();
+    mac.update(email.as_bytes());
+    assert_eq!(a.as_bytes(), &mac.finalize().into_bytes()[..8]);
+
+    // Across an index-key rotation the old tenant token stays searchable.
+    c.rotate_index_keys().unwrap();
+    let during = c
+        .tenant_blind_index("customers.email", "shop-a", Normalizer::Email)
+        .unwrap();
+    let search = during.search_tokens(email).unwrap();
+    assert_eq!(search.len(), 2);
+    assert!(search.contains(&a));
+    assert!(!during.is_current(&a));
+    assert!(
+        !c.tenant_blind_index("customers.email", "shop-b", Normalizer::Email)
+            .unwrap()
+            .search_tokens(email)
+            .unwrap()
+            .contains(&a)
+    );
+    // Bad tenant ids are refused with a precise error.
+    let err = c
+        .tenant_blind_index("customers.email", "", Normalizer::Email)
+        .unwrap_err();
+    assert!(err.to_string().contains("tenant id"), "{err}");
+}
+
 #[test]
 fn blind_index_lookups_find_the_record_across_an_index_key_rotation() {
     let c = custodian();
