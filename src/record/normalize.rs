@@ -105,11 +105,21 @@ impl fmt::Debug for Normalizer {
 
 fn email(value: &str) -> Result<String, RecordError> {
     let trimmed = value.trim();
+    if trimmed.is_ascii() {
+        // The common case, and the same result as the general path below: ASCII text is its own
+        // NFKC and NFC form, and its lowercase mapping is the ASCII one.
+        if let Some(c) = trimmed.chars().find(char::is_ascii_control) {
+            return Err(control_character(c));
+        }
+        return check_one_at(trimmed.to_ascii_lowercase());
+    }
+    email_unicode(trimmed)
+}
+
+/// The rules of the module documentation, for any trimmed text.
+fn email_unicode(trimmed: &str) -> Result<String, RecordError> {
     if let Some(c) = trimmed.chars().find(|c| c.is_control()) {
-        return Err(RecordError::Normalize(format!(
-            "an e-mail address cannot contain the control character U+{:04X}",
-            u32::from(c)
-        )));
+        return Err(control_character(c));
     }
     if let Some(c) = trimmed
         .chars()
@@ -124,7 +134,18 @@ fn email(value: &str) -> Result<String, RecordError> {
         )));
     }
     let composed: String = trimmed.nfc().collect();
-    let normalized: String = composed.to_lowercase().nfc().collect();
+    check_one_at(composed.to_lowercase().nfc().collect())
+}
+
+fn control_character(c: char) -> RecordError {
+    RecordError::Normalize(format!(
+        "an e-mail address cannot contain the control character U+{:04X}",
+        u32::from(c)
+    ))
+}
+
+/// Accepts `normalized` if it has exactly one `@` with text on both sides.
+fn check_one_at(normalized: String) -> Result<String, RecordError> {
     match normalized.split_once('@') {
         Some((local, domain))
             if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
@@ -305,10 +326,10 @@ mod tests {
                     .collect::<String>()
                     .to_lowercase();
                 let mut chars = folded.chars();
-                if let (Some(a), None) = (chars.next(), chars.next()) {
-                    if a.is_ascii_alphanumeric() || a == '@' || a == '.' {
-                        table.entry(a).or_default().push(c);
-                    }
+                if let (Some(a), None) = (chars.next(), chars.next())
+                    && (a.is_ascii_alphanumeric() || a == '@' || a == '.')
+                {
+                    table.entry(a).or_default().push(c);
                 }
             }
             table
@@ -334,6 +355,16 @@ mod tests {
     ];
 
     proptest::proptest! {
+        #[test]
+        fn the_ascii_fast_path_agrees_with_the_general_rules(typed in "[\\x00-\\x7f]{0,24}") {
+            let trimmed = typed.trim();
+            let general = email_unicode(trimmed);
+            proptest::prop_assert_eq!(email(&typed), general.clone());
+            // The same for a typical address with the generated text inside.
+            let typed = format!("Jane{typed}@Example.com");
+            proptest::prop_assert_eq!(email(&typed), email_unicode(typed.trim()));
+        }
+
         #[test]
         fn look_alikes_never_share_the_form_of_the_ascii_address(
             local in "[a-z0-9.]{1,12}",
