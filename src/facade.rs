@@ -405,8 +405,8 @@ impl Custodian {
 
     /// The blind index of `column` for one `tenant` (shop): its keys are derived from the column
     /// and the tenant, so the same value has unrelated tokens in two tenants and a lookup finds only
-    /// the tenant's rows. Use it when one database holds several tenants (see [`crate::record`],
-    /// "Key derivation and tenant scope"); keep one per tenant and build it again after rotating
+    /// the tenant's rows. Use it when one database holds several tenants (see
+    /// [`IndexScope`](crate::record::IndexScope)); keep one per tenant and build it again after rotating
     /// the index ring. Default token length.
     pub fn tenant_blind_index(
         &self,

@@ -6,38 +6,7 @@
 //! value. Each column has its own key (derived by the key store from a dedicated index key ring),
 //! so tokens of two columns cannot be compared.
 //!
-//! # Key derivation and tenant scope
-//!
-//! The index keys come from the key store's blind-index ring ([`crate::Custodian`] uses the ring
-//! `blind-index` by default), one per live version, through
-//! [`KeyManager::derive_key`](crate::keys::KeyManager::derive_key) (docs/KEYSTORE.md, "Derived
-//! keys") with an `info` that names the index ([`IndexScope::key_info`]):
-//!
-//! | scope | `info` |
-//! |---|---|
-//! | [`IndexScope::Column`] | `"custodian/v1/blind-index/"` ‖ column |
-//! | [`IndexScope::Tenant`] | `"custodian/v1/tenant-blind-index/"` ‖ be32(byte length of column) ‖ column ‖ tenant |
-//!
-//! The two prefixes differ in their 14th byte, and the column's length prefix makes the tenant the
-//! unambiguous tail, so no column key equals any tenant key, and no two (column, tenant) pairs share
-//! a key. Strings are their UTF-8 bytes, taken as given (no normalization: `Shop-1` and `shop-1` are
-//! two tenants).
-//!
-//! **Column scope** gives one key per column: the same e-mail address has the same token in every
-//! row of the table, whichever tenant (shop) the row belongs to. Anyone who can read the table sees
-//! that the customer of shop A and the customer of shop B are one person, and whoever can compute
-//! tokens for one shop (a shop's staff searching their own customers) can search every other shop's
-//! rows with them.
-//!
-//! **Tenant scope** gives one key per (column, tenant): the same address has unrelated tokens in two
-//! shops, so rows of different tenants cannot be linked by their tokens, and a lookup finds only the
-//! tenant's own rows. Use it whenever one database holds several tenants whose customers must not be
-//! linkable across tenants (a platform hosting many shops; per-tenant data-protection agreements).
-//! Keep column scope only where a lookup must span tenants, such as a platform-wide sign-in by
-//! e-mail when the tenant is not yet known. Build a tenant's index with
-//! [`Custodian::tenant_blind_index`](crate::Custodian::tenant_blind_index) and keep it per tenant (a
-//! build derives one key per live index-key version). Index-key rotation, re-indexing and erasure
-//! work the same in both scopes.
+//! Index keys are derived per column, or per column and tenant: see [`IndexScope`].
 //!
 //! # Choosing the token length
 //!
@@ -124,7 +93,40 @@ impl fmt::Display for IndexToken {
 }
 
 /// Which values an index's tokens can be compared across: a whole column, or one tenant's rows of
-/// it. See the [module documentation](self) for the derivation and when to use each.
+/// it.
+///
+/// # Key derivation and tenant scope
+///
+/// The index keys come from the key store's blind-index ring ([`crate::Custodian`] uses the ring
+/// `blind-index` by default), one per live version, through
+/// [`KeyManager::derive_key`](crate::keys::KeyManager::derive_key) (docs/KEYSTORE.md, "Derived
+/// keys") with an `info` that names the index ([`IndexScope::key_info`]):
+///
+/// | scope | `info` |
+/// |---|---|
+/// | [`IndexScope::Column`] | `"custodian/v1/blind-index/"` ‖ column |
+/// | [`IndexScope::Tenant`] | `"custodian/v1/tenant-blind-index/"` ‖ be32(byte length of column) ‖ column ‖ tenant |
+///
+/// The two prefixes differ in their 14th byte, and the column's length prefix makes the tenant the
+/// unambiguous tail, so no column key equals any tenant key, and no two (column, tenant) pairs share
+/// a key. Strings are their UTF-8 bytes, taken as given (no normalization: `Shop-1` and `shop-1` are
+/// two tenants).
+///
+/// **Column scope** gives one key per column: the same e-mail address has the same token in every
+/// row of the table, whichever tenant (shop) the row belongs to. Anyone who can read the table sees
+/// that the customer of shop A and the customer of shop B are one person, and whoever can compute
+/// tokens for one shop (a shop's staff searching their own customers) can search every other shop's
+/// rows with them.
+///
+/// **Tenant scope** gives one key per (column, tenant): the same address has unrelated tokens in two
+/// shops, so rows of different tenants cannot be linked by their tokens, and a lookup finds only the
+/// tenant's own rows. Use it whenever one database holds several tenants whose customers must not be
+/// linkable across tenants (a platform hosting many shops; per-tenant data-protection agreements).
+/// Keep column scope only where a lookup must span tenants, such as a platform-wide sign-in by
+/// e-mail when the tenant is not yet known. Build a tenant's index with
+/// [`Custodian::tenant_blind_index`](crate::Custodian::tenant_blind_index) and keep it per tenant (a
+/// build derives one key per live index-key version). Index-key rotation, re-indexing and erasure
+/// work the same in both scopes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum IndexScope {
@@ -165,8 +167,7 @@ impl IndexScope {
     }
 
     /// The HKDF `info` from which the index key of `column` in this scope is derived (the `info` of
-    /// [`KeyManager::derive_key`](crate::keys::KeyManager::derive_key)); the layout is in the
-    /// [module documentation](self).
+    /// [`KeyManager::derive_key`](crate::keys::KeyManager::derive_key)); the layout is above.
     pub fn key_info(&self, column: &str) -> Vec<u8> {
         match self {
             IndexScope::Column => {

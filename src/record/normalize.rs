@@ -1,44 +1,6 @@
 //! Normalizers: the canonical form of a value before it is blind-indexed, so that
-//! ` Jane@Example.COM ` and `jane@example.com` find the same record.
-//!
-//! # E-mail addresses
-//!
-//! A normalizer decides which spellings count as one address. Merging too little only makes a
-//! lookup miss; merging too much is an account takeover: if a look-alike address gets the token of
-//! a customer's address, a lookup by the look-alike (a password reset typed by an attacker who owns
-//! the look-alike mailbox) finds the customer's row. [`Normalizer::Email`] therefore merges only
-//! spellings that are the same address, and refuses input that would need a riskier merge:
-//!
-//! 1. Surrounding white space is removed (Unicode `White_Space`).
-//! 2. Control characters are refused.
-//! 3. Every character must be its own NFKC form. This refuses compatibility characters (fullwidth
-//!    `ｋ`, ligatures `ﬁ`, mathematical letters `𝐤`, superscripts, circled letters, the no-break
-//!    space) and the characters that Unicode replaces even under canonical normalization, such as
-//!    KELVIN SIGN U+212A (which NFC turns into `K`), OHM SIGN U+2126 and ANGSTROM SIGN U+212B.
-//!    Each of them looks like, or becomes, a different character than was typed, so
-//!    `\u{212A}ate@example.com` is refused instead of getting the token of `kate@example.com`.
-//!    After this step NFKC and NFC agree, so "NFKC" is what the address is normalized with.
-//! 4. The address is put in NFC (canonical composition): `é` typed as one code point (U+00E9) and
-//!    as `e` + COMBINING ACUTE ACCENT (U+0301) give one token.
-//! 5. It is lowercased with Unicode's default lowercase mapping (Rust's `str::to_lowercase`), then
-//!    put in NFC again.
-//! 6. It must contain exactly one `@` with text on both sides.
-//!
-//! Why lowercase mapping and not Unicode full case folding: case folding also merges `ß` with `ss`
-//! and final `ς` with `σ`, which IDNA2008 keeps apart (`faß.de` and `fass.de` are different domains
-//! with different owners), so folding would give the owner of one the other's token. Lowercasing
-//! never maps a non-ASCII letter to an ASCII one once step 3 has refused KELVIN SIGN, so no
-//! non-ASCII input can share a token with an ASCII address (tested for every Unicode scalar value).
-//! Why not ASCII only: shops have customers with internationalized addresses (RFC 6531), and
-//! refusing them would push applications to index such columns with weaker custom normalizers.
-//!
-//! What this does not do: look-alikes from other scripts (Cyrillic `а` U+0430 for Latin `a`) and
-//! invisible characters (U+200B ZERO WIDTH SPACE) are kept, so they are different addresses with
-//! different tokens; a lookup by one finds nothing (spotting mixed-script addresses at sign-up is
-//! the application's job, Unicode TS #39). A domain is not converted between its Unicode form and
-//! its `xn--` A-label form, so `jane@bücher.example` and `jane@xn--bcher-kva.example` get different
-//! tokens: store and look up addresses in one form. Sub-addressing (`jane+shop@`) and provider
-//! rules (dots in Gmail local parts) are not applied; use [`Normalizer::custom`] on top if needed.
+//! ` Jane@Example.COM ` and `jane@example.com` find the same record. The e-mail rules are
+//! documented on [`Normalizer`].
 
 use super::RecordError;
 use core::fmt;
@@ -48,6 +10,45 @@ use unicode_normalization::UnicodeNormalization;
 type CustomFn = dyn Fn(&str) -> Result<String, String> + Send + Sync;
 
 /// How a value is normalized before indexing.
+///
+/// # E-mail addresses
+///
+/// A normalizer decides which spellings count as one address. Merging too little only makes a
+/// lookup miss; merging too much is an account takeover: if a look-alike address gets the token of
+/// a customer's address, a lookup by the look-alike (a password reset typed by an attacker who owns
+/// the look-alike mailbox) finds the customer's row. [`Normalizer::Email`] therefore merges only
+/// spellings that are the same address, and refuses input that would need a riskier merge:
+///
+/// 1. Surrounding white space is removed (Unicode `White_Space`).
+/// 2. Control characters are refused.
+/// 3. Every character must be its own NFKC form. This refuses compatibility characters (fullwidth
+///    `ｋ`, ligatures `ﬁ`, mathematical letters `𝐤`, superscripts, circled letters, the no-break
+///    space) and the characters that Unicode replaces even under canonical normalization, such as
+///    KELVIN SIGN U+212A (which NFC turns into `K`), OHM SIGN U+2126 and ANGSTROM SIGN U+212B.
+///    Each of them looks like, or becomes, a different character than was typed, so
+///    `\u{212A}ate@example.com` is refused instead of getting the token of `kate@example.com`.
+///    After this step NFKC and NFC agree, so "NFKC" is what the address is normalized with.
+/// 4. The address is put in NFC (canonical composition): `é` typed as one code point (U+00E9) and
+///    as `e` + COMBINING ACUTE ACCENT (U+0301) give one token.
+/// 5. It is lowercased with Unicode's default lowercase mapping (Rust's `str::to_lowercase`), then
+///    put in NFC again.
+/// 6. It must contain exactly one `@` with text on both sides.
+///
+/// Why lowercase mapping and not Unicode full case folding: case folding also merges `ß` with `ss`
+/// and final `ς` with `σ`, which IDNA2008 keeps apart (`faß.de` and `fass.de` are different domains
+/// with different owners), so folding would give the owner of one the other's token. Lowercasing
+/// never maps a non-ASCII letter to an ASCII one once step 3 has refused KELVIN SIGN, so no
+/// non-ASCII input can share a token with an ASCII address (tested for every Unicode scalar value).
+/// Why not ASCII only: shops have customers with internationalized addresses (RFC 6531), and
+/// refusing them would push applications to index such columns with weaker custom normalizers.
+///
+/// What this does not do: look-alikes from other scripts (Cyrillic `а` U+0430 for Latin `a`) and
+/// invisible characters (U+200B ZERO WIDTH SPACE) are kept, so they are different addresses with
+/// different tokens; a lookup by one finds nothing (spotting mixed-script addresses at sign-up is
+/// the application's job, Unicode TS #39). A domain is not converted between its Unicode form and
+/// its `xn--` A-label form, so `jane@bücher.example` and `jane@xn--bcher-kva.example` get different
+/// tokens: store and look up addresses in one form. Sub-addressing (`jane+shop@`) and provider
+/// rules (dots in Gmail local parts) are not applied; use [`Normalizer::custom`] on top if needed.
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum Normalizer {
@@ -55,7 +56,7 @@ pub enum Normalizer {
     Trim,
     /// E-mail address: trim, refuse control and compatibility characters (KELVIN SIGN and other
     /// look-alikes), compose (NFC), lowercase; must contain one `@` with text on both sides. The
-    /// rules and the reasons for them are in the [module documentation](self).
+    /// rules and the reasons for them are above, under "E-mail addresses".
     Email,
     /// Phone number: the digits of its international form (country code first), as E.164 without
     /// the `+`. A number written without `+` or `00` gets `default_country_code` after dropping one
