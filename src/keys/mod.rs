@@ -18,6 +18,8 @@ mod error;
 mod integrity;
 mod manager;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod rewrap;
 pub mod ring;
 mod root;
@@ -29,6 +31,8 @@ mod subject;
 pub use error::KeyError;
 pub use manager::{Erasure, KeyManager, LiveVersions, ManagerOptions, Rotation, SubjectGeneration};
 pub use memory::MemoryKeyStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PgKeyStore;
 pub use rewrap::{RewrapOutcome, RewrapProgress};
 pub use ring::{RingInfo, RotationPolicy, VersionInfo, VersionState};
 pub use root::{LocalRootKey, RootKeyProvider, generate_key_file};
