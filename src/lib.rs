@@ -44,6 +44,8 @@
     clippy::indexing_slicing
 )]
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod crypto;
 pub mod envelope;
 mod facade;

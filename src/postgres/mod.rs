@@ -26,8 +26,9 @@
 //!
 //! custodian enables no TLS feature of sqlx: cargo unifies the application's sqlx features with
 //! custodian's, so enable the TLS feature you want on your own `sqlx` dependency, configure it on
-//! the pool you build, and pass that pool to [`Postgres::from_pool`]. sqlx is re-exported as
-//! [`postgres::sqlx`](sqlx) for applications that do not depend on it themselves.
+//! the pool you build, and pass that pool to [`Postgres::from_pool`]. sqlx and tokio are
+//! re-exported ([`postgres::sqlx`](sqlx), [`postgres::tokio`](tokio)) for applications that do
+//! not depend on them themselves.
 //!
 //! # Toolchain
 //!
@@ -38,6 +39,8 @@ mod schema;
 pub use schema::{Migrated, SCHEMA_VERSION};
 /// The sqlx release custodian is built with (PostgreSQL driver, tokio runtime, no TLS).
 pub use sqlx;
+/// The tokio release the driver runs on ([`Postgres::runtime`] is one of its handles).
+pub use tokio;
 
 use core::fmt;
 use core::future::Future;
