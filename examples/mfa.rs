@@ -9,8 +9,9 @@
 //! at start, then advanced by hand so the example runs instantly.
 
 use custodian::envelope::{Kek, StaticKek};
-use custodian::mfa::{RecoveryCodeSet, SqliteFactorStore, TerminalBackground, TotpKey, Verifier};
-use rusqlite::Connection;
+use custodian::mfa::{
+    MfaService, RecoveryCodeSet, SqliteFactorStore, TerminalBackground, TotpKey, Verifier,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,9 +24,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(PathBuf::from)
         .unwrap_or_else(|| temporary.path().to_path_buf());
 
-    // In production the KEK comes from the key store and the connection from the app's pool.
+    // A fresh key per run is fine for a demo only: in production the KEK must be the same key on
+    // every server and after every restart, or stored seeds no longer open.
     let kek: Arc<dyn Kek> = Arc::new(StaticKek::generate("mfa-seeds", 1)?);
-    let store = SqliteFactorStore::open(Connection::open_in_memory()?, kek)?;
+    let store = MfaService::new(
+        SqliteFactorStore::open(temporary.path().join("mfa.db"))?,
+        kek,
+    );
     let verifier = Verifier::default();
     let mut now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let (user, factor) = ("customer-42", "phone");

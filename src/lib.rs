@@ -57,6 +57,8 @@ pub mod postgres;
 pub mod rbac;
 pub mod record;
 pub mod secret;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 pub use envelope::{EncryptionContext, EnvelopeError, Header, Kek, KeyId, StaticKek};
 pub use facade::{Clock, Custodian, CustodianBuilder, Error, Missing, SystemClock};

@@ -10,8 +10,8 @@
 use custodian::SecretBytes;
 use custodian::envelope::{EnvelopeError, Kek, StaticKek};
 use custodian::mfa::{
-    MfaError, OtpSecret, Phase, RecoveryCodeSet, RejectReason, SqliteFactorStore, StepUpMethod,
-    TotpKey, TotpParams, Verifier,
+    MfaError, MfaService, OtpSecret, Phase, RecoveryCodeSet, RejectReason, SqliteFactorStore,
+    StepUpMethod, TotpKey, TotpParams, Verifier,
 };
 use rusqlite::Connection;
 use std::path::Path;
@@ -31,8 +31,8 @@ fn code_at(now: u64) -> String {
     rfc_key().code_at(now).unwrap().expose_secret().to_owned()
 }
 
-fn store_at(path: &Path, kek: &Arc<dyn Kek>) -> SqliteFactorStore {
-    SqliteFactorStore::open(Connection::open(path).unwrap(), Arc::clone(kek)).unwrap()
+fn store_at(path: &Path, kek: &Arc<dyn Kek>) -> MfaService {
+    MfaService::new(SqliteFactorStore::open(path).unwrap(), Arc::clone(kek))
 }
 
 fn kek() -> Arc<dyn Kek> {
@@ -40,7 +40,7 @@ fn kek() -> Arc<dyn Kek> {
 }
 
 /// A store with `user-1`'s factor `phone` enrolled and confirmed at `NOW`.
-fn enrolled(path: &Path, kek: &Arc<dyn Kek>) -> SqliteFactorStore {
+fn enrolled(path: &Path, kek: &Arc<dyn Kek>) -> MfaService {
     let store = store_at(path, kek);
     let verifier = Verifier::default();
     store
@@ -216,7 +216,7 @@ fn a_seed_row_copied_to_another_account_does_not_open() {
         .unwrap();
     // An attacker with write access to the table copies user-1's sealed seed into user-2's row,
     // and into another factor of user-1.
-    let conn = store.connection();
+    let conn = Connection::open(&path).unwrap();
     conn.execute(
         "UPDATE custodian_mfa_factor SET sealed_seed =
             (SELECT sealed_seed FROM custodian_mfa_factor WHERE user_id = 'user-1' AND factor_id = 'phone')

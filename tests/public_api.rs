@@ -1,6 +1,8 @@
 //! The record API through the public surface only, as a shop backend would use it.
 
-use custodian::keys::{KeyError, LocalRootKey, MemoryKeyStore, SqliteKeyStore};
+#[cfg(feature = "sqlite")]
+use custodian::keys::SqliteKeyStore;
+use custodian::keys::{KeyError, LocalRootKey, MemoryKeyStore};
 use custodian::record::{Encrypted, Normalizer};
 use custodian::{Custodian, EncryptionContext};
 use serde::{Deserialize, Serialize};
@@ -286,6 +288,7 @@ fn concurrent_use_from_eight_threads() {
     }
 }
 
+#[cfg(feature = "sqlite")]
 #[test]
 fn the_builder_reopens_an_sqlite_store_with_the_same_root_key_only() {
     let dir = tempfile::tempdir().unwrap();

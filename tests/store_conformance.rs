@@ -1,5 +1,6 @@
-//! One contract, every key store: `custodian::conformance::key_store` against the memory, SQLite
-//! and PostgreSQL stores, and the key manager end to end on PostgreSQL.
+//! Every store of this crate against the same contract (`custodian::conformance`): key stores and
+//! MFA factor stores, in memory, in SQLite and in PostgreSQL; and the key manager end to end on
+//! PostgreSQL.
 //!
 //! PostgreSQL tests need `CUSTODIAN_PG_URL`: run `scripts/with-postgres cargo test --release
 //! --all-features`. Without it they print a loud skip notice, or fail when `CI` is set.
@@ -10,12 +11,30 @@
     clippy::indexing_slicing
 )]
 
-use custodian::conformance::key_store;
-use custodian::keys::{KeyStore, MemoryKeyStore, SqliteKeyStore};
+use custodian::conformance::{factor_store, key_store};
+use custodian::keys::{KeyStore, MemoryKeyStore};
+use custodian::mfa::{FactorStore, MemoryFactorStore};
 use std::sync::Arc;
 
 #[test]
-fn every_check_is_listed_once() {
+fn memory_factor_store() {
+    factor_store::all(&|| Arc::new(MemoryFactorStore::new()) as Arc<dyn FactorStore>);
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn sqlite_factor_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    factor_store::all(&|| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.path().join(format!("mfa-{n}.db"));
+        Arc::new(custodian::mfa::SqliteFactorStore::open(path).unwrap()) as Arc<dyn FactorStore>
+    });
+}
+
+#[test]
+fn every_key_store_check_is_listed_once() {
     let mut names: Vec<&str> = key_store::ALL.iter().map(|(name, _)| *name).collect();
     let count = names.len();
     names.sort_unstable();
@@ -25,20 +44,20 @@ fn every_check_is_listed_once() {
 }
 
 #[test]
-fn memory_key_store_conforms() {
-    key_store::run_all(&|| Arc::new(MemoryKeyStore::new()) as Arc<dyn KeyStore>).unwrap();
+fn memory_key_store() {
+    key_store::all(&|| Arc::new(MemoryKeyStore::new()) as Arc<dyn KeyStore>);
 }
 
+#[cfg(feature = "sqlite")]
 #[test]
-fn sqlite_key_store_conforms() {
+fn sqlite_key_store() {
     let dir = tempfile::tempdir().unwrap();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    key_store::run_all(&|| {
-        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    key_store::all(&|| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = dir.path().join(format!("keys-{n}.db"));
-        Arc::new(SqliteKeyStore::open(path).unwrap()) as Arc<dyn KeyStore>
-    })
-    .unwrap();
+        Arc::new(custodian::keys::SqliteKeyStore::open(path).unwrap()) as Arc<dyn KeyStore>
+    });
 }
 
 #[cfg(feature = "postgres")]
@@ -59,9 +78,9 @@ mod postgres {
     const T0: u64 = 1_700_000_000;
 
     #[test]
-    fn pg_key_store_conforms() {
+    fn pg_key_store() {
         let Some(url) = pg_support::url() else { return };
-        key_store::run_all(&|| pg_support::fresh_key_store(&url)).unwrap();
+        key_store::all(&|| pg_support::fresh_key_store(&url));
     }
 
     fn ctx(record: &str) -> EncryptionContext {

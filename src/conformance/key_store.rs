@@ -1,8 +1,10 @@
 //! The [`KeyStore`] contract, one check per function.
 //!
 //! Every check takes a factory that returns a new, empty store each time it is called (for a
-//! database: a fresh database or schema). Stores only keep rows and compare-and-set them; they
-//! never check MACs, so the rows here carry arbitrary bytes.
+//! database: a fresh database or schema). A check returns the store's error where a call fails
+//! that the contract says succeeds, and panics (an assertion naming the rule) where the store
+//! answers wrongly. Stores only keep rows and compare-and-set them; they never check MACs, so the
+//! rows here carry arbitrary bytes.
 
 use crate::crypto::Suite;
 use crate::keys::store::{
@@ -73,14 +75,22 @@ pub const ALL: &[(&str, Check)] = &[
     ),
 ];
 
-/// Runs every check of [`ALL`], naming each on standard error before it runs (a test harness shows
-/// that output for the failing test).
-pub fn run_all(new_store: NewStore<'_>) -> Result<(), KeyError> {
+/// Runs every check of [`ALL`] in order; panics naming the check where a store call fails (an
+/// assertion that fails names its rule itself).
+///
+/// ```
+/// use custodian::conformance::key_store;
+/// use custodian::keys::{KeyStore, MemoryKeyStore};
+/// use std::sync::Arc;
+///
+/// key_store::all(&|| Arc::new(MemoryKeyStore::new()) as Arc<dyn KeyStore>);
+/// ```
+pub fn all(new_store: NewStore<'_>) {
     for (name, check) in ALL {
-        eprintln!("key store conformance: {name}");
-        check(new_store)?;
+        if let Err(error) = check(new_store) {
+            panic!("key store conformance check `{name}`: the store failed: {error}");
+        }
     }
-    Ok(())
 }
 
 // ---- Rows ----

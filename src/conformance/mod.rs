@@ -1,22 +1,16 @@
-//! Conformance suites for storage backends (feature `conformance`).
+//! The storage contracts as test functions, one module per store trait (feature `conformance`;
+//! not API-stable).
 //!
-//! Each suite is a list of plain functions that check one part of a store trait's contract. A
-//! backend's test file runs the whole list against it, so the memory, SQLite and PostgreSQL
-//! stores (and any store an application writes) are held to the same contract and cannot drift
-//! apart:
-//!
-//! ```
-//! use custodian::conformance::key_store;
-//! use custodian::keys::{KeyStore, MemoryKeyStore};
-//! use std::sync::Arc;
-//!
-//! # fn main() -> Result<(), custodian::keys::KeyError> {
-//! key_store::run_all(&|| Arc::new(MemoryKeyStore::new()) as Arc<dyn KeyStore>)?;
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! A check returns the store's error if a call fails where the contract says it succeeds, and
-//! panics (with an assertion message) where the store answers wrongly: run the checks from tests.
+//! Every backend of this crate runs the same functions (tests/store_conformance.rs), so the memory,
+//! SQLite and PostgreSQL stores cannot drift apart; a store written outside this crate runs them
+//! too. Each function takes a factory that returns a fresh, empty store and panics, naming the rule,
+//! where the store breaks the contract.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
+pub mod factor_store;
 pub mod key_store;

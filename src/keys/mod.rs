@@ -23,6 +23,7 @@ mod postgres;
 mod rewrap;
 pub mod ring;
 mod root;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 mod state;
 pub mod store;
@@ -36,5 +37,6 @@ pub use postgres::PgKeyStore;
 pub use rewrap::{RewrapOutcome, RewrapProgress};
 pub use ring::{RingInfo, RotationPolicy, VersionInfo, VersionState};
 pub use root::{LocalRootKey, RootKeyProvider, generate_key_file};
+#[cfg(feature = "sqlite")]
 pub use sqlite::{SCHEMA_VERSION, SqliteKeyStore};
 pub use store::KeyStore;

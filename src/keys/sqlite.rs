@@ -10,10 +10,10 @@ use super::store::{
     VersionDigest, VersionRecord,
 };
 use crate::crypto::Suite;
+use crate::sqlite::Pool;
 use core::fmt;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::path::Path;
 use std::time::Duration;
 
 /// Schema version this build writes; `MIGRATIONS[i]` upgrades from version `i` to `i + 1`.
@@ -64,14 +64,9 @@ CREATE INDEX subject_keys_by_wrapping_version
     ON subject_keys (ring, wrapped_by) WHERE wrapped_key IS NOT NULL;
 "#];
 
-/// Connections kept open for reuse.
-const MAX_IDLE_CONNECTIONS: usize = 4;
-
 /// A key store in one SQLite database file.
 pub struct SqliteKeyStore {
-    path: PathBuf,
-    busy_timeout: Duration,
-    idle: Mutex<Vec<Connection>>,
+    pool: Pool,
 }
 
 impl SqliteKeyStore {
@@ -86,60 +81,26 @@ impl SqliteKeyStore {
         busy_timeout: Duration,
     ) -> Result<Self, KeyError> {
         let store = Self {
-            path: path.as_ref().to_path_buf(),
-            busy_timeout,
-            idle: Mutex::new(Vec::new()),
+            pool: Pool::new(path.as_ref(), busy_timeout).map_err(KeyError::Store)?,
         };
-        let mut conn = store.connect()?;
-        migrate(&mut conn)?;
-        store.release(conn);
+        store.with_conn(migrate)?;
         Ok(store)
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.pool.path()
     }
 
-    fn connect(&self) -> Result<Connection, KeyError> {
-        let conn = Connection::open(&self.path)
-            .map_err(|e| KeyError::Store(format!("cannot open `{}`: {e}", self.path.display())))?;
-        conn.busy_timeout(self.busy_timeout).map_err(store_err)?;
-        // WAL: readers never block the writer. FULL: a committed key survives power loss, not just
-        // a crash. secure_delete: erased and destroyed key bytes are overwritten, not just unlinked.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(store_err)?;
-        conn.execute_batch(
-            "PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON;",
-        )
-        .map_err(store_err)?;
-        Ok(conn)
-    }
-
-    fn release(&self, conn: Connection) {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < MAX_IDLE_CONNECTIONS {
-            idle.push(conn);
-        }
-    }
-
-    /// Runs `f` on a pooled connection (opened on demand; no lock is held while `f` runs).
+    /// Runs `f` on a pooled connection.
     fn with_conn<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, KeyError>,
     ) -> Result<T, KeyError> {
-        let pooled = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let mut conn = match pooled {
-            Some(conn) => conn,
-            None => self.connect()?,
-        };
-        let result = f(&mut conn);
-        self.release(conn);
-        result
+        self.pool.with_conn(
+            |e| KeyError::Store(format!("cannot open `{}`: {e}", self.path().display())),
+            f,
+        )
     }
 
     /// Moves the WAL's content into the database file and truncates the WAL, so that deleted key
@@ -149,7 +110,7 @@ impl SqliteKeyStore {
         // Wait briefly only: a checkpoint must not stall an erasure behind long readers.
         let _ = conn.busy_timeout(Duration::from_millis(500));
         let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-        let _ = conn.busy_timeout(self.busy_timeout);
+        let _ = conn.busy_timeout(self.pool.busy_timeout());
     }
 }
 
@@ -761,7 +722,7 @@ impl KeyStore for SqliteKeyStore {
 impl fmt::Debug for SqliteKeyStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqliteKeyStore")
-            .field("path", &self.path)
+            .field("path", &self.path())
             .finish_non_exhaustive()
     }
 }

@@ -119,9 +119,12 @@ pub enum MfaError {
     /// factor, or tampering) or could not be sealed.
     #[error("sealed MFA seed: {0}")]
     Seal(#[from] crate::envelope::EnvelopeError),
-    /// The SQLite store failed.
+    /// The factor store failed (database error; the message names it).
     #[error("MFA store: {0}")]
-    Store(#[from] rusqlite::Error),
+    Store(String),
+    /// The factor store did not answer in time or could not be reached.
+    #[error("MFA store unavailable: {0}")]
+    StoreUnavailable(String),
 }
 
 impl MfaError {

@@ -13,7 +13,10 @@
 //! - [`enrollment`]: a [`Factor`] and its pending -> active -> disabled life cycle;
 //! - [`recovery`]: recovery codes; [`step_up`]: the proof of a fresh verification;
 //! - [`sealed_seed`]: the seed at rest, sealed with the envelope layer and bound to user and factor;
-//! - [`store`]: an SQLite store that seals seeds and persists state with compare-and-set.
+//! - [`store`]: the [`FactorStore`] contract; [`MemoryFactorStore`], `SqliteFactorStore` (feature
+//!   `sqlite`) and `PgFactorStore` (feature `postgres`) keep factors and recovery codes;
+//! - [`MfaService`]: enrollment, login, step-up and recovery over any store, every outcome persisted
+//!   with compare-and-set, seeds sealed.
 //!
 //! Every function where time matters takes `now`, Unix seconds. `docs/MFA.md` explains safe use,
 //! the state machine, persistence and the storage formats.
@@ -50,12 +53,16 @@
 
 pub mod enrollment;
 mod error;
+mod memory;
 pub mod otp;
 #[cfg(feature = "qr")]
 pub mod qr;
 pub mod recovery;
 pub mod sealed_seed;
 pub mod secret;
+mod service;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 pub mod step_up;
 pub mod store;
 pub mod uri;
@@ -63,13 +70,17 @@ pub mod verify;
 
 pub use enrollment::Factor;
 pub use error::{MfaError, RejectReason, SecretError, UriError};
+pub use memory::MemoryFactorStore;
 pub use otp::{Algorithm, Digits, OtpCode, TotpKey, TotpParams, hotp};
 #[cfg(feature = "qr")]
 pub use qr::{EnrollmentQr, TerminalBackground};
 pub use recovery::{RecoveryCode, RecoveryCodeHash, RecoveryCodeSet};
 pub use secret::{OtpSecret, SecretText};
+pub use service::{MfaService, StoredFactor};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteFactorStore;
 pub use step_up::{StepUp, StepUpMethod};
-pub use store::{SqliteFactorStore, StoredFactor};
+pub use store::{ConsumeOutcome, FactorRecord, FactorStore};
 pub use uri::{OtpKind, OtpauthUri};
 pub use verify::{FactorState, LockoutPolicy, Phase, Rejected, Verified, Verifier, Window};
 

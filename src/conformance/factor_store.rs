@@ -1,0 +1,374 @@
+//! The [`FactorStore`] contract as test functions. Each takes a factory that returns a fresh,
+//! empty store; each panics (with the name of the broken rule) where the store breaks the contract.
+
+use crate::envelope::{Kek, StaticKek};
+use crate::mfa::{
+    ConsumeOutcome, FactorRecord, FactorState, FactorStore, LockoutPolicy, MfaError, MfaService,
+    Phase, RejectReason, TotpKey, Verifier,
+};
+use std::sync::{Arc, Barrier};
+
+/// A fresh, empty store per call.
+pub type Factory<'a> = &'a (dyn Fn() -> Arc<dyn FactorStore> + Sync);
+
+const NOW: u64 = 1_700_000_000;
+
+/// Every check of this module, in order.
+pub fn all(factory: Factory<'_>) {
+    put_pending_inserts_once(factory);
+    put_pending_replaces_only_a_pending_row_at_its_generation(factory);
+    put_pending_unless_active_sees_active_factors(factory);
+    compare_and_set_refuses_a_stale_generation(factory);
+    a_replaced_enrollment_never_reuses_a_generation(factory);
+    factors_lists_one_user_by_factor_id(factory);
+    recovery_codes_replace_list_and_consume_once(factory);
+    a_failed_reset_rolls_the_code_back(factory);
+    the_same_code_raced_is_accepted_once(factory);
+    parallel_wrong_guesses_never_pass_the_lock(factory);
+}
+
+fn record(user: &str, factor: &str, state: FactorState, generation: u64) -> FactorRecord {
+    FactorRecord {
+        user: user.to_owned(),
+        factor: factor.to_owned(),
+        sealed_seed: format!("sealed {user}/{factor}/{generation}").into_bytes(),
+        state,
+        generation,
+    }
+}
+
+fn pending() -> FactorState {
+    FactorState::pending(NOW + 600)
+}
+
+fn active() -> FactorState {
+    FactorState::from_stored(Phase::Active, Some(1), 0, 0, false)
+}
+
+/// A pending factor is inserted once; a second insert of the same id is refused.
+pub fn put_pending_inserts_once(factory: Factory<'_>) {
+    let store = factory();
+    let first = record("u1", "phone", pending(), 0);
+    assert!(store.put_pending(&first, None, false).unwrap(), "insert");
+    let again = record("u1", "phone", pending(), 0);
+    assert!(
+        !store.put_pending(&again, None, false).unwrap(),
+        "a second insert of one factor id must be refused"
+    );
+    assert_eq!(store.load("u1", "phone").unwrap(), Some(first));
+    assert_eq!(store.load("u1", "laptop").unwrap(), None);
+    assert_eq!(store.load("u2", "phone").unwrap(), None);
+}
+
+/// A replacement lands only on a pending row still at the named generation, and writes the next.
+pub fn put_pending_replaces_only_a_pending_row_at_its_generation(factory: Factory<'_>) {
+    let store = factory();
+    assert!(
+        !store
+            .put_pending(&record("u1", "phone", pending(), 1), Some(0), false)
+            .unwrap(),
+        "replacing a missing row"
+    );
+    store
+        .put_pending(&record("u1", "phone", pending(), 0), None, false)
+        .unwrap();
+    assert!(
+        !store
+            .put_pending(&record("u1", "phone", pending(), 6), Some(5), false)
+            .unwrap(),
+        "replacing at a stale generation"
+    );
+    let next = record("u1", "phone", pending(), 1);
+    assert!(store.put_pending(&next, Some(0), false).unwrap(), "replace");
+    assert_eq!(store.load("u1", "phone").unwrap(), Some(next));
+    // Active rows are never replaced.
+    assert!(store.compare_and_set("u1", "phone", 1, &active()).unwrap());
+    assert!(
+        !store
+            .put_pending(&record("u1", "phone", pending(), 3), Some(2), false)
+            .unwrap(),
+        "an active factor must not be replaced"
+    );
+    assert_eq!(
+        store.load("u1", "phone").unwrap().map(|r| r.state),
+        Some(active())
+    );
+}
+
+/// `unless_active` refuses while the user has an active factor, and only then.
+pub fn put_pending_unless_active_sees_active_factors(factory: Factory<'_>) {
+    let store = factory();
+    assert!(
+        store
+            .put_pending(&record("u1", "phone", pending(), 0), None, true)
+            .unwrap()
+    );
+    assert!(
+        store
+            .put_pending(&record("u1", "laptop", pending(), 0), None, true)
+            .unwrap(),
+        "a pending factor is not an active one"
+    );
+    assert!(store.compare_and_set("u1", "phone", 0, &active()).unwrap());
+    assert!(
+        !store
+            .put_pending(&record("u1", "tablet", pending(), 0), None, true)
+            .unwrap(),
+        "the user has an active factor"
+    );
+    assert!(
+        store
+            .put_pending(&record("u2", "tablet", pending(), 0), None, true)
+            .unwrap(),
+        "another user's active factor does not count"
+    );
+    assert!(
+        store
+            .put_pending(&record("u1", "tablet", pending(), 0), None, false)
+            .unwrap()
+    );
+}
+
+/// Compare-and-set writes only at the expected generation and increments it.
+pub fn compare_and_set_refuses_a_stale_generation(factory: Factory<'_>) {
+    let store = factory();
+    store
+        .put_pending(&record("u1", "phone", pending(), 0), None, false)
+        .unwrap();
+    assert!(store.compare_and_set("u1", "phone", 0, &active()).unwrap());
+    assert!(
+        !store.compare_and_set("u1", "phone", 0, &pending()).unwrap(),
+        "stale generation"
+    );
+    assert!(
+        !store.compare_and_set("u1", "other", 1, &pending()).unwrap(),
+        "missing row"
+    );
+    let row = store.load("u1", "phone").unwrap().unwrap();
+    assert_eq!((row.generation, row.state), (1, active()));
+    let locked = FactorState::from_stored(Phase::Active, Some(u64::MAX >> 1), 7, NOW + 30, true);
+    assert!(store.compare_and_set("u1", "phone", 1, &locked).unwrap());
+    let row = store.load("u1", "phone").unwrap().unwrap();
+    assert_eq!(
+        (row.generation, row.state),
+        (2, locked),
+        "every state field round-trips"
+    );
+}
+
+/// A confirmation computed against an enrollment that was restarted meanwhile fails its
+/// compare-and-set: the restarted row never has the generation the confirmation read.
+pub fn a_replaced_enrollment_never_reuses_a_generation(factory: Factory<'_>) {
+    let service = service(factory());
+    let verifier = Verifier::default();
+    service
+        .begin_enrollment(
+            &verifier,
+            "u1",
+            "phone",
+            TotpKey::generate().unwrap(),
+            NOW,
+            None,
+        )
+        .unwrap();
+    let in_flight = service.load("u1", "phone").unwrap();
+    let confirmed = active();
+    service
+        .begin_enrollment(
+            &verifier,
+            "u1",
+            "phone",
+            TotpKey::generate().unwrap(),
+            NOW + 1,
+            None,
+        )
+        .unwrap();
+    assert!(
+        !service
+            .compare_and_set("u1", "phone", in_flight.generation, &confirmed)
+            .unwrap(),
+        "a confirmation of the replaced secret must not land"
+    );
+    assert!(matches!(
+        service.load("u1", "phone").unwrap().factor.state().phase(),
+        Phase::Pending { .. }
+    ));
+}
+
+/// `factors` lists only the user's rows, by factor id.
+pub fn factors_lists_one_user_by_factor_id(factory: Factory<'_>) {
+    let store = factory();
+    for (user, factor) in [("u1", "phone"), ("u2", "phone"), ("u1", "laptop")] {
+        store
+            .put_pending(&record(user, factor, pending(), 0), None, false)
+            .unwrap();
+    }
+    let ids: Vec<String> = store
+        .factors("u1")
+        .unwrap()
+        .into_iter()
+        .map(|r| r.factor)
+        .collect();
+    assert_eq!(ids, ["laptop", "phone"]);
+    assert!(store.factors("nobody").unwrap().is_empty());
+}
+
+/// Recovery codes: a set replaces the previous one; a code is consumed exactly once.
+pub fn recovery_codes_replace_list_and_consume_once(factory: Factory<'_>) {
+    let store = factory();
+    store
+        .replace_recovery_codes("u1", &[vec![1; 48], vec![2; 48], vec![3; 48]])
+        .unwrap();
+    store.replace_recovery_codes("u2", &[vec![9; 48]]).unwrap();
+    store
+        .replace_recovery_codes("u1", &[vec![4; 48], vec![5; 48]])
+        .unwrap();
+    assert_eq!(
+        store.recovery_codes("u1").unwrap(),
+        vec![(0, vec![4; 48]), (1, vec![5; 48])],
+        "the new set replaces the old"
+    );
+    assert_eq!(
+        store.consume_recovery_code("u1", 1, &[]).unwrap(),
+        ConsumeOutcome::Consumed
+    );
+    assert_eq!(
+        store.consume_recovery_code("u1", 1, &[]).unwrap(),
+        ConsumeOutcome::CodeGone
+    );
+    assert_eq!(store.recovery_codes("u1").unwrap(), vec![(0, vec![4; 48])]);
+    assert_eq!(store.recovery_codes("u2").unwrap(), vec![(0, vec![9; 48])]);
+}
+
+/// A recovery-code use whose factor reset loses its compare-and-set writes nothing.
+pub fn a_failed_reset_rolls_the_code_back(factory: Factory<'_>) {
+    let store = factory();
+    store
+        .put_pending(&record("u1", "phone", pending(), 0), None, false)
+        .unwrap();
+    store.replace_recovery_codes("u1", &[vec![1; 48]]).unwrap();
+    let resets = [("phone".to_owned(), 7, active())];
+    assert_eq!(
+        store.consume_recovery_code("u1", 0, &resets).unwrap(),
+        ConsumeOutcome::FactorsChanged
+    );
+    assert_eq!(store.recovery_codes("u1").unwrap().len(), 1, "code kept");
+    let resets = [("phone".to_owned(), 0, active())];
+    assert_eq!(
+        store.consume_recovery_code("u1", 0, &resets).unwrap(),
+        ConsumeOutcome::Consumed
+    );
+    assert_eq!(
+        store
+            .load("u1", "phone")
+            .unwrap()
+            .map(|r| (r.generation, r.state)),
+        Some((1, active()))
+    );
+    assert!(store.recovery_codes("u1").unwrap().is_empty());
+}
+
+fn service(store: Arc<dyn FactorStore>) -> MfaService {
+    let kek: Arc<dyn Kek> = Arc::new(StaticKek::generate("mfa-seeds", 1).unwrap());
+    MfaService::with_store(store, kek)
+}
+
+/// An enrolled service and the user's key.
+fn enrolled(store: Arc<dyn FactorStore>, user: &str) -> (MfaService, TotpKey) {
+    let service = service(store);
+    let verifier = Verifier::default();
+    let key = TotpKey::generate().unwrap();
+    let app = key.duplicate();
+    service
+        .begin_enrollment(&verifier, user, "phone", key, NOW, None)
+        .unwrap();
+    let code = app.code_at(NOW).unwrap();
+    service
+        .confirm_enrollment(&verifier, user, "phone", code.expose_secret(), NOW)
+        .unwrap();
+    (service, app)
+}
+
+/// The same code sent by several servers at once is accepted exactly once, round after round.
+pub fn the_same_code_raced_is_accepted_once(factory: Factory<'_>) {
+    const THREADS: usize = 4;
+    let (service, app) = enrolled(factory(), "racer");
+    let verifier = Verifier::default();
+    for round in 1..=8u64 {
+        let now = NOW + 30 * round;
+        let code = app.code_at(now).unwrap();
+        let barrier = Barrier::new(THREADS);
+        let accepted = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        service.verify(&verifier, "racer", "phone", code.expose_secret(), now)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(Result::is_ok)
+                .count()
+        });
+        assert_eq!(accepted, 1, "round {round}: one code, one login");
+    }
+}
+
+/// Wrong guesses from several servers at once: no more of them are checked against the secret
+/// than the lock allows (each checked guess is a failure written with compare-and-set before its
+/// refusal is returned), and once locked even the right code is refused.
+pub fn parallel_wrong_guesses_never_pass_the_lock(factory: Factory<'_>) {
+    const THREADS: usize = 4;
+    const LOCK_AFTER: u32 = 5;
+    let (service, app) = enrolled(factory(), "guessed");
+    // No delays, so that only the lock stops the guessing.
+    let lockout = LockoutPolicy::new(LOCK_AFTER - 1, 1, 1, LOCK_AFTER).unwrap();
+    let verifier = Verifier::default().with_lockout(lockout);
+    let now = NOW + 10_000;
+    let right = app.code_at(now).unwrap();
+    let barrier = Barrier::new(THREADS);
+    let checked: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|thread| {
+                let (service, barrier, verifier, right) = (&service, &barrier, &verifier, &right);
+                scope.spawn(move || {
+                    barrier.wait();
+                    let mut checked = 0;
+                    for guess in 0..LOCK_AFTER as usize * 2 {
+                        // Guesses at later seconds, so that no throttle applies.
+                        let wrong = format!("{:06}", (thread * 100_000 + guess * 7) % 1_000_000);
+                        if wrong == right.expose_secret() {
+                            continue;
+                        }
+                        let at = now + guess as u64 * 2;
+                        match service.verify(verifier, "guessed", "phone", &wrong, at) {
+                            Err(MfaError::Rejected(RejectReason::WrongCode)) => checked += 1,
+                            Err(MfaError::Rejected(_)) => {}
+                            other => panic!("unexpected outcome {other:?}"),
+                        }
+                    }
+                    checked
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert!(
+        checked <= LOCK_AFTER as usize,
+        "{checked} wrong guesses were checked against the secret; the lock allows {LOCK_AFTER}"
+    );
+    let state = *service.load("guessed", "phone").unwrap().factor.state();
+    assert!(state.is_locked(), "the factor must be locked: {state:?}");
+    let later = now + 60;
+    let code = app.code_at(later).unwrap();
+    assert!(
+        matches!(
+            service.verify(&verifier, "guessed", "phone", code.expose_secret(), later),
+            Err(MfaError::Rejected(RejectReason::Locked))
+        ),
+        "a locked factor must refuse even the right code"
+    );
+}
