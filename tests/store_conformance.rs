@@ -68,11 +68,13 @@ mod postgres {
     use super::pg_support;
     use custodian::EncryptionContext;
     use custodian::SecretKey;
-    use custodian::conformance::key_store;
+    use custodian::conformance::{factor_store, key_store};
     use custodian::crypto::Suite;
     use custodian::keys::{
         KeyError, KeyManager, KeyStore, LocalRootKey, ManagerOptions, PgKeyStore, RotationPolicy,
     };
+    use custodian::mfa::FactorStore;
+    use custodian::postgres::PgFactorStore;
     use std::sync::Arc;
 
     const T0: u64 = 1_700_000_000;
@@ -81,6 +83,16 @@ mod postgres {
     fn pg_key_store() {
         let Some(url) = pg_support::url() else { return };
         key_store::all(&|| pg_support::fresh_key_store(&url));
+    }
+
+    #[test]
+    fn pg_factor_store() {
+        let Some(url) = pg_support::url() else { return };
+        factor_store::all(&|| {
+            let schema = pg_support::fresh_schema(&url);
+            let pg = pg_support::handle_in(&url, &schema);
+            Arc::new(PgFactorStore::open(pg).unwrap()) as Arc<dyn FactorStore>
+        });
     }
 
     fn ctx(record: &str) -> EncryptionContext {

@@ -2,8 +2,8 @@
 //!
 //! One [`Postgres`] handle (a connection pool, a tokio runtime handle and a per-call timeout) is
 //! shared by the PostgreSQL stores: [`PgKeyStore`](crate::keys::PgKeyStore) for key rings and
-//! subject keys. Their tables are prefixed `custodian_` and live in the pool's `search_path`;
-//! [`Postgres::migrate`] creates and upgrades them (see `docs/KEYSTORE.md`).
+//! subject keys, and [`PgFactorStore`] for MFA factors and recovery codes. Their tables are prefixed `custodian_` and live in the pool's `search_path`;
+//! [`Postgres::migrate`] creates and upgrades them (`docs/KEYSTORE.md`, `docs/MFA.md`).
 //!
 //! # Synchronous stores over an async driver
 //!
@@ -34,8 +34,10 @@
 //!
 //! sqlx 0.9 needs Rust 1.94 or newer; the default build of custodian needs 1.89.
 
+mod factor_store;
 mod schema;
 
+pub use factor_store::PgFactorStore;
 pub use schema::{Migrated, SCHEMA_VERSION};
 /// The sqlx release custodian is built with (PostgreSQL driver, tokio runtime, no TLS).
 pub use sqlx;

@@ -5,16 +5,18 @@ use super::{LOCK_CLASS_MIGRATION, PostgresError, classify};
 use sqlx::postgres::PgPool;
 
 /// Schema version this build writes; `MIGRATIONS[i]` upgrades from version `i` to `i + 1`.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Each step is a list of statements, run in the migration's transaction. Integers are `BIGINT`
 /// (the store refuses values above `i64::MAX`; 32-bit unsigned values fit without loss).
-const MIGRATIONS: [&[&str]; 1] = [&[
-    "CREATE TABLE custodian_meta (
+const MIGRATIONS: [&[&str]; 2] = [
+    // 0 -> 1: the key store (docs/KEYSTORE.md).
+    &[
+        "CREATE TABLE custodian_meta (
          key   TEXT PRIMARY KEY,
          value BYTEA NOT NULL
      )",
-    "CREATE TABLE custodian_rings (
+        "CREATE TABLE custodian_rings (
          name                   TEXT PRIMARY KEY,
          generation             BIGINT NOT NULL,
          suite                  SMALLINT NOT NULL,
@@ -28,7 +30,7 @@ const MIGRATIONS: [&[&str]; 1] = [&[
          version_digests        BYTEA NOT NULL,
          mac                    BYTEA NOT NULL
      )",
-    "CREATE TABLE custodian_ring_versions (
+        "CREATE TABLE custodian_ring_versions (
          ring           TEXT NOT NULL REFERENCES custodian_rings (name),
          version        BIGINT NOT NULL,
          state          SMALLINT NOT NULL,
@@ -39,7 +41,7 @@ const MIGRATIONS: [&[&str]; 1] = [&[
          mac            BYTEA NOT NULL,
          PRIMARY KEY (ring, version)
      )",
-    "CREATE TABLE custodian_subject_keys (
+        "CREATE TABLE custodian_subject_keys (
          ring        TEXT NOT NULL REFERENCES custodian_rings (name),
          subject     TEXT NOT NULL,
          generation  BIGINT NOT NULL,
@@ -50,9 +52,32 @@ const MIGRATIONS: [&[&str]; 1] = [&[
          mac         BYTEA NOT NULL,
          PRIMARY KEY (ring, subject, generation)
      )",
-    "CREATE INDEX custodian_subject_keys_by_wrapping_version
+        "CREATE INDEX custodian_subject_keys_by_wrapping_version
          ON custodian_subject_keys (ring, wrapped_by) WHERE wrapped_key IS NOT NULL",
-]];
+    ],
+    // 1 -> 2: MFA factors and recovery codes (docs/MFA.md).
+    &[
+        "CREATE TABLE custodian_mfa_factor (
+         user_id            TEXT     NOT NULL,
+         factor_id          TEXT     NOT NULL,
+         sealed_seed        BYTEA    NOT NULL,
+         phase              TEXT     NOT NULL CHECK (phase IN ('pending', 'active', 'disabled')),
+         pending_expires_at BIGINT   CHECK (pending_expires_at >= 0),
+         last_step          BIGINT   CHECK (last_step >= 0),
+         failures           BIGINT   NOT NULL DEFAULT 0 CHECK (failures >= 0),
+         retry_at           BIGINT   NOT NULL DEFAULT 0 CHECK (retry_at >= 0),
+         locked             BOOLEAN  NOT NULL DEFAULT FALSE,
+         generation         BIGINT   NOT NULL DEFAULT 0 CHECK (generation >= 0),
+         PRIMARY KEY (user_id, factor_id)
+     )",
+        "CREATE TABLE custodian_mfa_recovery_code (
+         user_id   TEXT   NOT NULL,
+         code_id   BIGINT NOT NULL,
+         code_hash BYTEA  NOT NULL,
+         PRIMARY KEY (user_id, code_id)
+     )",
+    ],
+];
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 
