@@ -397,3 +397,114 @@ fn two_servers_committing_one_ring() {
     let versions: Vec<u32> = rows.versions.iter().map(|v| v.version).collect();
     assert_eq!(versions, (1..=22).collect::<Vec<_>>());
 }
+
+// ---- MFA across servers ----
+
+/// Two servers (two pools, one database) receive the same login code at once, round after
+/// round: exactly one accepts it. Then both guess wrong in parallel: no more guesses are checked
+/// than the lock allows, and the lock holds on both servers.
+#[test]
+fn mfa_on_two_servers_accepts_a_code_once_and_locks_for_both() {
+    use custodian::envelope::{Kek, StaticKek};
+    use custodian::mfa::{LockoutPolicy, MfaError, MfaService, RejectReason, TotpKey, Verifier};
+    use custodian::postgres::PgFactorStore;
+
+    let Some(url) = pg_support::url() else { return };
+    let schema = pg_support::fresh_schema(&url);
+    let kek: Arc<dyn Kek> = Arc::new(StaticKek::generate("mfa-seeds", 1).unwrap());
+    let servers: Vec<MfaService> = (0..2)
+        .map(|_| {
+            let store = PgFactorStore::open(pg_support::handle_in(&url, &schema)).unwrap();
+            MfaService::new(store, Arc::clone(&kek))
+        })
+        .collect();
+    let now = 1_700_000_000;
+    let verifier = Verifier::default();
+    let key = TotpKey::generate().unwrap();
+    let app = key.duplicate();
+    servers[0]
+        .begin_enrollment(&verifier, "jane", "phone", key, now, None)
+        .unwrap();
+    servers[1]
+        .confirm_enrollment(
+            &verifier,
+            "jane",
+            "phone",
+            app.code_at(now).unwrap().expose_secret(),
+            now,
+        )
+        .unwrap();
+
+    for round in 1..=10u64 {
+        let at = now + 30 * round;
+        let code = app.code_at(at).unwrap();
+        let barrier = Barrier::new(servers.len());
+        let accepted = std::thread::scope(|s| {
+            let handles: Vec<_> = servers
+                .iter()
+                .map(|server| {
+                    let (barrier, code, verifier) = (&barrier, &code, &verifier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        server.verify(verifier, "jane", "phone", code.expose_secret(), at)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(Result::is_ok)
+                .count()
+        });
+        assert_eq!(
+            accepted, 1,
+            "round {round}: one code, one login across servers"
+        );
+    }
+
+    const LOCK_AFTER: u32 = 4;
+    let verifier =
+        Verifier::default().with_lockout(LockoutPolicy::new(3, 1, 1, LOCK_AFTER).unwrap());
+    let at = now + 10_000;
+    let right = app.code_at(at).unwrap();
+    let checked: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = servers
+            .iter()
+            .enumerate()
+            .map(|(n, server)| {
+                let (verifier, right) = (&verifier, &right);
+                s.spawn(move || {
+                    let mut checked = 0;
+                    for guess in 0..LOCK_AFTER as usize * 2 {
+                        let wrong = format!("{:06}", (n * 500_000 + guess * 13) % 1_000_000);
+                        if wrong == right.expose_secret() {
+                            continue;
+                        }
+                        match server.verify(
+                            verifier,
+                            "jane",
+                            "phone",
+                            &wrong,
+                            at + guess as u64 * 2,
+                        ) {
+                            Err(MfaError::Rejected(RejectReason::WrongCode)) => checked += 1,
+                            Err(MfaError::Rejected(_)) => {}
+                            other => panic!("unexpected outcome {other:?}"),
+                        }
+                    }
+                    checked
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert!(checked <= LOCK_AFTER as usize, "{checked} guesses checked");
+    let later = at + 60;
+    for server in &servers {
+        let code = app.code_at(later).unwrap();
+        assert!(matches!(
+            server.verify(&verifier, "jane", "phone", code.expose_secret(), later),
+            Err(MfaError::Rejected(RejectReason::Locked))
+        ));
+    }
+}
