@@ -1154,6 +1154,13 @@ impl KeyStore for PausingStore {
     ) -> Result<Vec<bool>, KeyError> {
         self.inner.rewrap_subjects(rows)
     }
+    fn changes_since(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<custodian::keys::ChangeFeed, KeyError> {
+        self.inner.changes_since(after, limit)
+    }
     fn erase_subject(
         &self,
         tombstone: &custodian::keys::store::SubjectRecord,

@@ -130,6 +130,16 @@ impl<V> KeyCache<V> {
         })
     }
 
+    /// Drops every entry (the change feed was incomplete: anything may have changed).
+    pub(crate) fn clear(&self) {
+        for shard in &self.shards {
+            shard
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+        }
+    }
+
     /// Visits every entry (for dropping derived keys of destroyed versions).
     pub(crate) fn for_each(&self, mut visit: impl FnMut(&str, &V)) {
         for shard in &self.shards {

@@ -2,6 +2,7 @@
 //! operations with them.
 
 use super::KeyError;
+use super::feed;
 use super::integrity::{INTEGRITY_KEY_AAD, INTEGRITY_KEY_META, Integrity};
 use super::root::RootKeyProvider;
 use super::state::{MANAGERS, Rings, lock};
@@ -11,6 +12,7 @@ use crate::envelope::{self, EncryptionContext, Header, Kek};
 use crate::secret::{SecretBytes, SecretKey};
 use core::fmt;
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, PoisonError, RwLock};
 
 /// Tuning of a [`KeyManager`]. The defaults suit a shop backend.
@@ -32,6 +34,12 @@ pub struct ManagerOptions {
     pub max_conflict_retries: u32,
     /// Subject-key rows rewrapped per store round trip after a rotation (default 1,000).
     pub subject_rewrap_batch: usize,
+    /// How often, in milliseconds, the store's change feed is read (default 250): erasures,
+    /// rotations and disabled or destroyed versions made by other processes and servers leave this
+    /// manager's caches within about this long while the store is reachable. 0 turns the feed off;
+    /// then only `subject_cache_ttl_secs` and the ring's `propagation_secs` bound how long other
+    /// processes' changes take to arrive.
+    pub change_feed_poll_ms: u64,
 }
 
 impl Default for ManagerOptions {
@@ -43,6 +51,7 @@ impl Default for ManagerOptions {
             auto_rotate_when_exhausted: true,
             max_conflict_retries: 32,
             subject_rewrap_batch: 1_000,
+            change_feed_poll_ms: 250,
         }
     }
 }
@@ -132,11 +141,13 @@ pub struct Rotation {
 pub struct KeyManager {
     pub(super) store: Arc<dyn KeyStore>,
     pub(super) root: Arc<dyn RootKeyProvider>,
-    pub(super) integrity: Integrity,
+    pub(super) integrity: Arc<Integrity>,
     /// Identifies the store (derived from its integrity key) among the managers of this process.
     pub(super) store_id: [u8; 32],
     pub(super) options: ManagerOptions,
     pub(super) rings: Arc<Rings>,
+    /// The store's change feed up to this position has been applied to the caches.
+    pub(super) feed_position: Arc<AtomicU64>,
 }
 
 impl KeyManager {
@@ -169,22 +180,27 @@ impl KeyManager {
             ),
             other => other,
         })?;
-        let integrity = Integrity::new(key);
+        let integrity = Arc::new(Integrity::new(key));
         let store_id = integrity.store_id();
+        // Changes before now concern nothing this new manager has cached.
+        let feed_position = Arc::new(AtomicU64::new(store.changes_since(u64::MAX, 0)?.latest));
         let rings: Arc<Rings> = Arc::new(RwLock::new(HashMap::new()));
         {
             let mut all = lock(&MANAGERS);
             all.retain(|(_, w)| w.strong_count() > 0);
             all.push((store_id, Arc::downgrade(&rings)));
         }
-        Ok(Self {
+        let manager = Self {
             store,
             root,
             integrity,
             store_id,
             options,
             rings,
-        })
+            feed_position,
+        };
+        feed::follow(&manager);
+        Ok(manager)
     }
 
     /// The key store.

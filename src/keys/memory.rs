@@ -2,9 +2,13 @@
 //! persisted. Clones share the same data, which lets a test play two processes.
 
 use super::KeyError;
-use super::store::{CommitOutcome, KeyStore, RingChange, RingRows, SubjectRecord};
+use super::store::{
+    CHANGE_FEED_RETENTION, Change, ChangeFeed, CommitOutcome, KeyStore, RingChange, RingRows,
+    SubjectRecord, announces_change,
+};
 use core::fmt;
 use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 #[derive(Default)]
@@ -13,6 +17,24 @@ struct Data {
     rings: BTreeMap<String, RingRows>,
     /// Keyed by (ring, subject, generation).
     subjects: BTreeMap<(String, String, u64), SubjectRecord>,
+    /// The change feed: the newest entries, oldest first.
+    changes: VecDeque<Change>,
+    /// The newest position ever appended.
+    latest: u64,
+}
+
+impl Data {
+    fn announce(&mut self, ring: &str, subject: Option<&str>) {
+        self.latest += 1;
+        self.changes.push_back(Change {
+            seq: self.latest,
+            ring: ring.to_owned(),
+            subject: subject.map(str::to_owned),
+        });
+        while self.changes.len() as u64 > CHANGE_FEED_RETENTION {
+            self.changes.pop_front();
+        }
+    }
 }
 
 /// A key store that lives in this process only.
@@ -90,6 +112,7 @@ impl KeyStore for MemoryKeyStore {
             }
         }
         rows.versions.sort_by_key(|v| v.version);
+        data.announce(name, None);
         Ok(CommitOutcome::Committed)
     }
 
@@ -127,6 +150,9 @@ impl KeyStore for MemoryKeyStore {
                     std::collections::btree_map::Entry::Occupied(_) => false,
                     std::collections::btree_map::Entry::Vacant(slot) => {
                         slot.insert(row.clone());
+                        if announces_change(row) {
+                            data.announce(&row.ring, Some(&row.subject));
+                        }
                         true
                     }
                 }
@@ -163,6 +189,7 @@ impl KeyStore for MemoryKeyStore {
         match data.subjects.get_mut(&key) {
             Some(existing) if existing.is_live() => {
                 *existing = tombstone.clone();
+                data.announce(&tombstone.ring, Some(&tombstone.subject));
                 Ok(true)
             }
             _ => Ok(false),
@@ -183,6 +210,25 @@ impl KeyStore for MemoryKeyStore {
             .take(limit)
             .cloned()
             .collect())
+    }
+
+    fn changes_since(&self, after: u64, limit: usize) -> Result<ChangeFeed, KeyError> {
+        let data = self.lock();
+        let oldest_known = data.changes.front().map_or(data.latest + 1, |c| c.seq);
+        let changes: Vec<Change> = data
+            .changes
+            .iter()
+            .filter(|c| c.seq > after)
+            .take(limit.saturating_add(1))
+            .cloned()
+            .collect();
+        let complete = after >= data.latest
+            || (after.saturating_add(1) >= oldest_known && changes.len() <= limit);
+        Ok(ChangeFeed {
+            latest: data.latest,
+            changes: if complete { changes } else { Vec::new() },
+            complete,
+        })
     }
 }
 

@@ -15,6 +15,7 @@
 mod admin;
 mod cache;
 mod error;
+mod feed;
 mod integrity;
 mod manager;
 mod memory;
@@ -39,4 +40,4 @@ pub use ring::{RingInfo, RotationPolicy, VersionInfo, VersionState};
 pub use root::{LocalRootKey, RootKeyProvider, generate_key_file};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SCHEMA_VERSION, SqliteKeyStore};
-pub use store::KeyStore;
+pub use store::{Change, ChangeFeed, KeyStore};

@@ -11,11 +11,11 @@
 use super::KeyError;
 use super::ring::{RotationPolicy, VersionState};
 use super::store::{
-    CommitOutcome, KeyStore, MAC_LEN, RingChange, RingRecord, RingRows, SubjectRecord,
-    VersionDigest, VersionRecord,
+    CHANGE_FEED_RETENTION, Change, ChangeFeed, CommitOutcome, KeyStore, MAC_LEN, RingChange,
+    RingRecord, RingRows, SubjectRecord, VersionDigest, VersionRecord, announces_change,
 };
 use crate::crypto::Suite;
-use crate::postgres::{Postgres, PostgresError, bigint, classify, ring_lock_key};
+use crate::postgres::{LOCK_CLASS_FEED, Postgres, PostgresError, bigint, classify, ring_lock_key};
 use core::fmt;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres as Pg, Transaction};
@@ -212,6 +212,52 @@ async fn lock_rings_shared(
     Ok(())
 }
 
+/// Appends change-feed entries, as the last statements of the transaction, and prunes entries
+/// beyond the retention.
+///
+/// An identity column is assigned when a row is inserted, not when it commits: two writers could
+/// commit their entries out of order, and a reader that had already moved past the later one
+/// would never see the earlier. So every writer appends under one advisory lock held until it
+/// commits; a commit is visible before its locks are released, hence whoever sees an entry also
+/// sees every entry below it. The lock serialises only the end of announcing transactions (ring
+/// changes, erasures, re-creations), which are rare next to reads.
+async fn announce(
+    tx: &mut Transaction<'static, Pg>,
+    entries: &[(String, Option<String>)],
+    what: &str,
+) -> Result<(), PostgresError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let (rings, subjects): (Vec<&str>, Vec<Option<&str>>) = entries
+        .iter()
+        .map(|(ring, subject)| (ring.as_str(), subject.as_deref()))
+        .unzip();
+    sqlx::query("SELECT pg_advisory_xact_lock($1, 0)")
+        .bind(LOCK_CLASS_FEED)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| classify(what, e))?;
+    sqlx::query(
+        "INSERT INTO custodian_changes (ring, subject)
+         SELECT * FROM UNNEST($1::text[], $2::text[])",
+    )
+    .bind(rings)
+    .bind(subjects)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| classify(what, e))?;
+    sqlx::query(
+        "DELETE FROM custodian_changes
+         WHERE seq <= (SELECT max(seq) FROM custodian_changes) - $1",
+    )
+    .bind(bigint("change feed retention", CHANGE_FEED_RETENTION)?)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| classify(what, e))?;
+    Ok(())
+}
+
 // ---- Rows read back. Values that cannot be decoded are reported as tampering. ----
 
 type RingRow = (
@@ -387,6 +433,24 @@ const SELECT_WRAPPED_BELOW: &str = "SELECT ring, subject, generation, wrapped_by
     created_at, erased_at, mac FROM custodian_subject_keys \
     WHERE ring = $1 AND wrapped_key IS NOT NULL AND wrapped_by < $2 \
     ORDER BY subject COLLATE \"C\", generation LIMIT $3";
+
+/// Per input key, whether it was inserted: each returned key marks the first row of the call with
+/// that key.
+fn claim(keys: &[(String, String, i64)], returned: Vec<(String, String, i64)>) -> Vec<bool> {
+    let mut unclaimed: HashMap<(String, String, i64), usize> = HashMap::new();
+    for key in returned {
+        *unclaimed.entry(key).or_default() += 1;
+    }
+    keys.iter()
+        .map(|key| match unclaimed.get_mut(key) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        })
+        .collect()
+}
 
 impl KeyStore for PgKeyStore {
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, KeyError> {
@@ -591,6 +655,7 @@ impl KeyStore for PgKeyStore {
                     return Ok(CommitOutcome::Conflict);
                 }
                 upsert_versions(&mut tx, &versions, &what).await?;
+                announce(&mut tx, &[(ring.name.clone(), None)], &what).await?;
                 tx.commit().await.map_err(|e| classify(&what, e))?;
                 Ok(CommitOutcome::Committed)
             },
@@ -641,13 +706,14 @@ impl KeyStore for PgKeyStore {
             .zip(&columns.generation)
             .map(|((r, s), g)| (r.clone(), s.clone(), *g))
             .collect();
+        let announces: Vec<bool> = rows.iter().map(announces_change).collect();
         let what = format!("inserting {} subject keys", rows.len());
-        let inserted: Vec<(String, String, i64)> = self.run(what, |pool, what| async move {
+        self.run(what, |pool, what| async move {
             let mut tx = pool.begin().await.map_err(|e| classify(&what, e))?;
             lock_rings_shared(&mut tx, &columns.ring, &what).await?;
             // UNNEST yields the rows in array order, so within one call the first of two rows
             // with the same key is the one inserted, as in the other stores.
-            let inserted = sqlx::query_as(
+            let returned: Vec<(String, String, i64)> = sqlx::query_as(
                 "INSERT INTO custodian_subject_keys
                      (ring, subject, generation, wrapped_by, wrapped_key, created_at, erased_at, mac)
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[],
@@ -666,24 +732,17 @@ impl KeyStore for PgKeyStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(|e| classify(&what, e))?;
+            let inserted = claim(&keys, returned);
+            let entries: Vec<(String, Option<String>)> = keys
+                .into_iter()
+                .zip(inserted.iter().zip(&announces))
+                .filter(|(_, (inserted, announces))| **inserted && **announces)
+                .map(|((ring, subject, _), _)| (ring, Some(subject)))
+                .collect();
+            announce(&mut tx, &entries, &what).await?;
             tx.commit().await.map_err(|e| classify(&what, e))?;
             Ok(inserted)
-        })?;
-        // Each returned key marks the first row of the call with that key as inserted.
-        let mut unclaimed: HashMap<(String, String, i64), usize> = HashMap::new();
-        for key in inserted {
-            *unclaimed.entry(key).or_default() += 1;
-        }
-        Ok(keys
-            .into_iter()
-            .map(|key| match unclaimed.get_mut(&key) {
-                Some(n) if *n > 0 => {
-                    *n -= 1;
-                    true
-                }
-                _ => false,
-            })
-            .collect())
+        })
     }
 
     fn rewrap_subjects(&self, rows: &[(SubjectRecord, u32)]) -> Result<Vec<bool>, KeyError> {
@@ -743,6 +802,7 @@ impl KeyStore for PgKeyStore {
         self.run(
             format!("erasing the key of subject `{subject}` of key ring `{ring}`"),
             |pool, what| async move {
+                let mut tx = pool.begin().await.map_err(|e| classify(&what, e))?;
                 // NULL replaces the wrapped key in the live row; PostgreSQL keeps the old row
                 // version until VACUUM reclaims it (docs/KEYSTORE.md, limits).
                 let n = sqlx::query(
@@ -754,14 +814,19 @@ impl KeyStore for PgKeyStore {
                 .bind(wrapped_by)
                 .bind(erased_at)
                 .bind(mac)
-                .bind(ring)
-                .bind(subject)
+                .bind(&ring)
+                .bind(&subject)
                 .bind(generation)
-                .execute(&pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| classify(&what, e))?
                 .rows_affected();
-                Ok(n == 1)
+                if n != 1 {
+                    return Ok(false);
+                }
+                announce(&mut tx, &[(ring, Some(subject))], &what).await?;
+                tx.commit().await.map_err(|e| classify(&what, e))?;
+                Ok(true)
             },
         )
     }
@@ -787,6 +852,71 @@ impl KeyStore for PgKeyStore {
             },
         )?;
         rows.into_iter().map(subject_record).collect()
+    }
+
+    fn changes_since(&self, after: u64, limit: usize) -> Result<ChangeFeed, KeyError> {
+        let wanted = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
+        let (bounds, rows) = self.run(
+            "reading the key store's change feed".to_owned(),
+            |pool, what| async move {
+                // One snapshot: the bounds and the entries agree.
+                let mut tx = pool
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await
+                    .map_err(|e| classify(&what, e))?;
+                let bounds: (Option<i64>, Option<i64>) =
+                    sqlx::query_as("SELECT min(seq), max(seq) FROM custodian_changes")
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(|e| classify(&what, e))?;
+                let latest = bounds.1.unwrap_or(0);
+                let rows: Vec<(i64, String, Option<String>)> = match i64::try_from(after) {
+                    Ok(after) if after < latest => sqlx::query_as(
+                        "SELECT seq, ring, subject FROM custodian_changes
+                         WHERE seq > $1 ORDER BY seq LIMIT $2",
+                    )
+                    .bind(after)
+                    .bind(wanted)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(|e| classify(&what, e))?,
+                    _ => Vec::new(),
+                };
+                tx.commit().await.map_err(|e| classify(&what, e))?;
+                Ok((bounds, rows))
+            },
+        )?;
+        let bad = || KeyError::tampered("negative change feed position", "", None);
+        let latest = bounds
+            .1
+            .map_or(Ok(0), |v| u64::try_from(v).map_err(|_| bad()))?;
+        if after >= latest {
+            return Ok(ChangeFeed {
+                latest,
+                changes: Vec::new(),
+                complete: true,
+            });
+        }
+        let oldest = bounds
+            .0
+            .map_or(Ok(latest), |v| u64::try_from(v).map_err(|_| bad()))?;
+        let changes = rows
+            .into_iter()
+            .map(|(seq, ring, subject)| {
+                Ok(Change {
+                    seq: u64::try_from(seq).map_err(|_| bad())?,
+                    ring,
+                    subject,
+                })
+            })
+            .collect::<Result<Vec<_>, KeyError>>()?;
+        // Positions are never reused, so a gap before the oldest kept entry means pruning.
+        let complete = after.saturating_add(1) >= oldest && changes.len() <= limit;
+        Ok(ChangeFeed {
+            latest,
+            changes: if complete { changes } else { Vec::new() },
+            complete,
+        })
     }
 }
 

@@ -6,8 +6,8 @@
 use super::KeyError;
 use super::ring::{RotationPolicy, VersionState};
 use super::store::{
-    CommitOutcome, KeyStore, MAC_LEN, RingChange, RingRecord, RingRows, SubjectRecord,
-    VersionDigest, VersionRecord,
+    CHANGE_FEED_RETENTION, Change, ChangeFeed, CommitOutcome, KeyStore, MAC_LEN, RingChange,
+    RingRecord, RingRows, SubjectRecord, VersionDigest, VersionRecord, announces_change,
 };
 use crate::crypto::Suite;
 use crate::sqlite::Pool;
@@ -17,9 +17,10 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Schema version this build writes; `MIGRATIONS[i]` upgrades from version `i` to `i + 1`.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
-const MIGRATIONS: [&str; 1] = [r#"
+const MIGRATIONS: [&str; 2] = [
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY NOT NULL,
     value BLOB NOT NULL
@@ -62,7 +63,15 @@ CREATE TABLE subject_keys (
 ) STRICT;
 CREATE INDEX subject_keys_by_wrapping_version
     ON subject_keys (ring, wrapped_by) WHERE wrapped_key IS NOT NULL;
-"#];
+"#,
+    r#"
+CREATE TABLE changes (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    ring    TEXT NOT NULL,
+    subject TEXT
+) STRICT;
+"#,
+];
 
 /// A key store in one SQLite database file.
 pub struct SqliteKeyStore {
@@ -565,6 +574,7 @@ impl KeyStore for SqliteKeyStore {
             for v in &change.versions {
                 upsert_version(&tx, v)?;
             }
+            announce(&tx, &r.name, None)?;
             tx.commit().map_err(store_err)?;
             if change.versions.iter().any(|v| v.wrapped_key.is_none()) {
                 self.checkpoint(conn);
@@ -630,6 +640,13 @@ impl KeyStore for SqliteKeyStore {
                     inserted.push(n == 1);
                 }
             }
+            for (row, _) in rows
+                .iter()
+                .zip(&inserted)
+                .filter(|(row, new)| **new && announces_change(row))
+            {
+                announce(&tx, &row.ring, Some(&row.subject))?;
+            }
             tx.commit().map_err(store_err)?;
             Ok(inserted)
         })
@@ -671,7 +688,10 @@ impl KeyStore for SqliteKeyStore {
 
     fn erase_subject(&self, tombstone: &SubjectRecord) -> Result<bool, KeyError> {
         self.with_conn(|conn| {
-            let n = conn
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(store_err)?;
+            let n = tx
                 .prepare_cached(
                     "UPDATE subject_keys SET wrapped_by = ?1, wrapped_key = NULL, erased_at = ?2,
                          mac = ?3
@@ -689,6 +709,10 @@ impl KeyStore for SqliteKeyStore {
                     ])
                 })
                 .map_err(store_err)?;
+            if n == 1 {
+                announce(&tx, &tombstone.ring, Some(&tombstone.subject))?;
+            }
+            tx.commit().map_err(store_err)?;
             if n == 1 {
                 self.checkpoint(conn);
             }
@@ -717,6 +741,71 @@ impl KeyStore for SqliteKeyStore {
         })?;
         raw.into_iter().map(RawSubject::into_record).collect()
     }
+
+    fn changes_since(&self, after: u64, limit: usize) -> Result<ChangeFeed, KeyError> {
+        self.with_conn(|conn| {
+            // One read transaction: the bounds and the entries come from one snapshot.
+            let tx = conn.transaction().map_err(store_err)?;
+            let (oldest, latest): (Option<Int>, Option<Int>) = tx
+                .query_row("SELECT min(seq), max(seq) FROM changes", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map_err(store_err)?;
+            let latest = latest.map_or(0, |v| v.0);
+            if after >= latest {
+                return Ok(ChangeFeed {
+                    latest,
+                    changes: Vec::new(),
+                    complete: true,
+                });
+            }
+            let oldest = oldest.map_or(latest, |v| v.0);
+            let wanted = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
+            let changes: Vec<Change> = tx
+                .prepare_cached(
+                    "SELECT seq, ring, subject FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![int(after), wanted], |r| {
+                        Ok(Change {
+                            seq: r.get::<_, Int>(0)?.0,
+                            ring: r.get(1)?,
+                            subject: r.get(2)?,
+                        })
+                    })
+                    .and_then(Iterator::collect)
+                })
+                .map_err(store_err)?;
+            // Entries are never skipped, so a gap before the oldest kept one means pruning.
+            let complete = after.saturating_add(1) >= oldest && changes.len() <= limit;
+            Ok(ChangeFeed {
+                latest,
+                changes: if complete { changes } else { Vec::new() },
+                complete,
+            })
+        })
+    }
+}
+
+/// Appends a change-feed entry inside the transaction `tx`, and prunes entries beyond the
+/// retention.
+fn announce(
+    tx: &rusqlite::Transaction<'_>,
+    ring: &str,
+    subject: Option<&str>,
+) -> Result<(), KeyError> {
+    tx.prepare_cached("INSERT INTO changes (ring, subject) VALUES (?1, ?2)")
+        .and_then(|mut stmt| stmt.execute(params![ring, subject]))
+        .map_err(store_err)?;
+    let seq = tx.last_insert_rowid();
+    tx.prepare_cached("DELETE FROM changes WHERE seq <= ?1")
+        .and_then(|mut stmt| {
+            stmt.execute([
+                seq.saturating_sub(i64::try_from(CHANGE_FEED_RETENTION).unwrap_or(i64::MAX))
+            ])
+        })
+        .map_err(store_err)?;
+    Ok(())
 }
 
 impl fmt::Debug for SqliteKeyStore {

@@ -42,6 +42,9 @@ pub(super) struct RingSnapshot {
     /// The snapshot may be used for sealing until then (half the ring's propagation time).
     pub(super) valid_until: AtomicU64,
     pub(super) lease: Arc<Lease>,
+    /// The `now` this snapshot was installed at (a reload by the change feed reuses it, so that
+    /// the feed never moves a caller's clock).
+    pub(super) installed_at: u64,
 }
 
 impl RingSnapshot {
@@ -99,6 +102,9 @@ pub(super) struct RingHandle {
     /// Incremented by every erasure in this ring, before its cache purge: a subject key read from
     /// the store is cached only if no erasure happened meanwhile.
     pub(super) erasures: AtomicU64,
+    /// Incremented whenever an installed snapshot changes the primary or the set of live versions
+    /// (blind indexes watch it to pick up an index-key rotation).
+    pub(super) versions_epoch: AtomicU64,
 }
 
 impl RingHandle {
@@ -192,6 +198,7 @@ impl KeyManager {
                 ),
                 forced_reload_at: AtomicU64::new(u64::MAX),
                 erasures: AtomicU64::new(0),
+                versions_epoch: AtomicU64::new(0),
             })
         }))
     }
@@ -319,16 +326,23 @@ impl KeyManager {
         let shrank = old
             .as_ref()
             .is_some_and(|old| old.keys.keys().any(|v| !keys.contains_key(v)));
+        let versions_changed = old.as_ref().is_none_or(|old| {
+            old.rows.ring.primary_version != primary || !old.keys.keys().eq(keys.keys())
+        });
         let snap = Arc::new(RingSnapshot {
             valid_until: AtomicU64::new(now.saturating_add(rows.ring.policy.propagation_secs / 2)),
             rows,
             keys,
             lease,
+            installed_at: now,
         });
         *handle
             .snapshot
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&snap));
+        if versions_changed {
+            handle.versions_epoch.fetch_add(1, Ordering::SeqCst);
+        }
         if shrank {
             // Drop subject KEKs derived from versions that can no longer decrypt.
             handle.subjects.for_each(|_, state| {

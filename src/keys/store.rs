@@ -143,7 +143,42 @@ pub enum CommitOutcome {
     SubjectKeysDepend(u64),
 }
 
+/// How many changes a store keeps in its change feed; a reader further behind drops every cached
+/// key instead ([`ChangeFeed::complete`] is false).
+pub const CHANGE_FEED_RETENTION: u64 = 10_000;
+
+/// One entry of a store's change feed: what other processes must drop from their caches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Position in the feed: increasing in commit order, never reused.
+    pub seq: u64,
+    /// The ring concerned.
+    pub ring: String,
+    /// The subject whose key was erased or re-created; `None` for a change to the ring row itself
+    /// (rotation, disabled or destroyed version, policy).
+    pub subject: Option<String>,
+}
+
+/// The answer of [`KeyStore::changes_since`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeFeed {
+    /// The newest position in the feed; pass it as `after` next time.
+    pub latest: u64,
+    /// The changes after `after`, oldest first.
+    pub changes: Vec<Change>,
+    /// False when some changes after `after` are no longer known (pruned, or more than the
+    /// requested limit): the reader must drop every cached key of the store.
+    pub complete: bool,
+}
+
 /// Persistent storage of key rings and subject keys.
+///
+/// Besides the rows, a store keeps a **change feed**: every committed ring change, every erasure
+/// and every re-creation of an erased subject appends an entry in the same transaction. Each
+/// [`KeyManager`](super::KeyManager) polls it (every 250 ms by default) and drops what changed
+/// from its caches, so an erasure or a rotation reaches every process and server within a second
+/// while the store is reachable. The feed is only a hint: every row it points at is read again and
+/// verified.
 pub trait KeyStore: Send + Sync + fmt::Debug {
     /// Reads a store-wide value (such as the wrapped integrity key).
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, KeyError>;
@@ -191,6 +226,21 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
         version: u32,
         limit: usize,
     ) -> Result<Vec<SubjectRecord>, KeyError>;
+
+    /// The change feed after position `after`, at most `limit` entries (more makes the answer
+    /// incomplete). `after = u64::MAX` asks only for the newest position.
+    ///
+    /// Entries are appended, in the transaction of the change, by [`KeyStore::commit_ring`] (ring
+    /// entry), [`KeyStore::erase_subject`] (when it erased) and [`KeyStore::insert_subjects`] (for
+    /// each inserted row that is a tombstone or a generation above 1). At least the newest
+    /// [`CHANGE_FEED_RETENTION`] entries are kept.
+    fn changes_since(&self, after: u64, limit: usize) -> Result<ChangeFeed, KeyError>;
+}
+
+/// Whether inserting `row` must be announced on the change feed: an erasure recorded without a
+/// key, or a subject re-created after an erasure (other processes may have cached it as erased).
+pub fn announces_change(row: &SubjectRecord) -> bool {
+    !row.is_live() || row.generation > 1
 }
 
 impl fmt::Debug for VersionRecord {

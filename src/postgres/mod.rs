@@ -341,6 +341,9 @@ pub(crate) fn ring_lock_key(ring: &str) -> (i32, i32) {
     (LOCK_CLASS_RING, i32::from_be_bytes(first))
 }
 
-/// Advisory-lock classes (first key of the two-key form): "cust" and "cusm" in ASCII.
+/// Advisory-lock classes (first key of the two-key form), in ASCII: "cust" for rings, "cusm" for
+/// migrations.
 pub(crate) const LOCK_CLASS_RING: i32 = 0x6375_7374;
 pub(crate) const LOCK_CLASS_MIGRATION: i32 = 0x6375_736d;
+/// "cusf": the key store's change feed (one lock, second key 0).
+pub(crate) const LOCK_CLASS_FEED: i32 = 0x6375_7366;

@@ -54,6 +54,13 @@ const MIGRATIONS: [&[&str]; 2] = [
      )",
         "CREATE INDEX custodian_subject_keys_by_wrapping_version
          ON custodian_subject_keys (ring, wrapped_by) WHERE wrapped_key IS NOT NULL",
+        // The change feed (KeyStore::changes_since). `seq` follows commit order because every
+        // writer appends under one advisory lock held until it commits (keys/postgres.rs).
+        "CREATE TABLE custodian_changes (
+         seq     BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+         ring    TEXT NOT NULL,
+         subject TEXT
+     )",
     ],
     // 1 -> 2: MFA factors and recovery codes (docs/MFA.md).
     &[
