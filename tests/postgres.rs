@@ -73,9 +73,9 @@ fn servers_starting_at_once_migrate_once() {
                     "SELECT count(*) FROM information_schema.tables WHERE table_schema = '{schema}'"
                 )
             ),
-            7,
-            "custodian_schema, _meta, _rings, _ring_versions, _subject_keys, _mfa_factor, \
-             _mfa_recovery_code"
+            8,
+            "custodian_schema, _meta, _rings, _ring_versions, _subject_keys, _changes, \
+             _mfa_factor, _mfa_recovery_code"
         );
         // Opening a store on the migrated schema is a no-op migration.
         let again = pg_support::handle_in(&url, &schema)

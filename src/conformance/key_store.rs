@@ -8,8 +8,8 @@
 
 use crate::crypto::Suite;
 use crate::keys::store::{
-    CommitOutcome, KeyStore, RingChange, RingRecord, RingRows, SubjectRecord, VersionDigest,
-    VersionRecord,
+    ChangeFeed, CommitOutcome, KeyStore, RingChange, RingRecord, RingRows, SubjectRecord,
+    VersionDigest, VersionRecord,
 };
 use crate::keys::{KeyError, RotationPolicy, VersionState};
 use std::sync::{Arc, Barrier};
@@ -72,6 +72,14 @@ pub const ALL: &[(&str, Check)] = &[
     (
         "big_integers_are_refused_or_kept_exactly",
         big_integers_are_refused_or_kept_exactly,
+    ),
+    (
+        "change_feed_announces_ring_changes_erasures_and_recreations",
+        change_feed_announces_ring_changes_erasures_and_recreations,
+    ),
+    (
+        "change_feed_positions_and_limits",
+        change_feed_positions_and_limits,
     ),
 ];
 
@@ -756,5 +764,107 @@ pub fn big_integers_are_refused_or_kept_exactly(new_store: NewStore<'_>) -> Resu
             assert_eq!(store.load_subject("r", "too-big")?, None);
         }
     }
+    Ok(())
+}
+
+fn feed_entries(feed: &ChangeFeed) -> Vec<(String, Option<String>)> {
+    feed.changes
+        .iter()
+        .map(|c| (c.ring.clone(), c.subject.clone()))
+        .collect()
+}
+
+/// The change feed gets one entry per committed ring change, per erasure and per inserted row
+/// that is a tombstone or a re-creation, and none for anything refused or unchanged.
+pub fn change_feed_announces_ring_changes_erasures_and_recreations(
+    new_store: NewStore<'_>,
+) -> Result<(), KeyError> {
+    let store = new_store();
+    let empty = ChangeFeed {
+        latest: 0,
+        changes: Vec::new(),
+        complete: true,
+    };
+    assert_eq!(store.changes_since(0, 100)?, empty, "a new store's feed");
+    let rows = ring("r", 1, 1);
+    create(store.as_ref(), &rows)?;
+    let a1 = subject("r", "a", 1, 1, 1);
+    assert_eq!(store.insert_subjects(std::slice::from_ref(&a1))?, [true]);
+    assert_eq!(
+        store.changes_since(0, 100)?,
+        empty,
+        "creating a ring or a first subject key announces nothing"
+    );
+
+    let change = rotation(&rows);
+    assert_eq!(store.commit_ring(&change)?, CommitOutcome::Committed);
+    assert_eq!(store.commit_ring(&change)?, CommitOutcome::Conflict);
+    assert!(store.erase_subject(&tombstone(&a1, 1_700_007_000))?);
+    assert!(!store.erase_subject(&tombstone(&a1, 1_700_007_001))?);
+    let a2 = subject("r", "a", 2, 2, 2);
+    let never = tombstone(&subject("r", "never", 1, 0, 0), 1_700_007_002);
+    assert_eq!(store.insert_subjects(&[a2.clone(), never])?, [true, true]);
+    assert_eq!(store.insert_subjects(&[a2])?, [false]);
+
+    let feed = store.changes_since(0, 100)?;
+    assert!(feed.complete);
+    let r = || "r".to_owned();
+    let s = |name: &str| Some(name.to_owned());
+    assert_eq!(
+        feed_entries(&feed),
+        [(r(), None), (r(), s("a")), (r(), s("a")), (r(), s("never"))],
+        "rotation, erasure, re-creation, erasure of a subject without a key"
+    );
+    let seqs: Vec<u64> = feed.changes.iter().map(|c| c.seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w.first() < w.get(1)),
+        "increasing positions {seqs:?}"
+    );
+    assert_eq!(seqs.last().copied(), Some(feed.latest));
+    Ok(())
+}
+
+/// Reading from a position returns what follows it; `u64::MAX` or the newest position return
+/// nothing but the newest position; more entries than the limit make the answer incomplete.
+pub fn change_feed_positions_and_limits(new_store: NewStore<'_>) -> Result<(), KeyError> {
+    let store = new_store();
+    let mut rows = ring("r", 1, 1);
+    create(store.as_ref(), &rows)?;
+    for _ in 0..4 {
+        let change = rotation(&rows);
+        assert_eq!(store.commit_ring(&change)?, CommitOutcome::Committed);
+        rows = RingRows {
+            ring: change.ring,
+            versions: change.versions,
+        };
+    }
+    let all = store.changes_since(0, 100)?;
+    assert_eq!(all.changes.len(), 4);
+    let latest = all.latest;
+    let first = all.changes.first().map(|c| c.seq).unwrap_or_default();
+    let after_first = store.changes_since(first, 100)?;
+    assert!(after_first.complete);
+    assert_eq!(
+        after_first.changes.as_slice(),
+        all.changes.get(1..).unwrap_or_default()
+    );
+    for after in [latest, u64::MAX] {
+        assert_eq!(
+            store.changes_since(after, 100)?,
+            ChangeFeed {
+                latest,
+                changes: Vec::new(),
+                complete: true
+            },
+            "after {after}"
+        );
+    }
+    let exact = store.changes_since(0, 4)?;
+    assert!(exact.complete);
+    assert_eq!(exact.changes.len(), 4);
+    let short = store.changes_since(0, 3)?;
+    assert!(!short.complete, "four entries do not fit a limit of three");
+    assert!(short.changes.is_empty());
+    assert_eq!(short.latest, latest);
     Ok(())
 }
