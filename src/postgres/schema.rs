@@ -13,76 +13,76 @@ const MIGRATIONS: [&[&str]; 2] = [
     // 0 -> 1: the key store (docs/KEYSTORE.md).
     &[
         "CREATE TABLE custodian_meta (
-         key   TEXT PRIMARY KEY,
-         value BYTEA NOT NULL
-     )",
+            key   TEXT PRIMARY KEY,
+            value BYTEA NOT NULL
+        )",
         "CREATE TABLE custodian_rings (
-         name                   TEXT PRIMARY KEY,
-         generation             BIGINT NOT NULL,
-         suite                  SMALLINT NOT NULL,
-         primary_version        BIGINT NOT NULL,
-         min_encryption_version BIGINT NOT NULL,
-         min_decryption_version BIGINT NOT NULL,
-         max_age_secs           BIGINT,
-         max_encryptions        BIGINT NOT NULL,
-         propagation_secs       BIGINT NOT NULL,
-         created_at             BIGINT NOT NULL,
-         version_digests        BYTEA NOT NULL,
-         mac                    BYTEA NOT NULL
-     )",
+            name                   TEXT PRIMARY KEY,
+            generation             BIGINT NOT NULL,
+            suite                  SMALLINT NOT NULL,
+            primary_version        BIGINT NOT NULL,
+            min_encryption_version BIGINT NOT NULL,
+            min_decryption_version BIGINT NOT NULL,
+            max_age_secs           BIGINT,
+            max_encryptions        BIGINT NOT NULL,
+            propagation_secs       BIGINT NOT NULL,
+            created_at             BIGINT NOT NULL,
+            version_digests        BYTEA NOT NULL,
+            mac                    BYTEA NOT NULL
+        )",
         "CREATE TABLE custodian_ring_versions (
-         ring           TEXT NOT NULL REFERENCES custodian_rings (name),
-         version        BIGINT NOT NULL,
-         state          SMALLINT NOT NULL,
-         wrapped_key    BYTEA,
-         created_at     BIGINT NOT NULL,
-         superseded_at  BIGINT,
-         usage_reserved BIGINT NOT NULL,
-         mac            BYTEA NOT NULL,
-         PRIMARY KEY (ring, version)
-     )",
+            ring           TEXT NOT NULL REFERENCES custodian_rings (name),
+            version        BIGINT NOT NULL,
+            state          SMALLINT NOT NULL,
+            wrapped_key    BYTEA,
+            created_at     BIGINT NOT NULL,
+            superseded_at  BIGINT,
+            usage_reserved BIGINT NOT NULL,
+            mac            BYTEA NOT NULL,
+            PRIMARY KEY (ring, version)
+        )",
         "CREATE TABLE custodian_subject_keys (
-         ring        TEXT NOT NULL REFERENCES custodian_rings (name),
-         subject     TEXT NOT NULL,
-         generation  BIGINT NOT NULL,
-         wrapped_by  BIGINT NOT NULL,
-         wrapped_key BYTEA,
-         created_at  BIGINT NOT NULL,
-         erased_at   BIGINT,
-         mac         BYTEA NOT NULL,
-         PRIMARY KEY (ring, subject, generation)
-     )",
+            ring        TEXT NOT NULL REFERENCES custodian_rings (name),
+            subject     TEXT NOT NULL,
+            generation  BIGINT NOT NULL,
+            wrapped_by  BIGINT NOT NULL,
+            wrapped_key BYTEA,
+            created_at  BIGINT NOT NULL,
+            erased_at   BIGINT,
+            mac         BYTEA NOT NULL,
+            PRIMARY KEY (ring, subject, generation)
+        )",
         "CREATE INDEX custodian_subject_keys_by_wrapping_version
-         ON custodian_subject_keys (ring, wrapped_by) WHERE wrapped_key IS NOT NULL",
+            ON custodian_subject_keys (ring, wrapped_by) WHERE wrapped_key IS NOT NULL",
         // The change feed (KeyStore::changes_since). `seq` follows commit order because every
         // writer appends under one advisory lock held until it commits (keys/postgres.rs).
         "CREATE TABLE custodian_changes (
-         seq     BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-         ring    TEXT NOT NULL,
-         subject TEXT
-     )",
+            seq     BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            ring    TEXT NOT NULL,
+            subject TEXT
+        )",
     ],
     // 1 -> 2: MFA factors and recovery codes (docs/MFA.md).
     &[
         "CREATE TABLE custodian_mfa_factor (
-         user_id            TEXT     NOT NULL,
-         factor_id          TEXT     NOT NULL,
-         sealed_seed        BYTEA    NOT NULL,
-         phase              TEXT     NOT NULL CHECK (phase IN ('pending', 'active', 'disabled')),
-         pending_expires_at BIGINT   CHECK (pending_expires_at >= 0),
-         last_step          BIGINT   CHECK (last_step >= 0),
-         failures           BIGINT   NOT NULL DEFAULT 0 CHECK (failures >= 0),
-         retry_at           BIGINT   NOT NULL DEFAULT 0 CHECK (retry_at >= 0),
-         locked             BOOLEAN  NOT NULL DEFAULT FALSE,
-         generation         BIGINT   NOT NULL DEFAULT 0 CHECK (generation >= 0),
-         PRIMARY KEY (user_id, factor_id)
-     )",
+            user_id            TEXT     NOT NULL,
+            factor_id          TEXT     NOT NULL,
+            sealed_seed        BYTEA    NOT NULL,
+            phase              TEXT     NOT NULL CHECK (phase IN ('pending', 'active', 'disabled')),
+            pending_expires_at BIGINT   CHECK (pending_expires_at >= 0),
+            last_step          BIGINT   CHECK (last_step >= 0),
+            failures           BIGINT   NOT NULL DEFAULT 0 CHECK (failures >= 0),
+            retry_at           BIGINT   NOT NULL DEFAULT 0 CHECK (retry_at >= 0),
+            locked             BOOLEAN  NOT NULL DEFAULT FALSE,
+            generation         BIGINT   NOT NULL DEFAULT 0 CHECK (generation >= 0),
+            PRIMARY KEY (user_id, factor_id)
+        )",
         "CREATE TABLE custodian_mfa_recovery_code (
-         user_id   TEXT   NOT NULL,
-         code_id   BIGINT NOT NULL,
-         code_hash BYTEA  NOT NULL,
-         PRIMARY KEY (user_id, code_id)
-     )",
+            user_id   TEXT   NOT NULL,
+            code_id   BIGINT NOT NULL,
+            code_hash BYTEA  NOT NULL,
+            PRIMARY KEY (user_id, code_id)
+        )",
     ],
 ];
 
