@@ -44,6 +44,8 @@
     clippy::indexing_slicing
 )]
 
+#[cfg(feature = "tokio")]
+pub mod asynchronous;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod crypto;

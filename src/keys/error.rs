@@ -136,6 +136,12 @@ pub enum KeyError {
     /// The random number generator failed (`crypto::fill_random`).
     #[error("random number generator failed")]
     Random,
+    /// The operation needs the key store or the root provider, and was asked to answer from
+    /// memory only. Internal to the async facade, which then runs the operation on the blocking
+    /// pool; no public operation returns it.
+    #[doc(hidden)]
+    #[error("this operation needs the key store; the async facade runs it on the blocking pool")]
+    WouldBlock,
 }
 
 impl KeyError {

@@ -4,6 +4,7 @@
 use super::KeyError;
 use super::feed;
 use super::integrity::{INTEGRITY_KEY_AAD, INTEGRITY_KEY_META, Integrity};
+use super::io_guard::{GuardedRoot, GuardedStore};
 use super::root::RootKeyProvider;
 use super::state::{MANAGERS, Rings, lock};
 use super::store::KeyStore;
@@ -166,6 +167,9 @@ impl KeyManager {
         root: Arc<dyn RootKeyProvider>,
         options: ManagerOptions,
     ) -> Result<Self, KeyError> {
+        // Every store and root access goes through the guards (see `io_guard`).
+        let store: Arc<dyn KeyStore> = Arc::new(GuardedStore(store));
+        let root: Arc<dyn RootKeyProvider> = Arc::new(GuardedRoot(root));
         let blob = match store.get_meta(INTEGRITY_KEY_META)? {
             Some(blob) => blob,
             None => {

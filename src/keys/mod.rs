@@ -17,6 +17,7 @@ mod cache;
 mod error;
 mod feed;
 mod integrity;
+mod io_guard;
 mod manager;
 mod memory;
 #[cfg(feature = "postgres")]
@@ -31,6 +32,8 @@ pub mod store;
 mod subject;
 
 pub use error::KeyError;
+#[cfg(feature = "tokio")]
+pub(crate) use io_guard::without_io;
 pub use manager::{Erasure, KeyManager, LiveVersions, ManagerOptions, Rotation, SubjectGeneration};
 pub use memory::MemoryKeyStore;
 #[cfg(feature = "postgres")]

@@ -4,7 +4,7 @@
 //! [`FactorState`] and returns the state to persist, on success ([`Verified::state`]) and on
 //! failure ([`Rejected::state`]) alike. Persist it with compare-and-set: write the new state only
 //! if the stored one is still the state you verified against (a generation column, see
-//! [`super::store::SqliteFactorStore`]); if the write loses, the code was not accepted. Without
+//! [`super::MfaService`] over any [`super::FactorStore`]); if the write loses, the code was not accepted. Without
 //! that, two concurrent requests with the same code could both succeed.
 
 use super::enrollment::Factor;

@@ -1,0 +1,239 @@
+//! The async facade: storage work never runs on the runtime's thread, cached operations need no
+//! storage at all, and a slow store does not stall other tasks.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use custodian::asynchronous::{AsyncCustodian, AsyncMfa};
+use custodian::envelope::{Kek, StaticKek};
+use custodian::keys::store::{CommitOutcome, RingChange, RingRows, SubjectRecord};
+use custodian::keys::{ChangeFeed, KeyError, KeyStore, LocalRootKey, MemoryKeyStore};
+use custodian::mfa::{MemoryFactorStore, MfaService, TotpKey, Verifier};
+use custodian::{Custodian, EncryptionContext};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
+use std::time::Duration;
+
+/// A memory store that records which threads call it, and can be made slow.
+#[derive(Debug, Default)]
+struct Watched {
+    inner: MemoryKeyStore,
+    calls: AtomicUsize,
+    threads: Mutex<Vec<ThreadId>>,
+    delay_ms: AtomicU64,
+}
+
+impl Watched {
+    fn enter(&self) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.threads
+            .lock()
+            .unwrap()
+            .push(std::thread::current().id());
+        let delay = self.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_millis(delay));
+        }
+    }
+}
+
+impl KeyStore for Watched {
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, KeyError> {
+        self.enter();
+        self.inner.get_meta(key)
+    }
+    fn put_meta_if_absent(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.enter();
+        self.inner.put_meta_if_absent(key, value)
+    }
+    fn ring_names(&self) -> Result<Vec<String>, KeyError> {
+        self.enter();
+        self.inner.ring_names()
+    }
+    fn load_ring(&self, name: &str) -> Result<Option<RingRows>, KeyError> {
+        self.enter();
+        self.inner.load_ring(name)
+    }
+    fn create_ring(&self, rows: &RingRows) -> Result<bool, KeyError> {
+        self.enter();
+        self.inner.create_ring(rows)
+    }
+    fn commit_ring(&self, change: &RingChange) -> Result<CommitOutcome, KeyError> {
+        self.enter();
+        self.inner.commit_ring(change)
+    }
+    fn load_subject(&self, ring: &str, subject: &str) -> Result<Option<SubjectRecord>, KeyError> {
+        self.enter();
+        self.inner.load_subject(ring, subject)
+    }
+    fn subject_history(&self, ring: &str, subject: &str) -> Result<Vec<SubjectRecord>, KeyError> {
+        self.enter();
+        self.inner.subject_history(ring, subject)
+    }
+    fn insert_subjects(&self, rows: &[SubjectRecord]) -> Result<Vec<bool>, KeyError> {
+        self.enter();
+        self.inner.insert_subjects(rows)
+    }
+    fn rewrap_subjects(&self, rows: &[(SubjectRecord, u32)]) -> Result<Vec<bool>, KeyError> {
+        self.enter();
+        self.inner.rewrap_subjects(rows)
+    }
+    fn erase_subject(&self, tombstone: &SubjectRecord) -> Result<bool, KeyError> {
+        self.enter();
+        self.inner.erase_subject(tombstone)
+    }
+    fn subjects_wrapped_below(
+        &self,
+        ring: &str,
+        version: u32,
+        limit: usize,
+    ) -> Result<Vec<SubjectRecord>, KeyError> {
+        self.enter();
+        self.inner.subjects_wrapped_below(ring, version, limit)
+    }
+    fn changes_since(&self, after: u64, limit: usize) -> Result<ChangeFeed, KeyError> {
+        // The feed thread polls this; it is not an operation of the test.
+        self.inner.changes_since(after, limit)
+    }
+}
+
+async fn facade(store: Arc<Watched>) -> AsyncCustodian {
+    AsyncCustodian::build(
+        Custodian::builder()
+            .with_store(store)
+            .root_key(LocalRootKey::random().unwrap()),
+    )
+    .await
+    .unwrap()
+}
+
+fn ctx(record: &str) -> EncryptionContext {
+    EncryptionContext::for_field("customers", record, "email").unwrap()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn storage_never_runs_on_the_runtime_thread_and_cached_calls_need_none() {
+    let runtime_thread = std::thread::current().id();
+    let store = Arc::new(Watched::default());
+    let custodian = facade(Arc::clone(&store)).await;
+
+    // A miss: creates the customer's key.
+    let first = custodian
+        .encrypt("cus_1", &ctx("1"), b"jane@example.com")
+        .await
+        .unwrap();
+    // Hits: the ring and the key are cached, so no storage call at all.
+    let before = store.calls.load(Ordering::SeqCst);
+    for _ in 0..100 {
+        let sealed = custodian
+            .encrypt("cus_1", &ctx("1"), b"jane@example.com")
+            .await
+            .unwrap();
+        let opened = custodian.decrypt(&ctx("1"), &sealed).await.unwrap();
+        assert_eq!(opened.expose_secret(), b"jane@example.com");
+    }
+    assert_eq!(
+        store.calls.load(Ordering::SeqCst),
+        before,
+        "cached seals and opens must not touch the store"
+    );
+    // Administrative operations and misses.
+    custodian.rotate().await.unwrap();
+    assert!(custodian.rewrap(&ctx("1"), &first).await.unwrap().is_some());
+    custodian.erase_subject("cus_1").await.unwrap();
+    let erased = custodian.decrypt(&ctx("1"), &first).await.unwrap_err();
+    assert!(erased.is_subject_erased());
+    let results = custodian
+        .decrypt_many(&[
+            (&ctx("1"), first.as_slice()),
+            (&ctx("2"), b"garbage".as_slice()),
+        ])
+        .await;
+    assert!(results[0].as_ref().unwrap_err().is_subject_erased());
+    assert!(results[1].is_err());
+    custodian
+        .create_subjects(vec!["cus_2".into(), "cus_3".into()])
+        .await
+        .unwrap();
+
+    let threads = store.threads.lock().unwrap();
+    assert!(
+        threads.len() > 5,
+        "the store was used: {} calls",
+        threads.len()
+    );
+    assert!(
+        !threads.contains(&runtime_thread),
+        "a store call ran on the runtime's own thread"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_slow_store_does_not_stall_other_tasks() {
+    let store = Arc::new(Watched::default());
+    let custodian = facade(Arc::clone(&store)).await;
+    store.delay_ms.store(300, Ordering::SeqCst);
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let ticker = {
+        let ticks = Arc::clone(&ticks);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                ticks.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    // A miss on a store that takes 300 ms per call.
+    custodian
+        .encrypt("cus_slow", &ctx("9"), b"value")
+        .await
+        .unwrap();
+    ticker.abort();
+    let ticks = ticks.load(Ordering::SeqCst);
+    assert!(
+        ticks >= 10,
+        "the runtime's only thread was blocked: the ticker ran {ticks} times during the miss"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_code_raced_by_many_tasks_is_accepted_once() {
+    let kek: Arc<dyn Kek> = Arc::new(StaticKek::generate("mfa-seeds", 1).unwrap());
+    let mfa = AsyncMfa::new(
+        MfaService::new(MemoryFactorStore::new(), kek),
+        Verifier::default(),
+    );
+    let now = 1_700_000_000;
+    let key = TotpKey::generate().unwrap();
+    let app = key.duplicate();
+    mfa.begin_enrollment("u1", "phone", key, now, None)
+        .await
+        .unwrap();
+    mfa.confirm_enrollment(
+        "u1",
+        "phone",
+        app.code_at(now).unwrap().expose_secret(),
+        now,
+    )
+    .await
+    .unwrap();
+    for round in 1..=5u64 {
+        let at = now + 30 * round;
+        let code = app.code_at(at).unwrap().expose_secret().to_owned();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (mfa, code) = (mfa.clone(), code.clone());
+                tokio::spawn(async move { mfa.verify("u1", "phone", &code, at).await.is_ok() })
+            })
+            .collect();
+        let mut accepted = 0;
+        for task in tasks {
+            accepted += usize::from(task.await.unwrap());
+        }
+        assert_eq!(accepted, 1, "round {round}");
+    }
+}
