@@ -22,13 +22,7 @@ use custodian::postgres::{Postgres, PostgresError, SCHEMA_VERSION, tokio};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-fn scalar(url: &str, sql: String) -> i64 {
-    let admin = pg_support::admin(url);
-    admin
-        .runtime()
-        .block_on(sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)).fetch_one(admin.pool()))
-        .unwrap()
-}
+use pg_support::scalar;
 
 #[test]
 fn servers_starting_at_once_migrate_once() {

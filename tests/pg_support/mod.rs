@@ -43,6 +43,15 @@ pub fn execute(url: &str, sql: String) {
         .expect("administrative statement");
 }
 
+/// Runs one administrative query that returns a number.
+pub fn scalar(url: &str, sql: String) -> i64 {
+    let admin = admin(url);
+    admin
+        .runtime()
+        .block_on(sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)).fetch_one(admin.pool()))
+        .expect("administrative query")
+}
+
 /// A new, empty schema; its name.
 pub fn fresh_schema(url: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
