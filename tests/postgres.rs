@@ -17,7 +17,7 @@ use custodian::keys::store::{
     CommitOutcome, RingChange, RingRecord, RingRows, SubjectRecord, VersionDigest, VersionRecord,
 };
 use custodian::keys::{KeyError, KeyStore, PgKeyStore, RotationPolicy, VersionState};
-use custodian::postgres::sqlx::{self, AssertSqlSafe};
+use custodian::postgres::sqlx;
 use custodian::postgres::{Postgres, PostgresError, SCHEMA_VERSION, tokio};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
