@@ -347,3 +347,57 @@ pub(crate) const LOCK_CLASS_RING: i32 = 0x6375_7374;
 pub(crate) const LOCK_CLASS_MIGRATION: i32 = 0x6375_736d;
 /// "cusf": the key store's change feed (one lock, second key 0).
 pub(crate) const LOCK_CLASS_FEED: i32 = 0x6375_7366;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_lock_keys_follow_the_documented_formula() {
+        // docs/KEYSTORE.md §7: key2 = first 4 bytes of SHA-256("custodian/v1/pg-ring-lock" ‖ name),
+        // big-endian. Computed independently (Python's hashlib): 8dd92876 for `customers`.
+        assert_eq!(
+            ring_lock_key("customers"),
+            (0x6375_7374, i32::from_be_bytes([0x8d, 0xd9, 0x28, 0x76]))
+        );
+        assert_ne!(ring_lock_key("customers"), ring_lock_key("orders"));
+    }
+
+    #[test]
+    fn connection_failures_are_unavailable_and_refusals_are_not() {
+        for error in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        ] {
+            match classify("loading key ring `r`", error) {
+                PostgresError::Unavailable(message) => {
+                    assert!(
+                        message.starts_with("loading key ring `r` failed: "),
+                        "{message}"
+                    )
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(
+            classify("x", sqlx::Error::RowNotFound),
+            PostgresError::Database(_)
+        ));
+    }
+
+    #[test]
+    fn bigint_refuses_what_does_not_fit() {
+        assert_eq!(bigint("v", 0).unwrap(), 0);
+        assert_eq!(bigint("v", i64::MAX as u64).unwrap(), i64::MAX);
+        let err = bigint("usage_reserved", u64::MAX).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "usage_reserved is {}, above the largest value PostgreSQL's BIGINT stores ({})",
+                u64::MAX,
+                i64::MAX
+            )
+        );
+    }
+}
