@@ -7,7 +7,9 @@
 //! - [`envelope`]: the versioned ciphertext format: a fresh data key per message, wrapped by a
 //!   key-encryption key, with an [`EncryptionContext`] bound into both layers;
 //! - [`keys`]: the key hierarchy (root key, versioned key rings, per-subject keys), rotation,
-//!   crypto-shredding and the durable key store.
+//!   crypto-shredding and the durable key store;
+//! - [`audit`]: a tamper-evident audit log (RFC 9162 Merkle tree, signed C2SP checkpoints,
+//!   inclusion and consistency proofs, erasure receipts) over a storage trait.
 //!
 //! # Quick start
 //!
@@ -46,6 +48,7 @@
 
 #[cfg(feature = "tokio")]
 pub mod asynchronous;
+pub mod audit;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod crypto;

@@ -36,4 +36,5 @@ corpus_tests! {
     base32_secret = "../fuzz/bodies/base32_secret.rs",
     rbac_policy_load = "../fuzz/bodies/rbac_policy_load.rs",
     keys_open = "../fuzz/bodies/keys_open.rs",
+    audit_parse = "../fuzz/bodies/audit_parse.rs",
 }
