@@ -2,6 +2,8 @@
 //! which has the customer's key cached, must refuse the customer's data within one second, must
 //! not seal under the erased key for longer than that, and its seals for the re-created customer
 //! must use the new key (A opens them, after A's own cache learns of the re-creation).
+// Needs a store that two processes can share.
+#![cfg(any(feature = "sqlite", feature = "postgres"))]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
