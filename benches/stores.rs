@@ -17,12 +17,16 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group};
 use custodian::asynchronous::AsyncCustodian;
 use custodian::crypto::Suite;
 use custodian::envelope::{Kek, StaticKek};
+use custodian::keys::PgKeyStore;
 use custodian::keys::{
     KeyError, KeyManager, KeyStore, LocalRootKey, ManagerOptions, RotationPolicy, SqliteKeyStore,
 };
 use custodian::mfa::{FactorStore, MfaService, SqliteFactorStore, TotpKey, Verifier};
+use custodian::postgres::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use custodian::postgres::{PgFactorStore, Postgres, sqlx};
 use custodian::{Custodian, EncryptionContext, SecretKey};
 use std::hint::black_box;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -44,8 +48,37 @@ struct Backend {
 fn open_spec(spec: &str) -> Arc<dyn KeyStore> {
     match spec.split_once(':') {
         Some(("sqlite", path)) => Arc::new(SqliteKeyStore::open(path).unwrap()),
+        Some(("postgres", rest)) => {
+            let (schema, url) = rest.split_once(' ').unwrap();
+            Arc::new(PgKeyStore::open(pg_in(url, schema)).unwrap())
+        }
         _ => panic!("unknown store `{spec}`"),
     }
+}
+
+/// A PostgreSQL handle whose connections use `schema` (created if missing).
+fn pg_in(url: &str, schema: &str) -> Postgres {
+    let admin = Postgres::connect(url).unwrap();
+    admin
+        .runtime()
+        .block_on(
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema}"
+            )))
+            .execute(admin.pool()),
+        )
+        .unwrap();
+    let options = PgConnectOptions::from_str(url)
+        .unwrap()
+        .options([("search_path", schema)]);
+    let _entered = admin.runtime().enter();
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect_lazy_with(options);
+    // Keep the admin runtime alive for the pool: leak it, as the process ends with the bench.
+    let pg = Postgres::from_pool(pool).unwrap();
+    std::mem::forget(admin);
+    pg
 }
 
 fn sqlite(dir: &std::path::Path) -> Backend {
@@ -257,7 +290,7 @@ fn async_benches(c: &mut Criterion, backend: &Backend) {
     group.bench_function("spawn_blocking_round_trip", |b| {
         b.iter(|| {
             multi
-                .block_on(tokio::task::spawn_blocking(|| black_box(1)))
+                .block_on(async { tokio::task::spawn_blocking(|| black_box(1)).await })
                 .unwrap()
         })
     });
@@ -278,9 +311,33 @@ fn benches(c: &mut Criterion) {
     }
 }
 
-/// PostgreSQL, when a server is named.
+/// PostgreSQL, when a server is named: a fresh schema per store.
 fn postgres() -> Option<Backend> {
-    None
+    let url = std::env::var("CUSTODIAN_PG_URL").ok()?;
+    let next = Arc::new(AtomicU64::new(0));
+    let schema = {
+        let next = Arc::clone(&next);
+        move || {
+            format!(
+                "custodian_bench_{}_{}",
+                std::process::id(),
+                next.fetch_add(1, Ordering::Relaxed)
+            )
+        }
+    };
+    let (url_a, schema_a) = (url.clone(), schema.clone());
+    let (url_b, schema_b) = (url.clone(), schema.clone());
+    Some(Backend {
+        name: "postgres",
+        key_store: Box::new(move || {
+            Arc::new(PgKeyStore::open(pg_in(&url_a, &schema_a())).unwrap())
+        }),
+        factor_store: Box::new(move || {
+            Arc::new(PgFactorStore::open(pg_in(&url_b, &schema_b())).unwrap())
+        }),
+        spec: Some(format!("postgres:{} {url}", schema())),
+        open_spec,
+    })
 }
 
 criterion_group!(stores, benches);
