@@ -68,6 +68,8 @@ pub mod store;
 pub mod uri;
 pub mod verify;
 
+#[cfg(feature = "postgres")]
+pub use crate::postgres::PgFactorStore;
 pub use enrollment::Factor;
 pub use error::{MfaError, RejectReason, SecretError, UriError};
 pub use memory::MemoryFactorStore;
