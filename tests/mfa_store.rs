@@ -7,7 +7,7 @@
     clippy::indexing_slicing
 )]
 
-use custodian::SecretBytes;
+use custodian::{SecretBytes, SecretKey};
 use custodian::envelope::{EnvelopeError, Kek, StaticKek};
 use custodian::mfa::{
     MfaError, MfaService, OtpSecret, Phase, RecoveryCodeSet, RejectReason, SqliteFactorStore,
@@ -32,7 +32,16 @@ fn code_at(now: u64) -> String {
 }
 
 fn store_at(path: &Path, kek: &Arc<dyn Kek>) -> MfaService {
-    MfaService::new(SqliteFactorStore::open(path).unwrap(), Arc::clone(kek))
+    MfaService::new(
+        SqliteFactorStore::open(path).unwrap(),
+        Arc::clone(kek),
+        state_key(),
+    )
+}
+
+/// The state key; in production `KeyManager::derive_key(.., b"custodian/v1/mfa-state", now)`.
+fn state_key() -> SecretKey {
+    SecretKey::from_bytes([0x42; 32])
 }
 
 fn kek() -> Arc<dyn Kek> {
