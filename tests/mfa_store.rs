@@ -7,12 +7,12 @@
     clippy::indexing_slicing
 )]
 
-use custodian::{SecretBytes, SecretKey};
 use custodian::envelope::{EnvelopeError, Kek, StaticKek};
 use custodian::mfa::{
     MfaError, MfaService, OtpSecret, Phase, RecoveryCodeSet, RejectReason, SqliteFactorStore,
     StepUpMethod, TotpKey, TotpParams, Verifier,
 };
+use custodian::{SecretBytes, SecretKey};
 use rusqlite::Connection;
 use std::path::Path;
 use std::sync::{Arc, Barrier};
@@ -550,7 +550,14 @@ fn an_update_that_clears_the_lock_is_refused() {
         let _ = store.verify(&verifier, "user-1", "phone", "000000", now);
         now += 3600;
     }
-    assert!(store.load("user-1", "phone").unwrap().factor.state().is_locked());
+    assert!(
+        store
+            .load("user-1", "phone")
+            .unwrap()
+            .factor
+            .state()
+            .is_locked()
+    );
     tamper(
         &path,
         "UPDATE custodian_mfa_factor SET locked = 0, failures = 0, retry_at = 0
@@ -599,7 +606,14 @@ fn a_state_row_copied_onto_another_user_is_refused() {
         let _ = store.verify(&verifier, "user-2", "phone", "000000", now);
         now += 3600;
     }
-    assert!(store.load("user-2", "phone").unwrap().factor.state().is_locked());
+    assert!(
+        store
+            .load("user-2", "phone")
+            .unwrap()
+            .factor
+            .state()
+            .is_locked()
+    );
     tamper(
         &path,
         "UPDATE custodian_mfa_factor AS victim SET
@@ -634,8 +648,16 @@ fn a_table_from_before_state_macs_is_migrated_and_adopted_once() {
         store.verify(&verifier, "user-1", "phone", &code_at(at), at),
         Err(MfaError::StateUnauthenticated { .. })
     ));
-    assert!(store.adopt_unauthenticated_state("user-1", "phone").unwrap());
-    assert!(!store.adopt_unauthenticated_state("user-1", "phone").unwrap());
+    assert!(
+        store
+            .adopt_unauthenticated_state("user-1", "phone")
+            .unwrap()
+    );
+    assert!(
+        !store
+            .adopt_unauthenticated_state("user-1", "phone")
+            .unwrap()
+    );
     store
         .verify(&verifier, "user-1", "phone", &code_at(at), at)
         .unwrap();
@@ -667,7 +689,11 @@ fn clock_step_back(ahead: u64) {
             let err = store
                 .verify(&verifier, "user-1", "phone", &code_at(now), now)
                 .unwrap_err();
-            assert_eq!(err.reject_reason(), Some(RejectReason::Replayed), "step {i}");
+            assert_eq!(
+                err.reject_reason(),
+                Some(RejectReason::Replayed),
+                "step {i}"
+            );
         }
     }
     let state = *store.load("user-1", "phone").unwrap().factor.state();
@@ -680,7 +706,10 @@ fn clock_step_back(ahead: u64) {
         .verify(&verifier, "user-1", "phone", &code_at(past), past)
         .unwrap();
     let again = store.verify(&verifier, "user-1", "phone", &code_at(past), past);
-    assert_eq!(again.unwrap_err().reject_reason(), Some(RejectReason::Replayed));
+    assert_eq!(
+        again.unwrap_err().reject_reason(),
+        Some(RejectReason::Replayed)
+    );
     let old = store.verify(&verifier, "user-1", "phone", &code_at(fast), past);
     assert!(old.is_err());
     // Wrong codes still count.
@@ -688,7 +717,15 @@ fn clock_step_back(ahead: u64) {
         .verify(&verifier, "user-1", "phone", "000000", past + 30)
         .unwrap_err();
     assert_eq!(err.reject_reason(), Some(RejectReason::WrongCode));
-    assert_eq!(store.load("user-1", "phone").unwrap().factor.state().failures(), 1);
+    assert_eq!(
+        store
+            .load("user-1", "phone")
+            .unwrap()
+            .factor
+            .state()
+            .failures(),
+        1
+    );
 }
 
 #[test]

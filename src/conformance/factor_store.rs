@@ -99,7 +99,11 @@ pub fn put_pending_replaces_only_a_pending_row_at_its_generation(factory: Factor
     assert!(store.put_pending(&next, Some(0), false).unwrap(), "replace");
     assert_eq!(store.load("u1", "phone").unwrap(), Some(next));
     // Active rows are never replaced.
-    assert!(store.compare_and_set("u1", &write("phone", 1, active())).unwrap());
+    assert!(
+        store
+            .compare_and_set("u1", &write("phone", 1, active()))
+            .unwrap()
+    );
     assert!(
         !store
             .put_pending(&record("u1", "phone", pending(), 3), Some(2), false)
@@ -126,7 +130,11 @@ pub fn put_pending_unless_active_sees_active_factors(factory: Factory<'_>) {
             .unwrap(),
         "a pending factor is not an active one"
     );
-    assert!(store.compare_and_set("u1", &write("phone", 0, active())).unwrap());
+    assert!(
+        store
+            .compare_and_set("u1", &write("phone", 0, active()))
+            .unwrap()
+    );
     assert!(
         !store
             .put_pending(&record("u1", "tablet", pending(), 0), None, true)
@@ -152,27 +160,42 @@ pub fn compare_and_set_refuses_a_stale_generation(factory: Factory<'_>) {
     store
         .put_pending(&record("u1", "phone", pending(), 0), None, false)
         .unwrap();
-    assert!(store.compare_and_set("u1", &write("phone", 0, active())).unwrap());
     assert!(
-        !store.compare_and_set("u1", &write("phone", 0, pending())).unwrap(),
+        store
+            .compare_and_set("u1", &write("phone", 0, active()))
+            .unwrap()
+    );
+    assert!(
+        !store
+            .compare_and_set("u1", &write("phone", 0, pending()))
+            .unwrap(),
         "stale generation"
     );
     assert!(
-        !store.compare_and_set("u1", &write("other", 1, pending())).unwrap(),
+        !store
+            .compare_and_set("u1", &write("other", 1, pending()))
+            .unwrap(),
         "missing row"
     );
     let row = store.load("u1", "phone").unwrap().unwrap();
     assert_eq!((row.generation, row.state), (1, active()));
     assert_eq!(row.state_mac, b"mac phone 1");
     let locked = FactorState::from_stored(Phase::Active, Some(u64::MAX >> 1), 7, NOW + 30, true);
-    assert!(store.compare_and_set("u1", &write("phone", 1, locked)).unwrap());
+    assert!(
+        store
+            .compare_and_set("u1", &write("phone", 1, locked))
+            .unwrap()
+    );
     let row = store.load("u1", "phone").unwrap().unwrap();
     assert_eq!(
         (row.generation, row.state),
         (2, locked),
         "every state field round-trips"
     );
-    assert_eq!(row.state_mac, b"mac phone 2", "the state MAC is stored as given");
+    assert_eq!(
+        row.state_mac, b"mac phone 2",
+        "the state MAC is stored as given"
+    );
 }
 
 /// A confirmation computed against an enrollment that was restarted meanwhile fails its
@@ -422,9 +445,17 @@ pub fn edited_states_are_refused_as_tampered(factory: Factory<'_>) {
     let verifier = Verifier::default();
     let at = NOW + 60;
     let step_up = service
-        .verify(&verifier, "u1", "phone", app.code_at(at).unwrap().expose_secret(), at)
+        .verify(
+            &verifier,
+            "u1",
+            "phone",
+            app.code_at(at).unwrap().expose_secret(),
+            at,
+        )
         .unwrap();
-    service.disable(&verifier, "u1", "phone", &step_up, at).unwrap();
+    service
+        .disable(&verifier, "u1", "phone", &step_up, at)
+        .unwrap();
     let disabled = *service.load("u1", "phone").unwrap().factor.state();
     assert_eq!(disabled.phase(), Phase::Disabled);
 
@@ -445,7 +476,11 @@ pub fn edited_states_are_refused_as_tampered(factory: Factory<'_>) {
     let (service, app) = enrolled(Arc::clone(&store), "u2");
     let locked = FactorState::from_stored(Phase::Active, Some(NOW / 30), 10, 0, true);
     let row = store.load("u2", "phone").unwrap().unwrap();
-    assert!(service.compare_and_set("u2", "phone", row.generation, &locked).unwrap());
+    assert!(
+        service
+            .compare_and_set("u2", "phone", row.generation, &locked)
+            .unwrap()
+    );
     edit(store.as_ref(), "u2", locked.admin_reset());
     let code = app.code_at(later).unwrap();
     assert!(
@@ -548,11 +583,16 @@ pub fn rows_without_a_mac_are_refused_until_adopted(factory: Factory<'_>) {
         !service.adopt_unauthenticated_state("u1", "phone").unwrap(),
         "adoption happens once"
     );
-    assert_eq!(*service.load("u1", "phone").unwrap().factor.state(), row.state);
+    assert_eq!(
+        *service.load("u1", "phone").unwrap().factor.state(),
+        row.state
+    );
     service
         .verify(&verifier, "u1", "phone", code.expose_secret(), at)
         .unwrap();
     // A row with a wrong MAC is not adoptable.
     edit(store.as_ref(), "u1", row.state);
-    assert!(is_tampered(service.adopt_unauthenticated_state("u1", "phone")));
+    assert!(is_tampered(
+        service.adopt_unauthenticated_state("u1", "phone")
+    ));
 }

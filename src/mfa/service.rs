@@ -18,8 +18,8 @@ use super::error::{MfaError, RejectReason, excerpt};
 use super::otp::TotpKey;
 use super::recovery::{RecoveryCodeHash, RecoveryCodeSet};
 use super::sealed_seed::{open_seed, seal_seed};
-use super::step_up::{RECOVERY_CODE_FACTOR, StepUp, StepUpMethod};
 use super::state_mac;
+use super::step_up::{RECOVERY_CODE_FACTOR, StepUp, StepUpMethod};
 use super::store::{ConsumeOutcome, FactorRecord, FactorStore, StateWrite};
 use super::verify::{FactorState, Phase, Rejected, Verified, Verifier};
 use crate::envelope::Kek;
@@ -78,7 +78,11 @@ impl MfaService {
     }
 
     /// Like [`MfaService::new`] with a shared store handle.
-    pub fn with_store(store: Arc<dyn FactorStore>, kek: Arc<dyn Kek>, state_key: SecretKey) -> Self {
+    pub fn with_store(
+        store: Arc<dyn FactorStore>,
+        kek: Arc<dyn Kek>,
+        state_key: SecretKey,
+    ) -> Self {
         Self {
             store,
             kek,
@@ -95,7 +99,15 @@ impl MfaService {
         state: &FactorState,
         generation: u64,
     ) -> Vec<u8> {
-        state_mac::compute(&self.state_key, user, factor_id, sealed_seed, state, generation).to_vec()
+        state_mac::compute(
+            &self.state_key,
+            user,
+            factor_id,
+            sealed_seed,
+            state,
+            generation,
+        )
+        .to_vec()
     }
 
     /// Refuses a row that is not exactly what this service wrote for this user and factor.

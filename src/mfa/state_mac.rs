@@ -159,13 +159,24 @@ mod tests {
             FactorState::from_stored(Phase::Active, Some(10), 1, 5, true),
         ];
         for state in variants {
-            assert!(!matches(&key, "u", "f", b"seed", &state, 3, &mac), "{state:?}");
+            assert!(
+                !matches(&key, "u", "f", b"seed", &state, 3, &mac),
+                "{state:?}"
+            );
         }
         assert!(!matches(&key, "u", "f", b"seed", &base, 4, &mac));
         assert!(!matches(&key, "v", "f", b"seed", &base, 3, &mac));
         assert!(!matches(&key, "u", "g", b"seed", &base, 3, &mac));
         assert!(!matches(&key, "u", "f", b"seed2", &base, 3, &mac));
-        assert!(!matches(&SecretKey::from_bytes([8; 32]), "u", "f", b"seed", &base, 3, &mac));
+        assert!(!matches(
+            &SecretKey::from_bytes([8; 32]),
+            "u",
+            "f",
+            b"seed",
+            &base,
+            3,
+            &mac
+        ));
         assert!(!matches(&key, "u", "f", b"seed", &base, 3, &mac[..31]));
         assert!(!matches(&key, "u", "f", b"seed", &base, 3, &[]));
     }

@@ -48,7 +48,10 @@ impl fmt::Debug for FactorRecord {
             )
             .field("state", &self.state)
             .field("generation", &self.generation)
-            .field("state_mac", &format_args!("[{} bytes]", self.state_mac.len()))
+            .field(
+                "state_mac",
+                &format_args!("[{} bytes]", self.state_mac.len()),
+            )
             .finish()
     }
 }
