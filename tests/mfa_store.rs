@@ -737,3 +737,15 @@ fn a_clock_step_back_of_one_hour_does_not_lock_the_user() {
 fn a_clock_step_back_of_ten_minutes_does_not_lock_the_user() {
     clock_step_back(600);
 }
+
+#[test]
+fn the_service_debug_shows_no_state_key_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_at(&dir.path().join("mfa.db"), &kek());
+    let shown = format!("{store:?}");
+    assert!(shown.contains("state_key"), "{shown}");
+    assert!(shown.contains("REDACTED"), "{shown}");
+    // The key is 32 bytes 0x42 (66): neither decimal nor hex runs of it appear.
+    assert!(!shown.contains("66, 66"), "{shown}");
+    assert!(!shown.to_lowercase().contains("4242"), "{shown}");
+}

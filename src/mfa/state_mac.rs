@@ -137,6 +137,20 @@ mod tests {
         );
     }
 
+    /// docs/MFA.md shows the same message and MAC.
+    #[test]
+    fn the_docs_show_the_worked_example() {
+        let docs = include_str!("../../docs/MFA.md");
+        for line in [
+            "message = 001a 637573746f6469616e2f76312f6d66612d73746174652d6d6163",
+            "          0002 7531  0005 70686f6e65  00000002 aabb",
+            "          02  00  01 000000000360aa2a  00000002  0000000000000000  00  0000000000000007",
+        ] {
+            assert!(docs.contains(line), "{line}");
+        }
+        assert!(docs.contains(&format!("mac     = {EXPECTED_MAC}")));
+    }
+
     const EXPECTED_MAC: &str = "040625a147cb73bd47689b832afc3dc318bb6091ecef522741ca5a0aba6d8ea7";
 
     fn hex(bytes: &[u8]) -> String {
