@@ -1,14 +1,26 @@
-//! Loads the shop policy and shows a few decisions with their reasons, then renders a customer
-//! record as a support agent may see it.
+//! Loads the shop policy, runs its test file, shows a few decisions with their reasons (a
+//! denial that a step-up would lift says so), then renders a customer record as a support agent
+//! may see it.
 //!
 //! Run with `cargo run --example rbac`.
 
-use custodian::rbac::{Justification, Policy, Principal, RequestContext, Resource};
+use custodian::rbac::{
+    EntityRef, Justification, Policy, Principal, Reason, RequestContext, Resource,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/shop.toml");
     let policy = Policy::from_path(path)?;
-    println!("loaded {} (sha-256 {})\n", policy.source(), policy.digest());
+    println!("loaded {} (sha-256 {})", policy.source(), policy.digest());
+    for warning in policy.warnings() {
+        println!("{warning}");
+    }
+    let tests = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/policies/shop.tests.toml"
+    );
+    let report = policy.run_tests(tests)?;
+    println!("{report}\n");
 
     // The clock is passed in; a service would use the request's time.
     let now = 1_750_000_000;
@@ -24,8 +36,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with("assigned_agent", "emp-17")
         .with("customer_id", "cust-42")
         .with("total", 4_250);
+    // A typed reference: the order is assigned to employee emp-17 (not a customer with that id).
     let large_order = Resource::new("order", "ord-1002", "store-3")
-        .with("assigned_agent", "emp-17")
+        .with("assigned_agent", EntityRef::new("employee", "emp-17"))
         .with("customer_id", "cust-42")
         .with("total", 18_900);
     let other_store = Resource::new("customer", "cust-77", "store-4");
@@ -126,7 +139,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .filter(|(_, _, v)| *v != custodian::rbac::Visibility::Hidden)
             .map(|(field, _, v)| format!("{field}={v}"))
             .collect();
-        println!("{verdict} {label}: {}", decision.reason());
+        let reason = decision.reason();
+        // What a web service would answer: 401 asks the client to step up, 403 is final.
+        let status = match reason {
+            _ if decision.is_allowed() => 200,
+            Reason::StepUpRequired { .. } => 401,
+            _ => 403,
+        };
+        println!("{verdict} {status} {label}: {reason}");
         if !visible.is_empty() {
             println!("      fields: {}", visible.join(", "));
         }

@@ -54,7 +54,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         .key_store(SqliteKeyStore::open(folder.join("keys.db"))?)
         .root_key(root)
         .build()?;
-    let email_index = custodian.blind_index("customers.email", Normalizer::Email)?;
+    // Tenant-scoped: the same address in another shop of this deployment gets another token, so
+    // index columns cannot link customers across shops.
+    let email_index =
+        custodian.tenant_blind_index("customers.email", "shop-1", Normalizer::Email)?;
     let mut shop = open_shop(&folder.join("shop.db"))?;
 
     // 2. Insert customers (and two orders each) in one transaction.

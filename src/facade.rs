@@ -403,6 +403,46 @@ impl Custodian {
         Ok(BlindIndex::new(column, normalizer, token_len, keys)?)
     }
 
+    /// The blind index of `column` for one `tenant` (shop): its keys are derived from the column
+    /// and the tenant, so the same value has unrelated tokens in two tenants and a lookup finds only
+    /// the tenant's rows. Use it when one database holds several tenants (see
+    /// [`IndexScope`](crate::record::IndexScope)); keep one per tenant and build it again after rotating
+    /// the index ring. Default token length.
+    pub fn tenant_blind_index(
+        &self,
+        column: &str,
+        tenant: &str,
+        normalizer: Normalizer,
+    ) -> Result<BlindIndex, Error> {
+        let scope = crate::record::IndexScope::tenant(tenant)?;
+        let info = scope.key_info(column);
+        let now = self.now();
+        let versions = self.keys.live_versions(&self.index_ring, now)?;
+        // Primary first, then the others newest first (as in `blind_index_with_len`).
+        let order = std::iter::once(versions.primary).chain(
+            versions
+                .live
+                .iter()
+                .rev()
+                .copied()
+                .filter(|v| *v != versions.primary),
+        );
+        let mut keys = Vec::with_capacity(versions.live.len());
+        for version in order {
+            let key = self
+                .keys
+                .derive_key(&self.index_ring, version, &info, now)?;
+            keys.push(IndexKey::new(version, &key)?);
+        }
+        Ok(BlindIndex::new_scoped(
+            column,
+            scope,
+            normalizer,
+            DEFAULT_TOKEN_LEN,
+            keys,
+        )?)
+    }
+
     // ---- rotation and erasure ----
 
     /// Rotates the data ring: new values are sealed under a new version at once.

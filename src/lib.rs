@@ -57,6 +57,8 @@ mod facade;
 pub mod keys;
 pub mod mask;
 pub mod mfa;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod rbac;
 pub mod record;
 pub mod secret;

@@ -2,6 +2,8 @@
 //! which has the customer's key cached, must refuse the customer's data within one second, must
 //! not seal under the erased key for longer than that, and its seals for the re-created customer
 //! must use the new key (A opens them, after A's own cache learns of the re-creation).
+// Needs a store that two processes can share.
+#![cfg(any(feature = "sqlite", feature = "postgres"))]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -41,6 +43,11 @@ fn store(spec: &str) -> Arc<dyn KeyStore> {
     match spec.split_once(':') {
         #[cfg(feature = "sqlite")]
         Some(("sqlite", path)) => Arc::new(custodian::keys::SqliteKeyStore::open(path).unwrap()),
+        #[cfg(feature = "postgres")]
+        Some(("postgres", url)) => Arc::new(
+            custodian::keys::PgKeyStore::open(custodian::postgres::Postgres::connect(url).unwrap())
+                .unwrap(),
+        ),
         _ => panic!("unknown store spec `{spec}`"),
     }
 }
@@ -196,4 +203,21 @@ fn erasure_reaches_the_other_process(spec: &str) {
 fn sqlite_erasure_reaches_the_other_process_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
     erasure_reaches_the_other_process(&format!("sqlite:{}", dir.path().join("keys.db").display()));
+}
+
+#[cfg(feature = "postgres")]
+mod pg_support;
+
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_erasure_reaches_the_other_process_within_a_second() {
+    let Some(url) = pg_support::url() else { return };
+    // A schema of its own, named in the URL so that the child process uses it too.
+    let schema = pg_support::fresh_schema(&url);
+    erasure_reaches_the_other_process(&format!("postgres:{url}?options[search_path]={schema}"));
+    let erasures = pg_support::scalar(
+        &url,
+        format!("SELECT count(*) FROM {schema}.custodian_subject_keys WHERE erased_at IS NOT NULL"),
+    );
+    assert_eq!(erasures, 1, "both processes worked in schema `{schema}`");
 }

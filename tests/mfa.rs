@@ -537,6 +537,55 @@ fn parsing_is_tolerant_where_apps_are() {
     assert!(hotp.to_totp_key().is_none());
 }
 
+/// docs/MFA.md: leading spaces of the account are dropped on parse and on generation; trailing
+/// and inner ones are kept.
+#[test]
+fn leading_account_spaces_are_dropped_both_ways() {
+    let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    let parsed = OtpauthUri::parse(&format!(
+        "otpauth://totp/ACME:%20%20jane%20doe%20?secret={secret}"
+    ))
+    .unwrap();
+    assert_eq!(parsed.account(), "jane doe ");
+    let generated = OtpauthUri::totp(Some("ACME"), "  jane", rfc_key()).unwrap();
+    assert_eq!(generated.account(), "jane");
+    assert!(
+        generated
+            .to_uri()
+            .expose_secret()
+            .starts_with("otpauth://totp/ACME:jane?"),
+        "{}",
+        generated.to_uri().expose_secret()
+    );
+    assert!(matches!(
+        OtpauthUri::totp(Some("ACME"), "   ", rfc_key()),
+        Err(UriError::EmptyAccount)
+    ));
+}
+
+/// docs/MFA.md: the label is percent-decoded before it is split, so an encoded `:` separates the
+/// issuer from the account even without an `issuer` parameter.
+#[test]
+fn an_encoded_colon_in_the_label_splits_issuer_and_account() {
+    let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    for label in ["ACME%3Aalice", "ACME%3aalice", "ACME:alice"] {
+        let parsed = OtpauthUri::parse(&format!("otpauth://totp/{label}?secret={secret}")).unwrap();
+        assert_eq!(parsed.issuer(), Some("ACME"), "{label}");
+        assert_eq!(parsed.account(), "alice", "{label}");
+    }
+    // A second encoded colon would put `:` inside the account: refused.
+    assert!(matches!(
+        OtpauthUri::parse(&format!("otpauth://totp/ACME%3Aal%3Aice?secret={secret}")),
+        Err(UriError::Colon { .. })
+    ));
+    assert!(matches!(
+        OtpauthUri::parse(&format!(
+            "otpauth://totp/ACME%3Aalice?secret={secret}&issuer=Other"
+        )),
+        Err(UriError::IssuerMismatch { .. })
+    ));
+}
+
 #[test]
 fn each_uri_mistake_has_its_own_error() {
     let s = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";

@@ -65,14 +65,72 @@ fn new_customer(c: &Custodian, id: u64, email: &str) -> Customer {
     }
 }
 
+/// Checks that JSON holding sealed fields shows none of `plaintexts`, deterministically.
+///
+/// Every string value that is a `cst1:` ciphertext is decoded and its bytes searched for each
+/// plaintext (a chance match of even the shortest, 5 bytes, has odds of about 2^-33 for these
+/// sizes); the rest of the JSON, with those values blanked out, is searched as text. (Searching the
+/// base64 text itself for a short plaintext such as `496` fails by chance about once in 650 runs.)
+fn assert_no_plaintext(json: &str, plaintexts: &[&str]) {
+    fn walk(value: &mut serde_json::Value, ciphertexts: &mut Vec<Vec<u8>>) {
+        match value {
+            serde_json::Value::String(s) if s.starts_with("cst1:") => {
+                let bytes = data_encoding::BASE64URL_NOPAD
+                    .decode(s.trim_start_matches("cst1:").as_bytes())
+                    .unwrap();
+                ciphertexts.push(bytes);
+                *s = "<ciphertext>".into();
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| walk(v, ciphertexts)),
+            serde_json::Value::Object(map) => map.values_mut().for_each(|v| walk(v, ciphertexts)),
+            _ => {}
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_str(json).unwrap();
+    let mut ciphertexts = Vec::new();
+    walk(&mut value, &mut ciphertexts);
+    assert!(!ciphertexts.is_empty(), "no ciphertext in {json}");
+    let rest = value.to_string();
+    for plaintext in plaintexts {
+        assert!(!rest.contains(plaintext), "`{plaintext}` in clear: {rest}");
+        for ciphertext in &ciphertexts {
+            assert!(
+                !ciphertext
+                    .windows(plaintext.len())
+                    .any(|w| w == plaintext.as_bytes()),
+                "`{plaintext}` inside a ciphertext"
+            );
+        }
+    }
+}
+
+#[test]
+fn plaintext_checks_see_a_field_left_in_clear() {
+    let json = r#"{"id":42,"email":"cst1:Q1NU","phone":"+44 113 496 0000"}"#;
+    let caught = std::panic::catch_unwind(|| assert_no_plaintext(json, &["496"]));
+    assert!(caught.is_err(), "a clear phone number went unnoticed");
+    let hidden = data_encoding::BASE64URL_NOPAD.encode(b"xx jane@example.com xx");
+    let json = format!(r#"{{"email":"cst1:{hidden}"}}"#);
+    let caught = std::panic::catch_unwind(|| assert_no_plaintext(&json, &["jane@example.com"]));
+    assert!(
+        caught.is_err(),
+        "a plaintext inside the ciphertext bytes went unnoticed"
+    );
+}
+
 #[test]
 fn typed_customer_round_trips_through_serde_json() {
     let c = custodian();
     let customer = new_customer(&c, 42, "jane@example.com");
     let json = serde_json::to_string(&customer).unwrap();
-    assert!(
-        !json.contains("jane") && !json.contains("Leeds") && !json.contains("496"),
-        "{json}"
+    assert_no_plaintext(
+        &json,
+        &[
+            "jane@example.com",
+            "Leeds",
+            "42 Main St",
+            "+44 113 496 0000",
+        ],
     );
     let back: Customer = serde_json::from_str(&json).unwrap();
     assert_eq!(
@@ -124,6 +182,76 @@ fn a_value_moved_to_another_record_or_field_does_not_open() {
         c.open(&john.email, &ctx(2, "email")).unwrap(),
         "john@example.com"
     );
+}
+
+/// Issue 12, finding 5: with column scope the same e-mail in two shops has one token (a customer
+/// is linkable across shops); tenant-scoped indexes give unrelated tokens per shop, derived as
+/// documented in `custodian::record`.
+#[test]
+fn tenant_scoped_indexes_do_not_link_customers_across_shops() {
+    use custodian::record::IndexScope;
+    use hmac::{Hmac, KeyInit, Mac};
+
+    let c = custodian();
+    let email = "jane@example.com";
+    let column = c.blind_index("customers.email", Normalizer::Email).unwrap();
+    let shop_a = c
+        .tenant_blind_index("customers.email", "shop-a", Normalizer::Email)
+        .unwrap();
+    let shop_b = c
+        .tenant_blind_index("customers.email", "shop-b", Normalizer::Email)
+        .unwrap();
+    // The finding: one column key means one token for every shop.
+    assert_eq!(column.token(email).unwrap(), column.token(email).unwrap());
+    // Tenant scope: unrelated tokens per shop, stable within a shop, unlike the column token.
+    let (a, b) = (shop_a.token(email).unwrap(), shop_b.token(email).unwrap());
+    assert_ne!(a.as_bytes(), b.as_bytes());
+    assert_ne!(a.as_bytes(), column.token(email).unwrap().as_bytes());
+    let shop_a_again = c
+        .tenant_blind_index("customers.email", "shop-a", Normalizer::Email)
+        .unwrap();
+    assert_eq!(shop_a_again.token(" JANE@example.com").unwrap(), a);
+    assert_eq!(shop_a.scope(), &IndexScope::tenant("shop-a").unwrap());
+    assert_eq!(column.scope(), &IndexScope::Column);
+    // Another column of the same shop has another key too.
+    let phone = c
+        .tenant_blind_index("customers.phone", "shop-a", Normalizer::Trim)
+        .unwrap();
+    assert_ne!(phone.token(email).unwrap().as_bytes(), a.as_bytes());
+
+    // The documented derivation: HMAC-SHA-256 under KeyManager::derive_key(ring, version, info).
+    let info = IndexScope::tenant("shop-a")
+        .unwrap()
+        .key_info("customers.email");
+    let key = c
+        .keys()
+        .derive_key("blind-index", a.version(), &info, c.now())
+        .unwrap();
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key.expose_secret()).unwrap();
+    mac.update(email.as_bytes());
+    assert_eq!(a.as_bytes(), &mac.finalize().into_bytes()[..8]);
+
+    // Across an index-key rotation the old tenant token stays searchable.
+    c.rotate_index_keys().unwrap();
+    let during = c
+        .tenant_blind_index("customers.email", "shop-a", Normalizer::Email)
+        .unwrap();
+    let search = during.search_tokens(email).unwrap();
+    assert_eq!(search.len(), 2);
+    assert!(search.contains(&a));
+    assert!(!during.is_current(&a));
+    assert!(
+        !c.tenant_blind_index("customers.email", "shop-b", Normalizer::Email)
+            .unwrap()
+            .search_tokens(email)
+            .unwrap()
+            .contains(&a)
+    );
+    // Bad tenant ids are refused with a precise error.
+    let err = c
+        .tenant_blind_index("customers.email", "", Normalizer::Email)
+        .unwrap_err();
+    assert!(err.to_string().contains("tenant id"), "{err}");
 }
 
 #[test]

@@ -340,8 +340,8 @@ fn condition_on_attribute_of_the_wrong_type() {
         &PolicyErrorKind::AttributeType {
             resource_type: "order".to_owned(),
             attribute: "assigned_agent".to_owned(),
-            declared: "id",
-            needed: "integer"
+            declared: "id".to_owned(),
+            needed: "integer".to_owned()
         }
     );
     assert_at(&text, &e, "assigned_agent = 100");
@@ -540,4 +540,170 @@ fn json_errors() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("did you mean `effect`?"), "{e}");
+}
+
+#[test]
+fn unless_only_on_deny_rules_and_never_empty() {
+    let (text, e) = error(&rule(
+        "effect = \"allow\"\nroles = [\"finance\"]\npermissions = [\"order:view\"]\nunless = { mfa_within = 300 }",
+    ));
+    assert!(matches!(
+        e.kind(),
+        PolicyErrorKind::KeyNotForEffect {
+            key: "unless",
+            effect: "allow",
+            ..
+        }
+    ));
+    assert_at(&text, &e, "unless = {");
+    assert!(
+        e.to_string().contains("write a deny rule with `unless`"),
+        "{e}"
+    );
+
+    let (text, e) = error(&rule(
+        "effect = \"deny\"\nroles = [\"finance\"]\npermissions = [\"order:view\"]\nunless = {}",
+    ));
+    assert_eq!(e.kind(), &PolicyErrorKind::EmptyList { key: "unless" });
+    assert_eq!(e.location().line, Some(line_of(&text, "unless = {}")));
+
+    // `unless` conditions are checked like `when` conditions.
+    let (text, e) = error(&rule(
+        "effect = \"deny\"\nroles = [\"finance\"]\npermissions = [\"order:view\"]\nunless = { below = { totl = 10 } }",
+    ));
+    assert!(matches!(
+        e.kind(),
+        PolicyErrorKind::UnknownAttribute { attribute, suggestion: Some(s), .. }
+            if attribute == "totl" && s == "total"
+    ));
+    assert_at(&text, &e, "totl");
+    let (_, e) = error(&rule(
+        "effect = \"deny\"\nroles = [\"finance\"]\npermissions = [\"order:view\"]\nunless = { mfa_within = 0 }",
+    ));
+    assert!(matches!(
+        e.kind(),
+        PolicyErrorKind::InvalidValue {
+            key: "mfa_within",
+            ..
+        }
+    ));
+}
+
+/// A schema with two kinds of principal, where a plain `id` attribute is ambiguous.
+const TWO_KINDS: &str = r#"version = 1
+principal_kinds = ["employee", "service"]
+
+[resource_types.order]
+actions = ["view", "refund"]
+attributes = { assigned_agent = "id", assigned_bot = "ref:service", customer_id = "ref:customer", total = "integer" }
+
+[resource_types.customer]
+actions = ["view"]
+
+[roles.support]
+"#;
+
+#[test]
+fn ambiguous_entity_kind_names_the_rule_and_the_fix() {
+    let text = format!(
+        "{TWO_KINDS}\n[[rules]]\nname = \"refund-own\"\neffect = \"allow\"\nroles = [\"support\"]\npermissions = [\"order:refund\"]\nwhen = {{ principal_is = \"assigned_agent\" }}\n"
+    );
+    let e = Policy::from_toml(&text, "shop.toml").unwrap_err();
+    assert_eq!(
+        e.kind(),
+        &PolicyErrorKind::AmbiguousEntityKind {
+            rule: "refund-own".to_owned(),
+            resource_type: "order".to_owned(),
+            attribute: "assigned_agent".to_owned(),
+            principal_kinds: vec!["employee".to_owned(), "service".to_owned()],
+        }
+    );
+    assert_at(&text, &e, "\"assigned_agent\" }");
+    let message = e.to_string();
+    assert!(
+        message.contains("rule `refund-own`")
+            && message.contains("principals may be `employee` or `service`")
+            && message.contains("like `assigned_agent = \"ref:employee\"`"),
+        "{message}"
+    );
+
+    // A typed attribute of a principal kind is fine.
+    let ok = format!(
+        "{TWO_KINDS}\n[[rules]]\nname = \"bot-refunds\"\neffect = \"allow\"\nroles = [\"support\"]\npermissions = [\"order:refund\"]\nwhen = {{ principal_is = \"assigned_bot\" }}\n"
+    );
+    Policy::from_toml(&ok, "shop.toml").unwrap();
+}
+
+#[test]
+fn principal_is_on_a_reference_to_a_non_principal() {
+    let text = format!(
+        "{TWO_KINDS}\n[[rules]]\nname = \"own-orders\"\neffect = \"allow\"\nroles = [\"support\"]\npermissions = [\"order:view\"]\nwhen = {{ principal_is = \"customer_id\" }}\n"
+    );
+    let e = Policy::from_toml(&text, "shop.toml").unwrap_err();
+    assert!(matches!(
+        e.kind(),
+        PolicyErrorKind::NotAPrincipalKind { rule, kind, .. } if rule == "own-orders" && kind == "customer"
+    ));
+    assert!(
+        e.to_string()
+            .contains("test an attribute declared `ref:employee`"),
+        "{e}"
+    );
+    assert_at(&text, &e, "\"customer_id\" }");
+}
+
+#[test]
+fn entity_kinds_must_be_declared() {
+    let (text, e) = error(
+        "\n[resource_types.parcel]\nactions = [\"ship\"]\nattributes = { courier = \"ref:employe\" }\n",
+    );
+    assert_eq!(
+        e.kind(),
+        &PolicyErrorKind::UnknownEntityKind {
+            name: "employe".to_owned(),
+            suggestion: Some("employee".to_owned()),
+        }
+    );
+    assert_at(&text, &e, "\"ref:employe\"");
+    // A resource type is a kind too.
+    let text = format!(
+        "{TYPES}\n[resource_types.parcel]\nactions = [\"ship\"]\nattributes = {{ order = \"ref:order\" }}\n"
+    );
+    Policy::from_toml(&text, "shop.toml").unwrap();
+
+    let (text, e) = error(
+        "\n[resource_types.parcel]\nactions = [\"ship\"]\nattributes = { courier = \"reference\" }\n",
+    );
+    assert!(
+        matches!(e.kind(), PolicyErrorKind::Syntax { message } if message.contains("`ref:<kind>`")),
+        "{e}"
+    );
+    assert_eq!(e.location().line, Some(line_of(&text, "\"reference\"")));
+}
+
+#[test]
+fn principal_kinds_are_names() {
+    for (kinds, expected) in [
+        ("[]", "`principal_kinds` must not be empty"),
+        ("[\"staff\", \"staff\"]", "duplicate principal kind `staff`"),
+        ("[\"staff member\"]", "invalid principal kind name"),
+    ] {
+        let text = format!("version = 1\nprincipal_kinds = {kinds}\n");
+        let e = Policy::from_toml(&text, "p.toml").unwrap_err();
+        assert!(e.to_string().contains(expected), "{e}");
+        assert_eq!(e.location().line, Some(2), "{e}");
+    }
+}
+
+#[test]
+fn plain_id_attributes_keep_working_with_one_principal_kind() {
+    // The format before typed references: no `principal_kinds`, `assigned_agent = "id"`.
+    let text = format!(
+        "{TYPES}{}",
+        rule(
+            "effect = \"allow\"\nroles = [\"support\"]\npermissions = [\"order:refund\"]\nwhen = { principal_is = \"assigned_agent\" }"
+        )
+    );
+    let policy = Policy::from_toml(&text, "shop.toml").unwrap();
+    assert_eq!(policy.principal_kinds().collect::<Vec<_>>(), ["employee"]);
 }

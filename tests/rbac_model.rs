@@ -13,7 +13,8 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use custodian::rbac::{
-    Justification, Policy, Principal, Reason, RequestContext, Resource, Visibility,
+    AttributeValue, EntityRef, Justification, Policy, Principal, Reason, RequestContext, Resource,
+    Visibility,
 };
 use proptest::prelude::*;
 
@@ -64,7 +65,16 @@ struct Rule {
     hide: Vec<&'static str>,
     mask: Vec<&'static str>,
     cross_tenant: bool,
-    owner: bool,
+    when: Conditions,
+    /// Deny and restrict rules only: the rule applies unless all of these are true.
+    unless: Option<Conditions>,
+}
+
+/// A `when` or `unless` table.
+#[derive(Debug, Clone, Default)]
+struct Conditions {
+    /// `principal_is`: `owner`, or (typed schema only) `agent`.
+    principal_is: Option<&'static str>,
     limit: Option<(Limit, i64)>,
     mfa_within: Option<u64>,
     justification: Option<bool>, // Some(false) = any, Some(true) = names_resource
@@ -72,11 +82,47 @@ struct Rule {
     valid_until: Option<u64>,
 }
 
+impl Conditions {
+    fn is_empty(&self) -> bool {
+        self.principal_is.is_none()
+            && self.limit.is_none()
+            && self.mfa_within.is_none()
+            && self.justification.is_none()
+            && self.valid_from.is_none()
+            && self.valid_until.is_none()
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Model {
     /// For each role, the roles it inherits from (all lower-numbered, so no cycles).
     inherits: Vec<Vec<usize>>,
     rules: Vec<Rule>,
+    /// Untyped schema: no `principal_kinds` (so `employee`), `owner = "id"`. Typed schema:
+    /// `principal_kinds = ["user", "bot"]`, `owner = "ref:user"`, `agent = "ref:bot"`.
+    typed: bool,
+}
+
+/// What the caller could supply: (MFA window, justification naming the resource?).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Needs {
+    mfa: Option<u64>,
+    justification: Option<bool>,
+}
+
+impl Needs {
+    fn and(self, other: Needs) -> Needs {
+        Needs {
+            mfa: match (self.mfa, other.mfa) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            justification: match (self.justification, other.justification) {
+                (Some(a), Some(b)) => Some(a || b),
+                (a, b) => a.or(b),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,46 +170,96 @@ impl Model {
         seen
     }
 
-    fn conditions(&self, rule: &Rule, r: &Request) -> Vec<Truth> {
-        let mut out = Vec::new();
-        if rule.owner {
-            out.push(match r.resource.attribute("owner") {
-                Some(custodian::rbac::AttributeValue::Id(id)) => truth(id == r.principal.id()),
-                _ => Truth::Unknown,
-            });
+    /// The declared kind of a `principal_is` attribute, and whether a principal without a kind
+    /// is of that kind (the policy has a single principal kind).
+    fn attribute_kind(&self, attribute: &str) -> (&'static str, bool) {
+        match (self.typed, attribute) {
+            (false, _) => ("employee", true),
+            (true, "owner") => ("user", false),
+            (true, _) => ("bot", false),
         }
-        if let Some((limit, bound)) = rule.limit {
-            out.push(match r.resource.attribute("amount") {
-                Some(custodian::rbac::AttributeValue::Integer(v)) => truth(match limit {
-                    Limit::Below => *v < bound,
-                    Limit::AtMost => *v <= bound,
-                    Limit::AtLeast => *v >= bound,
-                    Limit::Above => *v > bound,
-                }),
-                _ => Truth::Unknown,
-            });
+    }
+
+    /// Each condition's truth, with the remedy the caller has for it (MFA, justification).
+    fn conditions(&self, c: &Conditions, r: &Request) -> Vec<(Truth, Option<Needs>)> {
+        let mut out = Vec::new();
+        if let Some(attribute) = c.principal_is {
+            let (kind, implicit) = self.attribute_kind(attribute);
+            let named = match r.resource.attribute(attribute) {
+                Some(AttributeValue::Id(id)) => Some(id.as_str()),
+                Some(AttributeValue::Ref(e)) if e.kind() == kind => Some(e.id()),
+                _ => None,
+            };
+            let same_kind = match r.principal.kind() {
+                Some(k) => Some(k == kind),
+                None if implicit => Some(true),
+                None => None,
+            };
+            out.push((
+                match (named, same_kind) {
+                    (Some(id), Some(same)) => truth(same && id == r.principal.id()),
+                    _ => Truth::Unknown,
+                },
+                None,
+            ));
+        }
+        if let Some((limit, bound)) = c.limit {
+            out.push((
+                match r.resource.attribute("amount") {
+                    Some(AttributeValue::Integer(v)) => truth(match limit {
+                        Limit::Below => *v < bound,
+                        Limit::AtMost => *v <= bound,
+                        Limit::AtLeast => *v >= bound,
+                        Limit::Above => *v > bound,
+                    }),
+                    _ => Truth::Unknown,
+                },
+                None,
+            ));
         }
         let now = r.context.now();
-        if let Some(window) = rule.mfa_within {
-            out.push(match r.context.mfa_verified_at() {
-                Some(at) if at <= now => truth(now - at <= window),
-                _ => Truth::Unknown,
-            });
+        if let Some(window) = c.mfa_within {
+            out.push((
+                match r.context.mfa_verified_at() {
+                    Some(at) if at <= now => truth(now - at <= window),
+                    _ => Truth::Unknown,
+                },
+                Some(Needs {
+                    mfa: Some(window),
+                    justification: None,
+                }),
+            ));
         }
-        if let Some(names_resource) = rule.justification {
-            out.push(match r.context.justification() {
-                None => Truth::Unknown,
-                Some(_) if !names_resource => Truth::True,
-                Some(j) => truth(j.names(&r.resource)),
-            });
+        if let Some(names_resource) = c.justification {
+            out.push((
+                match r.context.justification() {
+                    None => Truth::Unknown,
+                    Some(_) if !names_resource => Truth::True,
+                    Some(j) => truth(j.names(&r.resource)),
+                },
+                Some(Needs {
+                    mfa: None,
+                    justification: Some(names_resource),
+                }),
+            ));
         }
-        if let Some(from) = rule.valid_from {
-            out.push(truth(now >= from));
+        if let Some(from) = c.valid_from {
+            out.push((truth(now >= from), None));
         }
-        if let Some(until) = rule.valid_until {
-            out.push(truth(now < until));
+        if let Some(until) = c.valid_until {
+            out.push((truth(now < until), None));
         }
         out
+    }
+
+    /// The remedies for every condition that is not true, or `None` if one of them has none.
+    fn unmet(conditions: &[(Truth, Option<Needs>)]) -> Option<Needs> {
+        conditions
+            .iter()
+            .filter(|(t, _)| *t != Truth::True)
+            .try_fold(Needs::default(), |needs, (_, remedy)| {
+                remedy.map(|more| needs.and(more))
+            })
     }
 
     fn covers(rule: &Rule, type_name: &str, action: &str) -> bool {
@@ -206,6 +302,13 @@ impl Model {
 
         let mut first_allow = None;
         let mut first_restrict = None;
+        let mut first_deny = None;
+        let mut first_hard_deny = None;
+        // Liftable deny rules: what they ask for, and the first asking for MFA / justification.
+        let mut lift = Needs::default();
+        let mut lift_mfa_rule: Option<usize> = None;
+        let mut lift_justification_rule: Option<usize> = None;
+        let mut near: Option<(usize, Needs)> = None;
         let mut granted = vec![Visibility::Hidden; fields.len()];
         let mut hidden = vec![false; fields.len()];
         let mut masked = vec![false; fields.len()];
@@ -215,15 +318,44 @@ impl Model {
             if !named || excepted || !Self::covers(rule, type_name, r.action) {
                 continue;
             }
-            let conditions = self.conditions(rule, r);
-            match rule.effect {
-                Effect::Deny => {
-                    if conditions.iter().all(|t| *t != Truth::False) {
-                        return denied(format!("forbidden by rule `rule{index}`"), fields);
+            let when = self.conditions(&rule.when, r);
+            // Deny and restrict: `when` holds unless some condition is false; `unless` is met
+            // only if all its conditions are true.
+            let deny = if when.iter().all(|(t, _)| *t != Truth::False) {
+                match &rule.unless {
+                    None => Some(None),
+                    Some(unless) => {
+                        let unless = self.conditions(unless, r);
+                        if unless.iter().all(|(t, _)| *t == Truth::True) {
+                            None
+                        } else {
+                            Some(Self::unmet(&unless))
+                        }
                     }
                 }
+            } else {
+                None
+            };
+            match rule.effect {
+                Effect::Deny => match deny {
+                    None => {}
+                    Some(None) => {
+                        first_deny.get_or_insert(index);
+                        first_hard_deny.get_or_insert(index);
+                    }
+                    Some(Some(needs)) => {
+                        first_deny.get_or_insert(index);
+                        lift = lift.and(needs);
+                        if needs.mfa.is_some() {
+                            lift_mfa_rule.get_or_insert(index);
+                        }
+                        if needs.justification.is_some() {
+                            lift_justification_rule.get_or_insert(index);
+                        }
+                    }
+                },
                 Effect::Restrict => {
-                    if conditions.iter().all(|t| *t != Truth::False) {
+                    if deny.is_some() {
                         first_restrict.get_or_insert(index);
                         for (i, f) in fields.iter().enumerate() {
                             hidden[i] |= rule.hide.iter().any(|h| *h == "*" || h == f);
@@ -232,9 +364,10 @@ impl Model {
                     }
                 }
                 Effect::Allow => {
-                    if (rule.cross_tenant || same_tenant)
-                        && conditions.iter().all(|t| *t == Truth::True)
-                    {
+                    if !(rule.cross_tenant || same_tenant) {
+                        continue;
+                    }
+                    if when.iter().all(|(t, _)| *t == Truth::True) {
                         first_allow.get_or_insert(index);
                         let default = rule
                             .grants
@@ -249,9 +382,61 @@ impl Model {
                                 .map_or(default, |(_, v)| *v);
                             granted[i] = granted[i].max(v);
                         }
+                    } else if near.is_none()
+                        && let Some(needs) = Self::unmet(&when)
+                    {
+                        near = Some((index, needs));
                     }
                 }
             }
+        }
+        // What the caller must supply, reported as the docs say: step-up first, naming the
+        // first rule (in file order) that asks for it.
+        let requirement = |near: Option<(usize, Needs)>| {
+            let (mut needs, mut mfa_rule, mut justification_rule) =
+                (lift, lift_mfa_rule, lift_justification_rule);
+            if let Some((rule, more)) = near {
+                needs = needs.and(more);
+                if more.mfa.is_some() {
+                    mfa_rule = Some(mfa_rule.map_or(rule, |r| r.min(rule)));
+                }
+                if more.justification.is_some() {
+                    justification_rule = Some(justification_rule.map_or(rule, |r| r.min(rule)));
+                }
+            }
+            if let Some(window) = needs.mfa {
+                format!(
+                    "an MFA step-up within {window} s is required (rule `rule{}`)",
+                    mfa_rule.unwrap()
+                )
+            } else {
+                let naming = if needs.justification.unwrap() {
+                    " naming this resource"
+                } else {
+                    ""
+                };
+                format!(
+                    "a justification{naming} is required (rule `rule{}`)",
+                    justification_rule.unwrap()
+                )
+            }
+        };
+        // A deny rule the caller cannot lift: forbidden, by the first such rule.
+        if let Some(deny) = first_hard_deny {
+            return denied(format!("forbidden by rule `rule{deny}`"), fields);
+        }
+        // Only liftable deny rules: say what lifts them if an allow rule would then apply.
+        if let Some(deny) = first_deny {
+            return match (first_allow, near) {
+                (None, None) => denied(format!("forbidden by rule `rule{deny}`"), fields),
+                (Some(_), _) => denied(requirement(None), fields),
+                (None, Some(near)) => denied(requirement(Some(near)), fields),
+            };
+        }
+        if first_allow.is_none()
+            && let Some(near) = near
+        {
+            return denied(requirement(Some(near)), fields);
         }
         let Some(allow) = first_allow else {
             return denied("no rule allowed it".to_owned(), fields);
@@ -280,12 +465,18 @@ impl Model {
 
     fn to_toml(&self) -> String {
         let mut t = String::from("version = 1\n");
+        let attributes = if self.typed {
+            t.push_str("principal_kinds = [\"user\", \"bot\"]\n");
+            "owner = \"ref:user\", agent = \"ref:bot\", amount = \"integer\""
+        } else {
+            "owner = \"id\", amount = \"integer\""
+        };
         for (name, actions, fields) in TYPES {
             let actions: Vec<String> = actions.iter().map(|a| format!("\"{a}\"")).collect();
             let fields: Vec<String> = fields.iter().map(|f| format!("{f} = \"text\"")).collect();
             writeln!(
                 t,
-                "[resource_types.{name}]\nactions = [{}]\nattributes = {{ owner = \"id\", amount = \"integer\" }}\nfields = {{ {} }}",
+                "[resource_types.{name}]\nactions = [{}]\nattributes = {{ {attributes} }}\nfields = {{ {} }}",
                 actions.join(", "),
                 fields.join(", ")
             )
@@ -334,34 +525,41 @@ impl Model {
                 }
                 Effect::Deny => {}
             }
-            writeln!(t, "[rules.when]").unwrap();
-            if rule.owner {
-                writeln!(t, "principal_is = \"owner\"").unwrap();
-            }
-            if let Some((limit, bound)) = rule.limit {
-                let key = match limit {
-                    Limit::Below => "below",
-                    Limit::AtMost => "at_most",
-                    Limit::AtLeast => "at_least",
-                    Limit::Above => "above",
-                };
-                writeln!(t, "{key} = {{ amount = {bound} }}").unwrap();
-            }
-            if let Some(window) = rule.mfa_within {
-                writeln!(t, "mfa_within = {window}").unwrap();
-            }
-            if let Some(names) = rule.justification {
-                let value = if names { "names_resource" } else { "any" };
-                writeln!(t, "justification = \"{value}\"").unwrap();
-            }
-            if let Some(from) = rule.valid_from {
-                writeln!(t, "valid_from = {from}").unwrap();
-            }
-            if let Some(until) = rule.valid_until {
-                writeln!(t, "valid_until = {until}").unwrap();
+            write_conditions(&mut t, "when", &rule.when);
+            if let Some(unless) = &rule.unless {
+                write_conditions(&mut t, "unless", unless);
             }
         }
         t
+    }
+}
+
+fn write_conditions(t: &mut String, table: &str, c: &Conditions) {
+    writeln!(t, "[rules.{table}]").unwrap();
+    if let Some(attribute) = c.principal_is {
+        writeln!(t, "principal_is = \"{attribute}\"").unwrap();
+    }
+    if let Some((limit, bound)) = c.limit {
+        let key = match limit {
+            Limit::Below => "below",
+            Limit::AtMost => "at_most",
+            Limit::AtLeast => "at_least",
+            Limit::Above => "above",
+        };
+        writeln!(t, "{key} = {{ amount = {bound} }}").unwrap();
+    }
+    if let Some(window) = c.mfa_within {
+        writeln!(t, "mfa_within = {window}").unwrap();
+    }
+    if let Some(names) = c.justification {
+        let value = if names { "names_resource" } else { "any" };
+        writeln!(t, "justification = \"{value}\"").unwrap();
+    }
+    if let Some(from) = c.valid_from {
+        writeln!(t, "valid_from = {from}").unwrap();
+    }
+    if let Some(until) = c.valid_until {
+        writeln!(t, "valid_until = {until}").unwrap();
     }
 }
 
@@ -405,7 +603,46 @@ fn visibility() -> impl Strategy<Value = Visibility> {
     ]
 }
 
-fn rule(roles: usize) -> impl Strategy<Value = Rule> {
+fn conditions(typed: bool) -> impl Strategy<Value = Conditions> {
+    let limit = prop_oneof![
+        Just(Limit::Below),
+        Just(Limit::AtMost),
+        Just(Limit::AtLeast),
+        Just(Limit::Above)
+    ];
+    let attribute = if typed {
+        prop_oneof![Just("owner"), Just("agent")].boxed()
+    } else {
+        Just("owner").boxed()
+    };
+    (
+        proptest::option::weighted(0.3, attribute),
+        proptest::option::weighted(0.3, (limit, -3i64..=3)),
+        proptest::option::weighted(0.2, prop_oneof![Just(5u64), Just(50)]),
+        proptest::option::weighted(0.2, any::<bool>()),
+        proptest::option::weighted(0.15, 0u64..60),
+        proptest::option::weighted(0.15, 40u64..100),
+    )
+        .prop_map(
+            |(principal_is, limit, mfa_within, justification, valid_from, mut valid_until)| {
+                if let (Some(from), Some(until)) = (valid_from, valid_until)
+                    && from >= until
+                {
+                    valid_until = Some(from + 1);
+                }
+                Conditions {
+                    principal_is,
+                    limit,
+                    mfa_within,
+                    justification,
+                    valid_from,
+                    valid_until,
+                }
+            },
+        )
+}
+
+fn rule(roles: usize, typed: bool) -> impl Strategy<Value = Rule> {
     // Only fields every type declares (`a`, `b`), so any rule may name them.
     let field_name = prop_oneof![Just("a"), Just("b"), Just("*")];
     let who = (
@@ -421,28 +658,16 @@ fn rule(roles: usize) -> impl Strategy<Value = Rule> {
         proptest::collection::btree_set(field_name, 0..=2),
         proptest::bool::weighted(0.2),
     );
-    let limit = prop_oneof![
-        Just(Limit::Below),
-        Just(Limit::AtMost),
-        Just(Limit::AtLeast),
-        Just(Limit::Above)
-    ];
     let when = (
-        proptest::bool::weighted(0.3),
-        proptest::option::weighted(0.3, (limit, -3i64..=3)),
-        proptest::option::weighted(0.2, prop_oneof![Just(5u64), Just(50)]),
-        proptest::option::weighted(0.2, any::<bool>()),
-        proptest::option::weighted(0.15, 0u64..60),
-        proptest::option::weighted(0.15, 40u64..100),
+        conditions(typed),
+        proptest::option::weighted(0.4, conditions(typed)),
     );
     (who, what, when).prop_map(
-        |((any_role, roles, except), (effect, permissions, grants, hide, mask, cross), when)| {
-            let (owner, limit, mfa_within, justification, valid_from, mut valid_until) = when;
-            if let (Some(from), Some(until)) = (valid_from, valid_until)
-                && from >= until
-            {
-                valid_until = Some(from + 1);
-            }
+        |(
+            (any_role, roles, except),
+            (effect, permissions, grants, hide, mask, cross),
+            (when, unless),
+        )| {
             let (hide, mask): (Vec<_>, Vec<_>) =
                 (hide.into_iter().collect(), mask.into_iter().collect());
             let (hide, mask) = if effect == Effect::Restrict && hide.is_empty() && mask.is_empty() {
@@ -450,6 +675,13 @@ fn rule(roles: usize) -> impl Strategy<Value = Rule> {
             } else {
                 (hide, mask)
             };
+            // `unless` only on deny rules and field restrictions, and never empty.
+            let unless = unless.filter(|_| effect != Effect::Allow).map(|mut u| {
+                if u.is_empty() {
+                    u.mfa_within = Some(50);
+                }
+                u
+            });
             Rule {
                 effect,
                 any_role,
@@ -460,28 +692,43 @@ fn rule(roles: usize) -> impl Strategy<Value = Rule> {
                 hide,
                 mask,
                 cross_tenant: cross,
-                owner,
-                limit,
-                mfa_within,
-                justification,
-                valid_from,
-                valid_until,
+                when,
+                unless,
             }
         },
     )
 }
 
 fn model() -> impl Strategy<Value = Model> {
-    (1..=ROLES_MAX).prop_flat_map(|n| {
+    (1..=ROLES_MAX, any::<bool>()).prop_flat_map(|(n, typed)| {
         let inherits = (0..n)
             .map(|i| {
                 role_subset(i.max(1), 2)
                     .prop_map(move |s| s.into_iter().filter(|p| *p < i).collect::<Vec<_>>())
             })
             .collect::<Vec<_>>();
-        (inherits, proptest::collection::vec(rule(n), 0..=10))
-            .prop_map(|(inherits, rules)| Model { inherits, rules })
+        (inherits, proptest::collection::vec(rule(n, typed), 0..=10)).prop_map(
+            move |(inherits, rules)| Model {
+                inherits,
+                rules,
+                typed,
+            },
+        )
     })
+}
+
+/// An entity-naming attribute value: plain ids, typed references of each kind, or a number.
+fn entity_value() -> impl Strategy<Value = Option<AttributeValue>> {
+    prop_oneof![
+        2 => Just(None),
+        2 => Just(Some(AttributeValue::Id("u0".to_owned()))),
+        1 => Just(Some(AttributeValue::Id("u1".to_owned()))),
+        1 => Just(Some(EntityRef::new("user", "u0").into())),
+        1 => Just(Some(EntityRef::new("bot", "u0").into())),
+        1 => Just(Some(EntityRef::new("employee", "u1").into())),
+        1 => Just(Some(EntityRef::new("customer", "u0").into())),
+        1 => Just(Some(AttributeValue::Integer(7))),
+    ]
 }
 
 fn request() -> impl Strategy<Value = Request> {
@@ -489,28 +736,36 @@ fn request() -> impl Strategy<Value = Request> {
         prop_oneof![Just("u0"), Just("u1")],
         prop_oneof![4 => Just("s0"), 1 => Just("s1"), 1 => Just("")],
         proptest::collection::vec(0..=ROLES_MAX + 1, 0..=2),
+        prop_oneof![3 => Just(None), 1 => Just(Some("employee")), 1 => Just(Some("user")), 1 => Just(Some("bot"))],
     )
-        .prop_map(|(id, tenant, roles)| {
-            roles.into_iter().fold(Principal::new(id, tenant), |p, r| {
+        .prop_map(|(id, tenant, roles, kind)| {
+            let p = roles.into_iter().fold(Principal::new(id, tenant), |p, r| {
                 p.with_role(if r > ROLES_MAX {
                     "ghost".to_owned()
                 } else {
                     format!("role{r}")
                 })
-            })
+            });
+            match kind {
+                Some(kind) => p.with_kind(kind),
+                None => p,
+            }
         });
     let resource = (
         prop_oneof![4 => Just("doc"), 4 => Just("note"), 1 => Just("page")],
         prop_oneof![Just("r0"), Just("r1")],
         prop_oneof![4 => Just("s0"), 1 => Just("s1"), 1 => Just("")],
-        prop_oneof![2 => Just(None), 2 => Just(Some("u0")), 2 => Just(Some("u1")), 1 => Just(Some("7"))],
+        entity_value(),
+        entity_value(),
         proptest::option::weighted(0.8, -4i64..=4),
-        any::<bool>(),
     )
-        .prop_map(|(type_name, id, tenant, owner, amount, int_owner)| {
+        .prop_map(|(type_name, id, tenant, owner, agent, amount)| {
             let mut r = Resource::new(type_name, id, tenant);
             if let Some(owner) = owner {
-                r = if owner == "7" && int_owner { r.with("owner", 7) } else { r.with("owner", owner) };
+                r = r.with("owner", owner);
+            }
+            if let Some(agent) = agent {
+                r = r.with("agent", agent);
             }
             if let Some(amount) = amount {
                 r = r.with("amount", amount);
@@ -588,13 +843,13 @@ fn reference_agrees_on_a_hand_written_case() {
             hide: vec![],
             mask: vec![],
             cross_tenant: false,
-            owner: true,
-            limit: None,
-            mfa_within: None,
-            justification: None,
-            valid_from: None,
-            valid_until: None,
+            when: Conditions {
+                principal_is: Some("owner"),
+                ..Conditions::default()
+            },
+            unless: None,
         }],
+        typed: false,
     };
     let request = Request {
         principal: Principal::new("u0", "s0").with_role("role1"),
@@ -609,4 +864,155 @@ fn reference_agrees_on_a_hand_written_case() {
     assert_eq!(expected.fields[1], ("b".to_owned(), Visibility::Hidden));
     let policy = Policy::from_toml(&model.to_toml(), "model.toml").unwrap();
     assert_eq!(compiled(&policy, &request), expected);
+}
+
+#[test]
+fn reference_agrees_on_a_hand_written_deny_unless_case() {
+    // Guards the oracle's deny-unless and step-up logic: rule0 allows role0 to read docs;
+    // rule1 forbids every read unless MFA is at most 5 s old.
+    let allow = Rule {
+        effect: Effect::Allow,
+        any_role: false,
+        roles: vec![0],
+        except: vec![],
+        permissions: vec![0],
+        grants: vec![("*", Visibility::Full)],
+        hide: vec![],
+        mask: vec![],
+        cross_tenant: false,
+        when: Conditions::default(),
+        unless: None,
+    };
+    let deny_unless = Rule {
+        effect: Effect::Deny,
+        any_role: true,
+        permissions: vec![6],
+        grants: vec![],
+        unless: Some(Conditions {
+            mfa_within: Some(5),
+            ..Conditions::default()
+        }),
+        ..allow.clone()
+    };
+    let model = Model {
+        inherits: vec![vec![]],
+        rules: vec![allow, deny_unless],
+        typed: false,
+    };
+    let reader = Principal::new("u0", "s0").with_role("role0");
+    let request = |context: RequestContext, principal: &Principal| Request {
+        principal: principal.clone(),
+        action: "read",
+        resource: Resource::new("doc", "r0", "s0"),
+        context,
+    };
+    let policy = Policy::from_toml(&model.to_toml(), "model.toml").unwrap();
+    let fresh = request(RequestContext::at(10).with_mfa_verified_at(6), &reader);
+    let stale = request(RequestContext::at(10).with_mfa_verified_at(4), &reader);
+    let stranger = request(RequestContext::at(10), &Principal::new("u1", "s0"));
+    for (r, allowed, reason) in [
+        (&fresh, true, "allowed by rule `rule0`"),
+        (
+            &stale,
+            false,
+            "an MFA step-up within 5 s is required (rule `rule1`)",
+        ),
+        (&stranger, false, "forbidden by rule `rule1`"),
+    ] {
+        let expected = model.evaluate(r);
+        assert_eq!(expected.allowed, allowed);
+        assert_eq!(expected.reason, reason);
+        assert_eq!(compiled(&policy, r), expected);
+    }
+}
+
+#[test]
+fn reference_agrees_on_typed_references() {
+    // `owner = "ref:user"`: a bot, or a reference to a bot, with the same id is not the owner.
+    let model = Model {
+        inherits: vec![vec![]],
+        rules: vec![Rule {
+            effect: Effect::Allow,
+            any_role: false,
+            roles: vec![0],
+            except: vec![],
+            permissions: vec![0],
+            grants: vec![],
+            hide: vec![],
+            mask: vec![],
+            cross_tenant: false,
+            when: Conditions {
+                principal_is: Some("owner"),
+                ..Conditions::default()
+            },
+            unless: None,
+        }],
+        typed: true,
+    };
+    let policy = Policy::from_toml(&model.to_toml(), "model.toml").unwrap();
+    let doc = |owner: AttributeValue| Resource::new("doc", "r0", "s0").with("owner", owner);
+    let user = Principal::new("u0", "s0")
+        .with_role("role0")
+        .with_kind("user");
+    let bot = Principal::new("u0", "s0")
+        .with_role("role0")
+        .with_kind("bot");
+    let kindless = Principal::new("u0", "s0").with_role("role0");
+    for (principal, owner, allowed) in [
+        (&user, EntityRef::new("user", "u0").into(), true),
+        (&user, AttributeValue::Id("u0".to_owned()), true),
+        (&user, EntityRef::new("bot", "u0").into(), false),
+        (&bot, EntityRef::new("user", "u0").into(), false),
+        (&bot, AttributeValue::Id("u0".to_owned()), false),
+        // Two principal kinds: a principal without one cannot be the owner.
+        (&kindless, EntityRef::new("user", "u0").into(), false),
+    ] {
+        let r = Request {
+            principal: principal.clone(),
+            action: "read",
+            resource: doc(owner),
+            context: RequestContext::at(0),
+        };
+        let expected = model.evaluate(&r);
+        assert_eq!(expected.allowed, allowed, "{r:?}");
+        assert_eq!(compiled(&policy, &r), expected);
+    }
+}
+
+#[test]
+fn generators_reach_every_kind_of_answer() {
+    // The property test is only as good as its inputs: check (deterministically) that random
+    // policies and requests produce each kind of reason, typed and untyped schemas alike.
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let mut seen = BTreeSet::new();
+    for _ in 0..300 {
+        let model = model().new_tree(&mut runner).unwrap().current();
+        for _ in 0..32 {
+            let r = request().new_tree(&mut runner).unwrap().current();
+            let outcome = model.evaluate(&r);
+            let kind = outcome
+                .reason
+                .split(' ')
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
+            seen.insert((model.typed, kind));
+        }
+    }
+    for typed in [false, true] {
+        for kind in [
+            "allowed by",
+            "forbidden by",
+            "no rule",
+            "an MFA",
+            "a justification",
+        ] {
+            assert!(
+                seen.contains(&(typed, kind.to_owned())),
+                "never saw `{kind}` (typed: {typed}); saw {seen:?}"
+            );
+        }
+    }
 }

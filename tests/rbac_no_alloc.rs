@@ -7,7 +7,9 @@
     clippy::indexing_slicing
 )]
 
-use custodian::rbac::{Justification, Policy, PolicyHandle, Principal, RequestContext, Resource};
+use custodian::rbac::{
+    EntityRef, Justification, Policy, PolicyHandle, Principal, RequestContext, Resource,
+};
 
 #[test]
 fn checks_do_not_allocate() {
@@ -32,12 +34,16 @@ fn checks_do_not_allocate() {
             .with("assigned_agent", "emp-1")
             .with("total", 500),
         Resource::new("order", "ord-2", "store-1"),
+        Resource::new("order", "ord-3", "store-1")
+            .with("assigned_agent", EntityRef::new("employee", "emp-1"))
+            .with("total", 500),
         Resource::new("payment_card", "card-1", "store-1"),
         Resource::new("parcel", "p-1", "store-1"),
     ];
     let contexts = [
         RequestContext::at(now),
         RequestContext::at(now).with_mfa_verified_at(now - 10),
+        RequestContext::at(now).with_mfa_verified_at(now - 1_000),
         RequestContext::at(now)
             .with_justification(Justification::ticket("T").naming("customer", "cust-1")),
     ];
@@ -49,6 +55,7 @@ fn checks_do_not_allocate() {
     drop(handle.snapshot());
 
     let mut allowed = 0;
+    let mut actionable = 0;
     let info = allocation_counter::measure(|| {
         for p in &principals {
             for r in &resources {
@@ -56,6 +63,10 @@ fn checks_do_not_allocate() {
                     for a in actions {
                         let snapshot = handle.snapshot();
                         let decision = snapshot.check(p, a, r, c);
+                        // Step-up and justification answers are computed without allocating.
+                        if decision.reason().is_actionable() {
+                            actionable += 1;
+                        }
                         if decision.is_allowed() {
                             allowed += 1;
                             // Reading the view and the reason does not allocate either.
@@ -68,6 +79,10 @@ fn checks_do_not_allocate() {
         }
     });
     assert!(allowed > 10, "the workload should include allowed requests");
+    assert!(
+        actionable > 0,
+        "the workload should include step-up answers"
+    );
     assert_eq!(info.count_total, 0, "{info:?}");
 
     // The counter works: building an audit record does allocate.

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use custodian::rbac::{
-    AttributeValue, Justification, Policy, PolicyHandle, Principal, Reason, RequestContext,
-    Resource, Visibility,
+    AttributeValue, EntityRef, Justification, Policy, PolicyHandle, Principal, Reason, ReasonKind,
+    RequestContext, Resource, Visibility,
 };
 
 const NOW: u64 = 1_750_000_000;
@@ -585,4 +585,526 @@ permissions = ["order:refund"]
     for reader in readers {
         assert!(reader.join().unwrap() >= 1_000);
     }
+}
+
+// ---- deny-unless rules -----------------------------------------------------------------------
+
+const VIEW_ONLY_AFTER_MFA: &str = r#"
+[[rules]]
+name = "orders-only-after-mfa"
+effect = "deny"
+roles = ["*"]
+permissions = ["order:*"]
+unless = { mfa_within = 30 }
+"#;
+
+#[test]
+fn deny_unless_applies_when_its_condition_is_not_met_and_fails_closed() {
+    let p = policy(&format!("{ALLOW_VIEW}{VIEW_ONLY_AFTER_MFA}"));
+    let order = order(1);
+    let step_up = Reason::StepUpRequired {
+        within_secs: 30,
+        rule: "orders-only-after-mfa",
+    };
+    for (context, allowed) in [
+        (ctx().with_mfa_verified_at(NOW - 30), true),
+        (ctx().with_mfa_verified_at(NOW), true),
+        (ctx().with_mfa_verified_at(NOW - 31), false),
+        // Missing or future-dated MFA is unknown: the deny rule applies.
+        (ctx(), false),
+        (ctx().with_mfa_verified_at(NOW + 1), false),
+    ] {
+        let d = p.check(leak(agent()), "view", &order, &context);
+        assert_eq!(d.is_allowed(), allowed, "{context:?}");
+        if !allowed {
+            assert_eq!(d.reason(), step_up, "{context:?}");
+            assert!(d.view().is_empty());
+        }
+    }
+}
+
+#[test]
+fn deny_unless_on_a_condition_the_caller_cannot_meet_is_a_plain_forbid() {
+    let p = policy(&format!(
+        "{ALLOW_VIEW}{}",
+        r#"
+[[rules]]
+name = "small-orders-only"
+effect = "deny"
+roles = ["agent"]
+permissions = ["order:view"]
+unless = { below = { total = 100 } }
+"#
+    ));
+    let (small, large) = (order(99), order(100));
+    assert!(p.check(leak(agent()), "view", &small, &ctx()).is_allowed());
+    assert_eq!(
+        reason(&p, leak(agent()), "view", &large, &ctx()),
+        (false, Some("small-orders-only".to_owned()))
+    );
+    // No total: unknown is "not met", so the deny applies.
+    let no_total = Resource::new("order", "ord-1", "store-1");
+    let d = p.check(leak(agent()), "view", &no_total, leak(ctx()));
+    assert_eq!(
+        d.reason(),
+        Reason::ForbiddenBy {
+            rule: "small-orders-only"
+        }
+    );
+    // Unknown counts against `unless` and for `when`: a rule with both applies when the `when`
+    // part is not false and the `unless` part is not all true.
+    let both = policy(&format!(
+        "{ALLOW_VIEW}{}",
+        r#"
+[[rules]]
+name = "assigned-large-orders-need-mfa"
+effect = "deny"
+roles = ["agent"]
+permissions = ["order:view"]
+when = { at_least = { total = 100 } }
+unless = { mfa_within = 60 }
+"#
+    ));
+    assert!(
+        both.check(leak(agent()), "view", &small, &ctx())
+            .is_allowed()
+    );
+    assert!(
+        !both
+            .check(leak(agent()), "view", &large, &ctx())
+            .is_allowed()
+    );
+    assert!(
+        !both
+            .check(leak(agent()), "view", &no_total, &ctx())
+            .is_allowed()
+    );
+    let fresh = ctx().with_mfa_verified_at(NOW);
+    assert!(
+        both.check(leak(agent()), "view", &large, &fresh)
+            .is_allowed()
+    );
+}
+
+#[test]
+fn a_field_restriction_may_say_unless() {
+    let p = policy(&format!(
+        "{ALLOW_VIEW}{}",
+        r#"
+[[rules]]
+name = "email-hidden-without-ticket"
+effect = "deny"
+roles = ["*"]
+permissions = ["order:view"]
+hide_fields = ["email"]
+unless = { justification = "names_resource" }
+"#
+    ));
+    let order = order(1);
+    let plain = p.check(leak(agent()), "view", &order, leak(ctx()));
+    assert!(plain.is_allowed());
+    assert_eq!(plain.view().visibility("email"), Visibility::Hidden);
+    assert_eq!(plain.restricted_by(), Some("email-hidden-without-ticket"));
+    let ticket = ctx().with_justification(Justification::ticket("T").naming("order", "ord-1"));
+    let with_ticket = p.check(leak(agent()), "view", &order, leak(ticket));
+    assert_eq!(with_ticket.view().visibility("email"), Visibility::Masked);
+    assert_eq!(with_ticket.restricted_by(), None);
+}
+
+// ---- actionable denials ----------------------------------------------------------------------
+
+#[test]
+fn denials_say_when_a_step_up_or_a_justification_would_allow() {
+    let p = policy(
+        r#"
+[[rules]]
+name = "refund-after-mfa"
+effect = "allow"
+roles = ["agent"]
+permissions = ["order:refund"]
+when = { mfa_within = 120, below = { total = 1000 } }
+
+[[rules]]
+name = "view-with-ticket"
+effect = "allow"
+roles = ["agent"]
+permissions = ["order:view"]
+when = { justification = "names_resource" }
+
+[[rules]]
+name = "cancel-with-mfa-and-ticket"
+effect = "allow"
+roles = ["agent"]
+permissions = ["order:cancel"]
+when = { justification = "any", mfa_within = 60 }
+"#,
+    );
+    let (small, large) = (order(10), order(5000));
+    let d = p.check(leak(agent()), "refund", &small, leak(ctx()));
+    assert!(!d.is_allowed() && d.view().is_empty());
+    assert_eq!(
+        d.reason(),
+        Reason::StepUpRequired {
+            within_secs: 120,
+            rule: "refund-after-mfa"
+        }
+    );
+    assert!(d.reason().is_actionable());
+    assert_eq!(d.audit_record().reason, ReasonKind::StepUpRequired);
+    assert_eq!(
+        d.audit_record().explanation,
+        "an MFA step-up within 120 s is required (rule `refund-after-mfa`)"
+    );
+    // A condition the caller cannot change (the amount) fails too: a step-up would not help.
+    assert_eq!(
+        p.check(leak(agent()), "refund", &large, leak(ctx()))
+            .reason(),
+        Reason::NoRuleAllowed
+    );
+    // Not the caller's store: nothing to offer either.
+    let elsewhere = Resource::new("order", "ord-1", "store-2").with("total", 10);
+    assert_eq!(
+        p.check(leak(agent()), "refund", &elsewhere, leak(ctx()))
+            .reason(),
+        Reason::NoRuleAllowed
+    );
+    // A role the rule does not name: nothing to offer.
+    assert_eq!(
+        p.check(
+            leak(Principal::new("x", "store-1").with_role("auditor")),
+            "refund",
+            &small,
+            leak(ctx())
+        )
+        .reason(),
+        Reason::NoRuleAllowed
+    );
+
+    let view = p.check(leak(agent()), "view", &small, leak(ctx()));
+    assert_eq!(
+        view.reason(),
+        Reason::JustificationRequired {
+            names_resource: true,
+            rule: "view-with-ticket"
+        }
+    );
+    // A ticket about another order is not enough: still a justification naming this one.
+    let wrong = ctx().with_justification(Justification::ticket("T").naming("order", "ord-9"));
+    assert_eq!(
+        p.check(leak(agent()), "view", &small, leak(wrong)).reason(),
+        Reason::JustificationRequired {
+            names_resource: true,
+            rule: "view-with-ticket"
+        }
+    );
+
+    // Both needed: the step-up is asked for first, then the justification.
+    let cancel = p.check(leak(agent()), "cancel", &small, leak(ctx()));
+    assert_eq!(
+        cancel.reason(),
+        Reason::StepUpRequired {
+            within_secs: 60,
+            rule: "cancel-with-mfa-and-ticket"
+        }
+    );
+    let stepped_up = ctx().with_mfa_verified_at(NOW);
+    assert_eq!(
+        p.check(leak(agent()), "cancel", &small, leak(stepped_up))
+            .reason(),
+        Reason::JustificationRequired {
+            names_resource: false,
+            rule: "cancel-with-mfa-and-ticket"
+        }
+    );
+}
+
+#[test]
+fn a_forbid_still_wins_over_an_actionable_answer() {
+    let p = policy(
+        r#"
+[[rules]]
+name = "refund-after-mfa"
+effect = "allow"
+roles = ["agent"]
+permissions = ["order:refund"]
+when = { mfa_within = 120 }
+
+[[rules]]
+name = "refunds-need-mfa-within-30"
+effect = "deny"
+roles = ["*"]
+permissions = ["order:refund"]
+unless = { mfa_within = 30 }
+
+[[rules]]
+name = "no-refunds-of-large-orders"
+effect = "deny"
+roles = ["*"]
+permissions = ["order:refund"]
+when = { at_least = { total = 1000 } }
+"#,
+    );
+    // Both MFA windows ask for a step-up: the tighter one is reported, with the first rule
+    // asking for one.
+    let small = order(10);
+    assert_eq!(
+        p.check(leak(agent()), "refund", &small, leak(ctx()))
+            .reason(),
+        Reason::StepUpRequired {
+            within_secs: 30,
+            rule: "refund-after-mfa"
+        }
+    );
+    // 60 s old: the allow rule is satisfied, the deny-unless rule is not.
+    let minute = ctx().with_mfa_verified_at(NOW - 60);
+    assert_eq!(
+        p.check(leak(agent()), "refund", &small, leak(minute))
+            .reason(),
+        Reason::StepUpRequired {
+            within_secs: 30,
+            rule: "refunds-need-mfa-within-30"
+        }
+    );
+    // A plain forbid applies: no step-up would help, and the answer names the rule that
+    // forbids for good, not the deny-unless rule that a step-up would lift.
+    let large = order(5000);
+    for context in [ctx(), ctx().with_mfa_verified_at(NOW)] {
+        assert_eq!(
+            p.check(leak(agent()), "refund", &large, leak(context))
+                .reason(),
+            Reason::ForbiddenBy {
+                rule: "no-refunds-of-large-orders"
+            }
+        );
+    }
+}
+
+// ---- typed entity references -----------------------------------------------------------------
+
+#[test]
+fn ownership_compares_the_kind_as_well_as_the_id() {
+    let p = Policy::from_toml(
+        r#"
+version = 1
+principal_kinds = ["employee", "service"]
+[resource_types.order]
+actions = ["refund"]
+attributes = { assigned_agent = "ref:employee", total = "integer" }
+[roles.agent]
+[[rules]]
+name = "refund-assigned"
+effect = "allow"
+roles = ["agent"]
+permissions = ["order:refund"]
+when = { principal_is = "assigned_agent" }
+[[rules]]
+name = "no-refunds-by-the-assignee-when-flagged"
+effect = "deny"
+roles = ["agent"]
+permissions = ["order:refund"]
+when = { principal_is = "assigned_agent", at_least = { total = 1000 } }
+"#,
+        "typed.toml",
+    )
+    .unwrap();
+    let employee = Principal::new("e1", "s")
+        .with_role("agent")
+        .with_kind("employee");
+    let service = Principal::new("e1", "s")
+        .with_role("agent")
+        .with_kind("service");
+    let kindless = Principal::new("e1", "s").with_role("agent");
+    let assigned = |value: AttributeValue| {
+        Resource::new("order", "o", "s")
+            .with("assigned_agent", value)
+            .with("total", 10)
+    };
+    let allowed = |who: &Principal, r: Resource| p.check(who, "refund", &r, &ctx()).is_allowed();
+    assert!(allowed(
+        &employee,
+        assigned(EntityRef::new("employee", "e1").into())
+    ));
+    // A plain id is taken to be of the declared kind.
+    assert!(allowed(&employee, assigned("e1".into())));
+    // The same id of another kind is someone else: the issue's "customer e1 is not employee e1".
+    assert!(!allowed(
+        &employee,
+        assigned(EntityRef::new("customer", "e1").into())
+    ));
+    assert!(!allowed(
+        &service,
+        assigned(EntityRef::new("employee", "e1").into())
+    ));
+    // With two principal kinds, a principal without a kind is unknown: no allow ...
+    assert!(!allowed(
+        &kindless,
+        assigned(EntityRef::new("employee", "e1").into())
+    ));
+    // ... and a deny rule on it applies (fail closed).
+    let flagged = Resource::new("order", "o", "s")
+        .with("assigned_agent", EntityRef::new("employee", "e1"))
+        .with("total", 5000);
+    let d = p.check(&kindless, "refund", &flagged, leak(ctx()));
+    assert_eq!(
+        d.reason(),
+        Reason::ForbiddenBy {
+            rule: "no-refunds-by-the-assignee-when-flagged"
+        }
+    );
+    // A reference of the wrong kind is a wrong-type value: unknown, so the deny applies too.
+    let wrong_kind = Resource::new("order", "o", "s")
+        .with("assigned_agent", EntityRef::new("customer", "e1"))
+        .with("total", 5000);
+    assert!(
+        !p.check(&employee, "refund", &wrong_kind, &ctx())
+            .is_allowed()
+    );
+    assert_eq!(
+        p.check(&employee, "refund", &wrong_kind, leak(ctx()))
+            .reason(),
+        Reason::ForbiddenBy {
+            rule: "no-refunds-by-the-assignee-when-flagged"
+        }
+    );
+}
+
+#[test]
+fn one_principal_kind_makes_kinds_implicit() {
+    // `principal_kinds` absent: every principal is an `employee`, given or not.
+    let p = policy(
+        r#"
+[[rules]]
+name = "refund-assigned"
+effect = "allow"
+roles = ["agent"]
+permissions = ["order:refund"]
+when = { principal_is = "assigned_agent" }
+"#,
+    );
+    let mine = order(1);
+    assert!(p.check(&agent(), "refund", &mine, &ctx()).is_allowed());
+    let typed = agent().with_kind("employee");
+    assert!(p.check(&typed, "refund", &mine, &ctx()).is_allowed());
+    let other_kind = agent().with_kind("service");
+    assert!(!p.check(&other_kind, "refund", &mine, &ctx()).is_allowed());
+    let customer_ref = Resource::new("order", "ord-1", "store-1")
+        .with("assigned_agent", EntityRef::new("customer", "emp-1"));
+    assert!(
+        !p.check(&agent(), "refund", &customer_ref, &ctx())
+            .is_allowed()
+    );
+}
+
+// ---- owned decisions -------------------------------------------------------------------------
+
+#[test]
+fn owned_decisions_answer_exactly_like_borrowed_ones() {
+    let p = policy(&format!(
+        "{ALLOW_VIEW}{VIEW_ONLY_AFTER_MFA}{}",
+        r#"
+[[rules]]
+name = "hide-phone"
+effect = "deny"
+roles = ["agent"]
+permissions = ["order:view"]
+hide_fields = ["email"]
+"#
+    ));
+    let order = order(1);
+    let record = [
+        ("items", "2 mugs"),
+        ("email", "jane@example.com"),
+        ("phone", "+1 555 0100"),
+    ];
+    for context in [ctx(), ctx().with_mfa_verified_at(NOW)] {
+        for action in ["view", "refund", "fly"] {
+            let borrowed = p.check(leak(agent()), action, &order, leak(context.clone()));
+            let owned = borrowed.into_owned();
+            assert_eq!(owned.is_allowed(), borrowed.is_allowed());
+            assert_eq!(owned.reason(), borrowed.reason());
+            assert_eq!(owned.restricted_by(), borrowed.restricted_by());
+            assert_eq!(owned.audit_record(), borrowed.audit_record());
+            assert_eq!(owned.view().redact(record), borrowed.view().redact(record));
+            assert_eq!(
+                owned.view().iter().collect::<Vec<_>>(),
+                borrowed.view().iter().collect::<Vec<_>>()
+            );
+            assert_eq!(owned.view().is_empty(), borrowed.view().is_empty());
+            assert_eq!(
+                owned.view().show("items", "x"),
+                borrowed.view().show("items", "x")
+            );
+        }
+    }
+    let unknown = Resource::new("parcel", "p", "store-1");
+    let owned = p.check(&agent(), "view", &unknown, &ctx()).into_owned();
+    assert_eq!(
+        owned.reason(),
+        Reason::UnknownResourceType {
+            resource_type: "parcel"
+        }
+    );
+}
+
+#[test]
+fn owned_decisions_outlive_the_request_and_cross_threads() {
+    fn decide(p: &Policy, total: i64) -> custodian::rbac::OwnedDecision {
+        let who = Principal::new("emp-1", "store-1").with_role("agent");
+        let what = Resource::new("order", "ord-1", "store-1").with("total", total);
+        let context = RequestContext::at(NOW).with_mfa_verified_at(NOW);
+        p.check(&who, "view", &what, &context).into_owned()
+    }
+    let p = policy(&format!("{ALLOW_VIEW}{VIEW_ONLY_AFTER_MFA}"));
+    let decision = decide(&p, 1);
+    drop(p);
+    let shown = std::thread::spawn(move || {
+        assert!(decision.is_allowed());
+        decision
+            .view()
+            .redact([("email", "jane@example.com")])
+            .into_iter()
+            .map(|(f, v)| format!("{f}={v}"))
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(shown, ["email=j***@example.com"]);
+}
+
+#[test]
+fn json_policies_have_unless_and_typed_references_too() {
+    let p = Policy::from_json(
+        r#"{
+            "version": 1,
+            "principal_kinds": ["employee", "service"],
+            "resource_types": {"order": {"actions": ["refund"], "attributes": {"assigned_agent": "ref:employee"}}},
+            "roles": {"agent": {}},
+            "rules": [
+                {"name": "refund-assigned", "effect": "allow", "roles": ["agent"],
+                 "permissions": ["order:refund"], "when": {"principal_is": "assigned_agent"}},
+                {"name": "refunds-after-mfa", "effect": "deny", "roles": ["*"],
+                 "permissions": ["order:*"], "unless": {"mfa_within": 60}}
+            ]
+        }"#,
+        "p.json",
+    )
+    .unwrap();
+    let who = Principal::new("e1", "s")
+        .with_role("agent")
+        .with_kind("employee");
+    let mine =
+        Resource::new("order", "o", "s").with("assigned_agent", EntityRef::new("employee", "e1"));
+    let fresh = ctx().with_mfa_verified_at(NOW);
+    assert!(p.check(&who, "refund", &mine, &fresh).is_allowed());
+    assert_eq!(
+        p.check(&who, "refund", &mine, leak(ctx())).reason(),
+        Reason::StepUpRequired {
+            within_secs: 60,
+            rule: "refunds-after-mfa"
+        }
+    );
+    let bot = Principal::new("e1", "s")
+        .with_role("agent")
+        .with_kind("service");
+    assert!(!p.check(&bot, "refund", &mine, &fresh).is_allowed());
 }

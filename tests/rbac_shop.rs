@@ -80,6 +80,17 @@ fn denied(
             rule: rule.to_owned().leak(),
         },
         Reason::NoRuleAllowed => Reason::NoRuleAllowed,
+        Reason::StepUpRequired { within_secs, rule } => Reason::StepUpRequired {
+            within_secs,
+            rule: rule.to_owned().leak(),
+        },
+        Reason::JustificationRequired {
+            names_resource,
+            rule,
+        } => Reason::JustificationRequired {
+            names_resource,
+            rule: rule.to_owned().leak(),
+        },
         other => panic!("unexpected reason {other:?}"),
     }
 }
@@ -299,28 +310,69 @@ fn finance_views_cards_only_within_five_minutes_of_mfa() {
     assert_eq!(
         decision.reason(),
         Reason::AllowedBy {
-            rule: "finance-views-cards-after-mfa"
+            rule: "finance-views-cards"
         }
     );
     assert_eq!(decision.view().visibility("number"), Visibility::Full);
+    // Stale, missing or future-dated MFA: the deny-unless rule applies, and since finance
+    // would be allowed after a step-up, the denial says so.
+    let step_up = Reason::StepUpRequired {
+        within_secs: 300,
+        rule: "cards-only-after-mfa",
+    };
     let stale = at().with_mfa_verified_at(NOW - 301);
-    assert_eq!(
-        denied(&policy, &clerk, "view", &card(), &stale),
-        Reason::NoRuleAllowed
-    );
-    assert_eq!(
-        denied(&policy, &clerk, "view", &card(), &at()),
-        Reason::NoRuleAllowed
-    );
+    assert_eq!(denied(&policy, &clerk, "view", &card(), &stale), step_up);
+    assert_eq!(denied(&policy, &clerk, "view", &card(), &at()), step_up);
     let future = at().with_mfa_verified_at(NOW + 60);
-    assert_eq!(
-        denied(&policy, &clerk, "view", &card(), &future),
-        Reason::NoRuleAllowed
-    );
-    // Support has no card access at all, MFA or not.
+    assert_eq!(denied(&policy, &clerk, "view", &card(), &future), step_up);
+    // Support has no card access at all: with MFA nothing allows it, and without MFA the
+    // card rule forbids it (a step-up would not help, so it is not offered).
     assert_eq!(
         denied(&policy, &employee("support"), "view", &card(), &fresh),
         Reason::NoRuleAllowed
+    );
+    assert_eq!(
+        denied(&policy, &employee("support"), "view", &card(), &at()),
+        Reason::ForbiddenBy {
+            rule: "cards-only-after-mfa"
+        }
+    );
+}
+
+#[test]
+fn the_card_rule_binds_every_role_without_repeating_mfa_in_allow_rules() {
+    // The allow rule for cards has no MFA condition; the deny-unless rule supplies it, for
+    // every principal (admin included) and for any allow rule a later edit might add.
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/policies/shop.toml"
+    ))
+    .unwrap();
+    let with_extra_allow = format!(
+        "{text}\n[[rules]]\nname = \"support-views-cards\"\neffect = \"allow\"\nroles = [\"support\"]\npermissions = [\"payment_card:view\"]\n"
+    );
+    let policy = Policy::from_toml(&with_extra_allow, "shop-plus.toml").unwrap();
+    let (agent, card_on_file, no_mfa) = (employee("support"), card(), at());
+    let decision = policy.check(&agent, "view", &card_on_file, &no_mfa);
+    assert!(!decision.is_allowed());
+    assert_eq!(
+        decision.reason(),
+        Reason::StepUpRequired {
+            within_secs: 300,
+            rule: "cards-only-after-mfa"
+        }
+    );
+    let fresh = at().with_mfa_verified_at(NOW);
+    assert!(
+        policy
+            .check(&agent, "view", &card_on_file, &fresh)
+            .is_allowed()
+    );
+    let admin = employee("admin");
+    assert!(
+        !policy
+            .check(&admin, "view", &card_on_file, &no_mfa)
+            .is_allowed()
     );
 }
 
@@ -474,6 +526,28 @@ fn an_mfa_step_up_counts_only_for_the_user_who_made_it() {
     let with_other = at().with_step_up(&clerk, &someone_else);
     assert_eq!(
         denied(&policy, &clerk, "view", &card(), &with_other),
-        Reason::NoRuleAllowed
+        Reason::StepUpRequired {
+            within_secs: 300,
+            rule: "cards-only-after-mfa"
+        }
     );
+}
+
+#[test]
+fn the_shop_policy_passes_its_own_test_file() {
+    let report = shop()
+        .run_tests(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/policies/shop.tests.toml"
+        ))
+        .unwrap();
+    assert!(report.all_passed(), "{report}");
+    assert!(report.passed() >= 20, "{report}");
+}
+
+#[test]
+fn the_shop_policy_loads_without_warnings() {
+    let policy = shop();
+    assert!(policy.warnings().is_empty(), "{:?}", policy.warnings());
+    assert_eq!(policy.principal_kinds().collect::<Vec<_>>(), ["employee"]);
 }

@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""An independent decoder for custodian ciphertext format v1, written from docs/FORMAT.md alone.
+"""A partial decoder for custodian ciphertext format v1, written from docs/FORMAT.md alone.
 
-Usage: python3 tools/decode_v1.py  (decrypts the worked example of docs/FORMAT.md)
+Usage: python3 tools/decode_v1.py  (decrypts the first worked example of docs/FORMAT.md)
 Needs the `cryptography` package. Not part of the Rust build; it exists to show that the document
-is sufficient for another implementation.
+is enough for another implementation to decrypt.
+
+What it does not do (see docs/FORMAT.md, "An independent decoder"): XChaCha20-Poly1305 (suite 3);
+the header checks other than magic, version and total length; the strict text form; encryption.
 """
 import base64, re, struct, sys
 from pathlib import Path

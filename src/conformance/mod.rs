@@ -13,3 +13,4 @@
 )]
 
 pub mod factor_store;
+pub mod key_store;

@@ -240,3 +240,166 @@ impl<'a> Reader<'a> {
         Ok(u32::from_be_bytes(array))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::default_provider;
+    use crate::envelope::{EncryptionContext, StaticKek, open, rewrap, seal};
+    use crate::secret::SecretKey;
+
+    fn kek(id: KeyId, suite: Suite) -> StaticKek {
+        StaticKek::with_algorithm(
+            id,
+            &SecretKey::from_bytes([7; 32]),
+            default_provider().aead(suite),
+        )
+    }
+
+    /// A key header (magic through payload length) written byte by byte, not by the code under test.
+    fn hand_built_header(name: &[u8], subject: &[u8], payload_len: u32) -> Vec<u8> {
+        let mut out = b"CST\x01\x01".to_vec();
+        out.push(u8::try_from(name.len()).unwrap());
+        out.extend_from_slice(name);
+        out.extend_from_slice(&1u32.to_be_bytes());
+        out.push(u8::try_from(subject.len()).unwrap());
+        out.extend_from_slice(subject);
+        out.extend_from_slice(&payload_len.to_be_bytes());
+        out
+    }
+
+    /// Everything after a key header: nonces, wrap, payload and tag, for AES-256-GCM.
+    fn body(payload_len: usize) -> Vec<u8> {
+        vec![0; 12 + WRAPPED_DEK_LEN + 12 + payload_len + TAG_LEN]
+    }
+
+    #[test]
+    fn the_longest_name_and_subject_seal_and_open() {
+        let name = "n".repeat(MAX_NAME_LEN);
+        let subject = "\u{e9}".repeat(MAX_SUBJECT_LEN / 2); // 128 bytes of UTF-8, 64 characters
+        let context = EncryptionContext::for_field("t", "1", "f").unwrap();
+        for suite in [
+            Suite::Aes256Gcm,
+            Suite::ChaCha20Poly1305,
+            Suite::XChaCha20Poly1305,
+        ] {
+            for id in [
+                KeyId::new(name.clone(), 1).unwrap(),
+                KeyId::new(name.clone(), u32::MAX)
+                    .unwrap()
+                    .for_subject(subject.clone())
+                    .unwrap(),
+            ] {
+                let kek = kek(id.clone(), suite);
+                let sealed = seal(&kek, &context, b"value").unwrap();
+                let header = Header::parse(&sealed).unwrap();
+                assert_eq!(header.key_id(), &id);
+                assert_eq!(header.suite(), suite);
+                assert_eq!(
+                    header.layout().key_header_end,
+                    3 + 1 + 1 + 1 + 64 + 4 + 1 + id.subject().map_or(0, str::len) + 4
+                );
+                assert_eq!(
+                    open(&kek, &context, &sealed).unwrap().expose_secret(),
+                    b"value"
+                );
+                // A rewrap keeps the longest id intact too.
+                let again = rewrap(&kek, &kek, &context, &sealed).unwrap();
+                assert_eq!(
+                    open(&kek, &context, &again).unwrap().expose_secret(),
+                    b"value"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn name_and_subject_lengths_are_checked_at_the_limits() {
+        let subject = "s".repeat(MAX_SUBJECT_LEN);
+        for (name_len, subject_len, ok) in [
+            (1, 0, true),
+            (64, 0, true),
+            (64, 128, true),
+            (1, 1, true),
+            (0, 0, false),
+            (65, 0, false),
+            (64, 129, false),
+            (255, 0, false),
+            (1, 255, false),
+        ] {
+            let name = "n".repeat(name_len);
+            let subject = "s".repeat(subject_len);
+            let mut bytes = hand_built_header(name.as_bytes(), subject.as_bytes(), 3);
+            bytes.extend_from_slice(&body(3));
+            let parsed = Header::parse(&bytes);
+            assert_eq!(parsed.is_ok(), ok, "{name_len} {subject_len}: {parsed:?}");
+            if let Ok(header) = parsed {
+                assert_eq!(header.key_id().name(), name);
+                assert_eq!(header.key_id().subject().unwrap_or(""), subject);
+                assert_eq!(header.payload_len(), 3);
+                // The writer produces the same bytes as the hand-built header.
+                let mut written = Vec::new();
+                header.write_key_header(&mut written);
+                assert_eq!(
+                    written,
+                    hand_built_header(name.as_bytes(), subject.as_bytes(), 3)
+                );
+            }
+        }
+        assert_eq!(subject.len(), 128);
+    }
+
+    #[test]
+    fn the_payload_limit_is_exactly_one_gib() {
+        assert_eq!(MAX_PAYLOAD_LEN, 1 << 30);
+        assert_eq!(check_payload_len(MAX_PAYLOAD_LEN), Ok(()));
+        assert_eq!(check_payload_len(0), Ok(()));
+        assert_eq!(
+            check_payload_len(MAX_PAYLOAD_LEN + 1),
+            Err(EnvelopeError::TooLarge(MAX_PAYLOAD_LEN + 1))
+        );
+        // A header announcing exactly 1 GiB passes the limit and then fails only on length (the
+        // 1 GiB body is not allocated); one byte more fails on the limit.
+        let at_limit = hand_built_header(b"customers", b"", 1 << 30);
+        assert_eq!(
+            Header::parse(&at_limit),
+            Err(EnvelopeError::Malformed(
+                "truncated: shorter than its recorded payload length"
+            ))
+        );
+        let over = hand_built_header(b"customers", b"", (1 << 30) + 1);
+        assert_eq!(
+            Header::parse(&over),
+            Err(EnvelopeError::Malformed("payload length over 1 GiB"))
+        );
+        assert_eq!(
+            Header::parse(&hand_built_header(b"customers", b"", u32::MAX)),
+            Err(EnvelopeError::Malformed("payload length over 1 GiB"))
+        );
+        // The layout of a 1 GiB message, and the writer's bytes for it.
+        let id = KeyId::new("customers", 1).unwrap();
+        let layout = Layout::new(key_header_len(&id), 12, MAX_PAYLOAD_LEN);
+        assert_eq!(layout.total, 24 + 12 + 48 + 12 + (1 << 30) + 16);
+        let mut written = Vec::new();
+        write_key_header(&mut written, Suite::Aes256Gcm, &id, MAX_PAYLOAD_LEN);
+        assert_eq!(written, at_limit);
+    }
+
+    #[test]
+    fn truncation_and_trailing_bytes_are_refused_at_every_length() {
+        let kek = kek(KeyId::new("customers", 1).unwrap(), Suite::Aes256Gcm);
+        let context = EncryptionContext::new();
+        let sealed = seal(&kek, &context, b"0123456789").unwrap();
+        for len in 0..sealed.len() {
+            assert!(Header::parse(&sealed[..len]).is_err(), "{len}");
+        }
+        let mut long = sealed.clone();
+        long.push(0);
+        assert_eq!(
+            Header::parse(&long),
+            Err(EnvelopeError::Malformed(
+                "trailing bytes after the payload tag"
+            ))
+        );
+    }
+}

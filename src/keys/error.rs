@@ -119,6 +119,10 @@ pub enum KeyError {
     /// The storage backend failed.
     #[error("key store: {0}")]
     Store(String),
+    /// The storage backend could not be reached, or did not answer within its timeout (a
+    /// PostgreSQL server that is down or restarting). Nothing is lost by retrying later.
+    #[error("key store unavailable: {0}")]
+    StoreUnavailable(String),
     /// The store was written by a newer custodian with a schema this build does not know.
     #[error(
         "key store schema version {found} is newer than this build supports ({supported}); upgrade custodian"
@@ -152,6 +156,20 @@ impl KeyError {
     /// Whether this is the coarse decryption failure (wrong key, context, or tampered ciphertext).
     pub fn is_decrypt_failure(&self) -> bool {
         matches!(self, KeyError::Envelope(EnvelopeError::Decrypt))
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<crate::postgres::PostgresError> for KeyError {
+    fn from(err: crate::postgres::PostgresError) -> Self {
+        use crate::postgres::PostgresError;
+        match err {
+            PostgresError::Unavailable(message) => KeyError::StoreUnavailable(message),
+            PostgresError::SchemaTooNew { found, supported } => {
+                KeyError::SchemaTooNew { found, supported }
+            }
+            other => KeyError::Store(other.to_string()),
+        }
     }
 }
 

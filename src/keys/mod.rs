@@ -20,6 +20,8 @@ mod integrity;
 mod io_guard;
 mod manager;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod rewrap;
 pub mod ring;
 mod root;
@@ -34,6 +36,8 @@ pub use error::KeyError;
 pub(crate) use io_guard::without_io;
 pub use manager::{Erasure, KeyManager, LiveVersions, ManagerOptions, Rotation, SubjectGeneration};
 pub use memory::MemoryKeyStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PgKeyStore;
 pub use rewrap::{RewrapOutcome, RewrapProgress};
 pub use ring::{RingInfo, RotationPolicy, VersionInfo, VersionState};
 pub use root::{LocalRootKey, RootKeyProvider, generate_key_file};

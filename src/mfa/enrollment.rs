@@ -20,6 +20,9 @@ use super::step_up::{StepUp, StepUpMethod};
 use super::uri::OtpauthUri;
 use super::verify::{FactorState, Phase, Rejected, Verified, Verifier};
 
+/// Latest Unix time (seconds) that MFA state can hold: `i64::MAX`, the largest SQLite integer.
+const MAX_TIME: u64 = i64::MAX as u64;
+
 /// Longest user or factor id accepted, in bytes.
 pub const MAX_ID_LEN: usize = 128;
 
@@ -121,6 +124,8 @@ pub(crate) fn check_id(what: &'static str, id: &str) -> Result<(), MfaError> {
 impl Verifier {
     /// Starts an enrollment: a pending factor that expires after the enrollment TTL.
     ///
+    /// A `now` whose expiry would pass `i64::MAX` is refused (`InvalidSetting` for `now`).
+    ///
     /// If the user already has an active factor, first demand a fresh step-up with
     /// [`Verifier::require_step_up`] (the SQLite store does), or whoever hijacked a session
     /// could add a factor of their own.
@@ -131,7 +136,17 @@ impl Verifier {
         key: TotpKey,
         now: u64,
     ) -> Result<Factor, MfaError> {
-        let expires_at = now.saturating_add(self.enrollment_ttl);
+        let ttl = self.enrollment_ttl;
+        let expires_at = now
+            .checked_add(ttl)
+            .filter(|&t| t <= MAX_TIME)
+            .ok_or_else(|| MfaError::InvalidSetting {
+                setting: "now",
+                reason: format!(
+                    "`{now}` is beyond the supported range: the enrollment would expire {ttl} s later, \
+                     after {MAX_TIME} (the largest Unix time stored); pass the current time in seconds"
+                ),
+            })?;
         Factor::from_parts(user, factor_id, key, FactorState::pending(expires_at))
     }
 

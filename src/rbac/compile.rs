@@ -1,10 +1,13 @@
 //! The compiled policy: names interned to numbers, role inheritance flattened, and rules indexed
 //! by (role, resource type, action), so that a check touches only the rules that can apply to it.
 
+use std::sync::Arc;
+
 use super::condition::Condition;
 use super::hash::FxMap;
 use super::validate::{Resolved, RuleKind};
 use super::view::FieldDef;
+use super::warning::PolicyWarning;
 
 /// A loaded, validated and compiled policy. Immutable, so it can be shared between threads
 /// freely (`Send + Sync`); see [`PolicyHandle`](super::PolicyHandle) to replace it at run time.
@@ -32,6 +35,10 @@ pub struct Policy {
     pub(crate) candidates: Box<[Candidate]>,
     /// Rules for `roles = ["*"]`, indexed by slot.
     pub(crate) any_role: Box<[Box<[Candidate]>]>,
+    /// The field list of a resource type the policy does not declare: empty.
+    pub(crate) no_fields: Arc<[FieldDef]>,
+    pub(crate) warnings: Box<[PolicyWarning]>,
+    pub(crate) principal_kinds: Box<[Box<str>]>,
 }
 
 /// A declared role: its number, and where its part of the index is. Looking a role up by
@@ -50,7 +57,8 @@ pub(crate) struct RoleEntry {
 pub(crate) struct CompiledType {
     pub name: Box<str>,
     pub actions: FxMap<Box<str>, usize>,
-    pub fields: Box<[FieldDef]>,
+    /// Shared with owned field views, which keep it alive without copying it.
+    pub fields: Arc<[FieldDef]>,
 }
 
 #[derive(Debug)]
@@ -58,12 +66,14 @@ pub(crate) struct CompiledRule {
     pub name: Box<str>,
     pub except: Box<[usize]>,
     pub conditions: Box<[Condition]>,
+    /// A deny rule's `unless` conditions; empty if it has none.
+    pub unless: Box<[Condition]>,
 }
 
 /// A rule that may apply to a request, with its field masks for the request's resource type.
 ///
-/// The rule's kind and tenant scope are copied here, and `plain` says it has no conditions and
-/// no excepted roles: such a rule is decided without reading the rule itself, which saves a
+/// The rule's kind and tenant scope are copied here, and `plain` says it has no conditions (of
+/// either sort) and no excepted roles: such a rule is decided without reading the rule itself, which saves a
 /// cache miss per candidate on large policies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Candidate {
@@ -76,7 +86,12 @@ pub(crate) struct Candidate {
 }
 
 impl Policy {
-    pub(crate) fn compile(resolved: Resolved, source: &str, digest: String) -> Self {
+    pub(crate) fn compile(
+        resolved: Resolved,
+        source: &str,
+        digest: String,
+        warnings: Vec<PolicyWarning>,
+    ) -> Self {
         // Permission slots: one per (type, action), numbered densely.
         let mut slots: Vec<Vec<usize>> = Vec::with_capacity(resolved.types.len());
         let mut slot_count = 0usize;
@@ -103,7 +118,7 @@ impl Policy {
                     .enumerate()
                     .filter_map(|(a, name)| Some((name.as_str().into(), slot_of(type_index, a)?)))
                     .collect(),
-                fields: t.fields.clone().into_boxed_slice(),
+                fields: t.fields.clone().into(),
             })
             .collect();
         let type_ids = types
@@ -142,7 +157,9 @@ impl Policy {
                     second_mask: target.second_mask,
                     kind: rule.kind,
                     cross_tenant: rule.cross_tenant,
-                    plain: rule.conditions.is_empty() && rule.except.is_empty(),
+                    plain: rule.conditions.is_empty()
+                        && rule.unless.is_empty()
+                        && rule.except.is_empty(),
                 };
                 match &rule.roles {
                     None => {
@@ -222,13 +239,43 @@ impl Policy {
                     name: r.name.into(),
                     except: r.except.into_boxed_slice(),
                     conditions: r.conditions.into_boxed_slice(),
+                    unless: r.unless.into_boxed_slice(),
                 })
                 .collect(),
             slot_keys: slot_keys.into_boxed_slice(),
             slot_ranges: slot_ranges.into_boxed_slice(),
             candidates: candidates.into_boxed_slice(),
             any_role: any_role.into_iter().map(Vec::into_boxed_slice).collect(),
+            no_fields: Arc::from(Vec::new()),
+            principal_kinds: resolved
+                .principal_kinds
+                .iter()
+                .map(|k| k.as_str().into())
+                .collect(),
+            warnings: warnings.into_boxed_slice(),
         }
+    }
+
+    /// What the loader found questionable but loaded anyway: names that look alike, allow
+    /// rules that a deny-unless rule blocks for good. Empty for a clean policy.
+    ///
+    /// ```
+    /// # use custodian::rbac::{Policy, PolicyWarningKind};
+    /// let policy = Policy::from_toml(r#"
+    ///     version = 1
+    ///     [resource_types.order]
+    ///     actions = ["view"]
+    ///     [roles.support]
+    ///     [roles.Support]
+    /// "#, "inline.toml")?;
+    /// assert!(matches!(
+    ///     policy.warnings()[0].kind(),
+    ///     PolicyWarningKind::LookalikeNames { what: "role", .. }
+    /// ));
+    /// # Ok::<(), custodian::rbac::PolicyError>(())
+    /// ```
+    pub fn warnings(&self) -> &[PolicyWarning] {
+        &self.warnings
     }
 
     /// The name the policy was loaded under (usually its file path).
@@ -239,6 +286,11 @@ impl Policy {
     /// The SHA-256 of the policy text, in hex: audit records name the exact policy that decided.
     pub fn digest(&self) -> &str {
         &self.digest
+    }
+
+    /// The kinds of principal the policy knows (`principal_kinds`, or `employee`).
+    pub fn principal_kinds(&self) -> impl Iterator<Item = &str> {
+        self.principal_kinds.iter().map(|k| &**k)
     }
 
     /// The declared roles.

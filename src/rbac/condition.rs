@@ -4,6 +4,13 @@
 //! the wrong type, no MFA time, no justification). An allow rule applies only when all its
 //! conditions are true; a deny rule applies unless one of them is false. So an unknown never
 //! grants and never lifts a prohibition (Cedar #2428 skipped forbid policies that errored).
+//!
+//! A deny rule's `unless` conditions work the other way round: the rule applies unless every one
+//! of them is true, so an unknown there (no MFA time) also makes the deny apply.
+//!
+//! Two conditions are the caller's to meet by asking again: a recent MFA step-up and a
+//! justification. When only those stand between a request and an allow, the evaluator says so
+//! (see [`Needs`]) instead of a bare "no".
 
 use super::request::{AttributeValue, Principal, RequestContext, Resource};
 
@@ -37,8 +44,14 @@ pub(crate) enum Comparison {
 /// One typed condition, checked against the resource type when the policy loads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Condition {
-    /// The `id` attribute equals the principal's id (`assigned_agent`).
-    PrincipalIs { attribute: Box<str> },
+    /// The attribute names the principal: an entity of kind `kind` with the principal's id.
+    /// `implicit` says that `kind` is the policy's only principal kind, so a principal given
+    /// without a kind is of that kind.
+    PrincipalIs {
+        attribute: Box<str>,
+        kind: Box<str>,
+        implicit: bool,
+    },
     /// An `integer` attribute compared with a bound.
     Limit {
         attribute: Box<str>,
@@ -65,10 +78,26 @@ impl Condition {
         context: &RequestContext,
     ) -> Truth {
         match self {
-            Condition::PrincipalIs { attribute } => match resource.attribute(attribute) {
-                Some(AttributeValue::Id(id)) => Truth::from(id == principal.id()),
-                _ => Truth::Unknown,
-            },
+            Condition::PrincipalIs {
+                attribute,
+                kind,
+                implicit,
+            } => {
+                let named = match resource.attribute(attribute) {
+                    // A plain id is of the kind the attribute is declared to name.
+                    Some(AttributeValue::Id(id)) => id.as_str(),
+                    Some(AttributeValue::Ref(entity)) if entity.kind() == &**kind => entity.id(),
+                    // Missing, a number, or a reference to another kind than declared.
+                    _ => return Truth::Unknown,
+                };
+                let same_kind = match principal.kind() {
+                    Some(principal_kind) => principal_kind == &**kind,
+                    None if *implicit => true,
+                    // A principal without a kind, in a policy with several kinds of principal.
+                    None => return Truth::Unknown,
+                };
+                Truth::from(same_kind && named == principal.id())
+            }
             Condition::Limit {
                 attribute,
                 comparison,
@@ -101,16 +130,182 @@ impl Condition {
     }
 }
 
+impl Comparison {
+    /// The policy key that writes this comparison.
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            Comparison::Below => "below",
+            Comparison::AtMost => "at_most",
+            Comparison::AtLeast => "at_least",
+            Comparison::Above => "above",
+        }
+    }
+}
+
+impl Condition {
+    /// The condition as the policy file writes it, for messages.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Condition::PrincipalIs { attribute, .. } => format!("`principal_is = \"{attribute}\"`"),
+            Condition::Limit {
+                attribute,
+                comparison,
+                bound,
+            } => format!("`{} = {{ {attribute} = {bound} }}`", comparison.key()),
+            Condition::MfaWithin { seconds } => format!("`mfa_within = {seconds}`"),
+            Condition::AnyJustification => "`justification = \"any\"`".to_owned(),
+            Condition::JustificationNamesResource => {
+                "`justification = \"names_resource\"`".to_owned()
+            }
+            Condition::ValidFrom { from } => format!("`valid_from = {from}`"),
+            Condition::ValidUntil { until } => format!("`valid_until = {until}`"),
+        }
+    }
+
+    /// What the caller can supply to make this condition true, for the two conditions that are
+    /// the caller's to meet: an MFA step-up and a justification. `None` for conditions on the
+    /// resource, the principal or the time, which asking again cannot change.
+    pub(crate) fn remedy(&self) -> Option<Needs> {
+        match self {
+            Condition::MfaWithin { seconds } => Some(Needs {
+                mfa_within: Some(*seconds),
+                justification: None,
+            }),
+            Condition::AnyJustification => Some(Needs {
+                mfa_within: None,
+                justification: Some(false),
+            }),
+            Condition::JustificationNamesResource => Some(Needs {
+                mfa_within: None,
+                justification: Some(true),
+            }),
+            Condition::PrincipalIs { .. }
+            | Condition::Limit { .. }
+            | Condition::ValidFrom { .. }
+            | Condition::ValidUntil { .. } => None,
+        }
+    }
+}
+
+/// What a request lacks that its caller can supply: a fresh MFA step-up, a justification.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Needs {
+    /// An MFA verification at most this many seconds old.
+    pub mfa_within: Option<u64>,
+    /// A justification; `true` when it must name the resource.
+    pub justification: Option<bool>,
+}
+
+impl Needs {
+    /// Both sets of needs at once: the tighter MFA window, the stricter justification.
+    pub(crate) fn and(self, other: Needs) -> Needs {
+        Needs {
+            mfa_within: match (self.mfa_within, other.mfa_within) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            justification: match (self.justification, other.justification) {
+                (Some(a), Some(b)) => Some(a || b),
+                (a, b) => a.or(b),
+            },
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.mfa_within.is_none() && self.justification.is_none()
+    }
+}
+
+/// What an allow rule's conditions say about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AllowCheck {
+    /// Every condition is true: the rule grants.
+    Applies,
+    /// Every condition that is not true is the caller's to meet: these.
+    Needs(Needs),
+    /// Some condition the caller cannot change is not true.
+    No,
+}
+
+/// Evaluates an allow rule's conditions: it grants only if every condition is true.
+pub(crate) fn allow_check(
+    conditions: &[Condition],
+    principal: &Principal,
+    resource: &Resource,
+    context: &RequestContext,
+) -> AllowCheck {
+    let mut needs = Needs::default();
+    for condition in conditions {
+        if condition.evaluate(principal, resource, context) != Truth::True {
+            match condition.remedy() {
+                Some(more) => needs = needs.and(more),
+                None => return AllowCheck::No,
+            }
+        }
+    }
+    if needs.is_empty() {
+        AllowCheck::Applies
+    } else {
+        AllowCheck::Needs(needs)
+    }
+}
+
 /// Whether an allow rule with these conditions grants: every condition must be true.
+#[cfg(test)]
 pub(crate) fn allow_applies(
     conditions: &[Condition],
     principal: &Principal,
     resource: &Resource,
     context: &RequestContext,
 ) -> bool {
-    conditions
-        .iter()
-        .all(|c| c.evaluate(principal, resource, context) == Truth::True)
+    allow_check(conditions, principal, resource, context) == AllowCheck::Applies
+}
+
+/// What a deny rule (or field restriction) says about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DenyCheck {
+    /// The rule does not apply.
+    NotApplies,
+    /// The rule applies, and the caller cannot lift it by asking again.
+    Applies,
+    /// The rule applies only because these `unless` conditions are not met, and the caller
+    /// can meet them (a step-up, a justification).
+    Liftable(Needs),
+}
+
+/// Evaluates a deny rule: it applies when no `when` condition is false (unknown counts as met)
+/// and, if it has `unless` conditions, not all of them are true (unknown counts as not met).
+/// Either way a missing input makes the rule apply.
+pub(crate) fn deny_check(
+    when: &[Condition],
+    unless: &[Condition],
+    principal: &Principal,
+    resource: &Resource,
+    context: &RequestContext,
+) -> DenyCheck {
+    if !deny_applies(when, principal, resource, context) {
+        return DenyCheck::NotApplies;
+    }
+    if unless.is_empty() {
+        return DenyCheck::Applies;
+    }
+    let mut needs = Needs::default();
+    let mut beyond_the_caller = false;
+    for condition in unless {
+        if condition.evaluate(principal, resource, context) != Truth::True {
+            match condition.remedy() {
+                Some(more) => needs = needs.and(more),
+                None => beyond_the_caller = true,
+            }
+        }
+    }
+    if beyond_the_caller {
+        DenyCheck::Applies
+    } else if needs.is_empty() {
+        DenyCheck::NotApplies
+    } else {
+        DenyCheck::Liftable(needs)
+    }
 }
 
 /// Whether a deny rule with these conditions forbids: no condition may be false. An unknown
@@ -141,6 +336,8 @@ mod tests {
     fn principal_is_compares_ids() {
         let c = Condition::PrincipalIs {
             attribute: "assigned_agent".into(),
+            kind: "employee".into(),
+            implicit: true,
         };
         let ctx = RequestContext::at(0);
         assert_eq!(
@@ -252,6 +449,8 @@ mod tests {
         let unassigned = Resource::new("order", "ord-2", "store-1");
         let conditions = [Condition::PrincipalIs {
             attribute: "assigned_agent".into(),
+            kind: "employee".into(),
+            implicit: true,
         }];
         let ctx = RequestContext::at(0);
         assert!(!allow_applies(&conditions, &p, &unassigned, &ctx));
@@ -260,5 +459,110 @@ mod tests {
         assert!(deny_applies(&conditions, &p, &order(), &ctx));
         let other = Principal::new("emp-9", "s");
         assert!(!deny_applies(&conditions, &other, &order(), &ctx));
+    }
+
+    #[test]
+    fn unless_counts_unknown_as_not_met_and_says_what_lifts_it() {
+        let p = Principal::new("emp-1", "s");
+        let mfa = [Condition::MfaWithin { seconds: 60 }];
+        let at = RequestContext::at;
+        let check = |context: &RequestContext| deny_check(&[], &mfa, &p, &order(), context);
+        let lift = DenyCheck::Liftable(Needs {
+            mfa_within: Some(60),
+            justification: None,
+        });
+        assert_eq!(
+            check(&at(1_000).with_mfa_verified_at(950)),
+            DenyCheck::NotApplies
+        );
+        assert_eq!(check(&at(1_000).with_mfa_verified_at(900)), lift);
+        assert_eq!(check(&at(1_000)), lift);
+        assert_eq!(check(&at(1_000).with_mfa_verified_at(2_000)), lift);
+        // A condition the caller cannot meet makes the deny final.
+        let limit = [
+            Condition::MfaWithin { seconds: 60 },
+            Condition::Limit {
+                attribute: "total".into(),
+                comparison: Comparison::Below,
+                bound: 100,
+            },
+        ];
+        assert_eq!(
+            deny_check(&[], &limit, &p, &order(), &at(1_000)),
+            DenyCheck::Applies
+        );
+        // `when` false: the rule does not apply, whatever `unless` says.
+        let when = [Condition::ValidFrom { from: 5_000 }];
+        assert_eq!(
+            deny_check(&when, &mfa, &p, &order(), &at(1_000)),
+            DenyCheck::NotApplies
+        );
+    }
+
+    #[test]
+    fn allow_check_separates_what_the_caller_can_supply() {
+        let p = Principal::new("emp-1", "s");
+        let ctx = RequestContext::at(1_000);
+        let both = [
+            Condition::MfaWithin { seconds: 300 },
+            Condition::JustificationNamesResource,
+        ];
+        assert_eq!(
+            allow_check(&both, &p, &order(), &ctx),
+            AllowCheck::Needs(Needs {
+                mfa_within: Some(300),
+                justification: Some(true),
+            })
+        );
+        let with_limit = [
+            Condition::MfaWithin { seconds: 300 },
+            Condition::Limit {
+                attribute: "total".into(),
+                comparison: Comparison::Above,
+                bound: 10_000,
+            },
+        ];
+        assert_eq!(allow_check(&with_limit, &p, &order(), &ctx), AllowCheck::No);
+        assert_eq!(
+            Needs {
+                mfa_within: Some(300),
+                justification: Some(false)
+            }
+            .and(Needs {
+                mfa_within: Some(60),
+                justification: Some(true)
+            }),
+            Needs {
+                mfa_within: Some(60),
+                justification: Some(true)
+            }
+        );
+    }
+
+    #[test]
+    fn principal_is_compares_kinds() {
+        use crate::rbac::EntityRef;
+        let c = Condition::PrincipalIs {
+            attribute: "assigned_agent".into(),
+            kind: "employee".into(),
+            implicit: false,
+        };
+        let ctx = RequestContext::at(0);
+        let assigned = |value: crate::rbac::AttributeValue| {
+            Resource::new("order", "o", "s").with("assigned_agent", value)
+        };
+        let employee = Principal::new("e1", "s").with_kind("employee");
+        let customer = Principal::new("e1", "s").with_kind("customer");
+        let kindless = Principal::new("e1", "s");
+        let to_employee = assigned(EntityRef::new("employee", "e1").into());
+        let to_customer = assigned(EntityRef::new("customer", "e1").into());
+        assert_eq!(c.evaluate(&employee, &to_employee, &ctx), Truth::True);
+        assert_eq!(
+            c.evaluate(&employee, &assigned("e1".into()), &ctx),
+            Truth::True
+        );
+        assert_eq!(c.evaluate(&customer, &to_employee, &ctx), Truth::False);
+        assert_eq!(c.evaluate(&employee, &to_customer, &ctx), Truth::Unknown);
+        assert_eq!(c.evaluate(&kindless, &to_employee, &ctx), Truth::Unknown);
     }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::compile::Policy;
 use super::request::{Principal, RequestContext, Resource};
-use super::view::{FieldView, Visibility};
+use super::view::{FieldView, OwnedFieldView, Visibility};
 
 /// The internal outcome of a check; rule numbers index the policy's rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +14,8 @@ pub(crate) enum Outcome {
     AllowedBy(usize),
     ForbiddenBy(usize),
     NoRuleAllowed,
+    StepUpRequired { within_secs: u64, rule: usize },
+    JustificationRequired { names_resource: bool, rule: usize },
     UnknownResourceType,
     UnknownAction,
 }
@@ -36,6 +38,25 @@ pub enum Reason<'a> {
     },
     /// Denied because no allow rule applied: the default is deny.
     NoRuleAllowed,
+    /// Denied, but an MFA step-up would change that: with an MFA verification at most
+    /// `within_secs` old, an allow rule would apply and no deny rule would. (A justification may
+    /// still be needed after the step-up: the next check says.) An HTTP service answers 401
+    /// "step-up required" rather than 403.
+    StepUpRequired {
+        /// The tightest MFA window among the rules that ask for one, in seconds.
+        within_secs: u64,
+        /// The first rule (in file order) that asks for the step-up: a deny rule's `unless`
+        /// or an allow rule's `when`.
+        rule: &'a str,
+    },
+    /// Denied, but a justification would change that: with one (naming this resource, if
+    /// `names_resource`) an allow rule would apply and no deny rule would.
+    JustificationRequired {
+        /// Whether the justification must name this resource.
+        names_resource: bool,
+        /// The first rule (in file order) that asks for the justification.
+        rule: &'a str,
+    },
     /// Denied because the policy declares no such resource type.
     UnknownResourceType {
         /// The resource type asked about.
@@ -48,24 +69,38 @@ pub enum Reason<'a> {
     },
 }
 
-impl Reason<'_> {
+impl<'a> Reason<'a> {
     /// The kind of reason, without names.
     pub fn kind(&self) -> ReasonKind {
         match self {
             Reason::AllowedBy { .. } => ReasonKind::AllowedByRule,
             Reason::ForbiddenBy { .. } => ReasonKind::ForbiddenByRule,
             Reason::NoRuleAllowed => ReasonKind::NoRuleAllowed,
+            Reason::StepUpRequired { .. } => ReasonKind::StepUpRequired,
+            Reason::JustificationRequired { .. } => ReasonKind::JustificationRequired,
             Reason::UnknownResourceType { .. } => ReasonKind::UnknownResourceType,
             Reason::UnknownAction { .. } => ReasonKind::UnknownAction,
         }
     }
 
-    /// The deciding rule, for the two reasons that have one.
-    pub fn rule(&self) -> Option<&str> {
-        match self {
-            Reason::AllowedBy { rule } | Reason::ForbiddenBy { rule } => Some(rule),
+    /// The deciding rule, for the reasons that have one.
+    pub fn rule(&self) -> Option<&'a str> {
+        match *self {
+            Reason::AllowedBy { rule }
+            | Reason::ForbiddenBy { rule }
+            | Reason::StepUpRequired { rule, .. }
+            | Reason::JustificationRequired { rule, .. } => Some(rule),
             _ => None,
         }
+    }
+
+    /// Whether the caller can turn this denial into an allow by asking again with more: an MFA
+    /// step-up or a justification.
+    pub fn is_actionable(&self) -> bool {
+        matches!(
+            self,
+            Reason::StepUpRequired { .. } | Reason::JustificationRequired { .. }
+        )
     }
 }
 
@@ -75,6 +110,21 @@ impl fmt::Display for Reason<'_> {
             Reason::AllowedBy { rule } => write!(f, "allowed by rule `{rule}`"),
             Reason::ForbiddenBy { rule } => write!(f, "forbidden by rule `{rule}`"),
             Reason::NoRuleAllowed => f.write_str("no rule allowed it"),
+            Reason::StepUpRequired { within_secs, rule } => write!(
+                f,
+                "an MFA step-up within {within_secs} s is required (rule `{rule}`)"
+            ),
+            Reason::JustificationRequired {
+                names_resource,
+                rule,
+            } => {
+                let naming = if *names_resource {
+                    " naming this resource"
+                } else {
+                    ""
+                };
+                write!(f, "a justification{naming} is required (rule `{rule}`)")
+            }
             Reason::UnknownResourceType { resource_type } => {
                 write!(f, "the policy has no resource type `{resource_type}`")
             }
@@ -95,6 +145,10 @@ pub enum ReasonKind {
     ForbiddenByRule,
     /// See [`Reason::NoRuleAllowed`].
     NoRuleAllowed,
+    /// See [`Reason::StepUpRequired`].
+    StepUpRequired,
+    /// See [`Reason::JustificationRequired`].
+    JustificationRequired,
     /// See [`Reason::UnknownResourceType`].
     UnknownResourceType,
     /// See [`Reason::UnknownAction`].
@@ -162,6 +216,17 @@ impl<'a> Decision<'a> {
                 rule: self.rule_name(rule),
             },
             Outcome::NoRuleAllowed => Reason::NoRuleAllowed,
+            Outcome::StepUpRequired { within_secs, rule } => Reason::StepUpRequired {
+                within_secs,
+                rule: self.rule_name(rule),
+            },
+            Outcome::JustificationRequired {
+                names_resource,
+                rule,
+            } => Reason::JustificationRequired {
+                names_resource,
+                rule: self.rule_name(rule),
+            },
             Outcome::UnknownResourceType => Reason::UnknownResourceType {
                 resource_type: self.resource.type_name(),
             },
@@ -220,6 +285,107 @@ impl<'a> Decision<'a> {
             policy: self.policy.source().to_owned(),
             policy_digest: self.policy.digest().to_owned(),
         }
+    }
+
+    /// The same decision, owning everything it needs: `Send`, `Sync` and `'static`, with the
+    /// same [`reason`](OwnedDecision::reason), [`view`](OwnedDecision::view) (and its
+    /// `show`/`redact`) and [`audit_record`](OwnedDecision::audit_record). It copies the
+    /// request's names (one audit record's worth of allocation); the field list is shared with
+    /// the policy.
+    ///
+    /// ```
+    /// # use custodian::rbac::{OwnedDecision, Policy, Principal, Resource, RequestContext};
+    /// # let policy = Policy::from_toml(r#"
+    /// # version = 1
+    /// # [resource_types.customer]
+    /// # actions = ["view"]
+    /// # fields = { name = "text", email = "email" }
+    /// # [roles.support]
+    /// # [[rules]]
+    /// # name = "support-views-customers"
+    /// # effect = "allow"
+    /// # roles = ["support"]
+    /// # permissions = ["customer:view"]
+    /// # fields = { name = "full", email = "masked" }
+    /// # "#, "inline.toml").unwrap();
+    /// fn may_view(policy: &Policy, agent: &Principal, customer_id: &str) -> OwnedDecision {
+    ///     let customer = Resource::new("customer", customer_id, agent.tenant());
+    ///     let context = RequestContext::at(1_700_000_000);
+    ///     policy.check(agent, "view", &customer, &context).into_owned()
+    /// }
+    /// let agent = Principal::new("emp-1", "store-1").with_role("support");
+    /// let decision = may_view(&policy, &agent, "cust-42");
+    /// assert!(decision.is_allowed());
+    /// assert_eq!(decision.reason().rule(), Some("support-views-customers"));
+    /// let shown = decision.view().redact([("email", "jane@example.com")]);
+    /// assert_eq!(shown[0].1, "j***@example.com");
+    /// assert_eq!(decision.audit_record().resource_id, "cust-42");
+    /// ```
+    pub fn into_owned(self) -> OwnedDecision {
+        OwnedDecision {
+            outcome: self.outcome,
+            rule: self.reason().rule().map(str::to_owned),
+            view: self.view.into_owned(),
+            record: self.audit_record(),
+        }
+    }
+}
+
+/// A [`Decision`] that owns its parts, from [`Decision::into_owned`]: to return from a helper,
+/// keep, or move to another thread or task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a decision must be acted on: check `is_allowed()`"]
+pub struct OwnedDecision {
+    outcome: Outcome,
+    rule: Option<String>,
+    view: OwnedFieldView,
+    record: AuditRecord,
+}
+
+impl OwnedDecision {
+    /// Whether the action is allowed.
+    pub fn is_allowed(&self) -> bool {
+        matches!(self.outcome, Outcome::AllowedBy(_))
+    }
+
+    /// Why, exactly as [`Decision::reason`] said.
+    pub fn reason(&self) -> Reason<'_> {
+        let rule = self.rule.as_deref().unwrap_or("");
+        match self.outcome {
+            Outcome::AllowedBy(_) => Reason::AllowedBy { rule },
+            Outcome::ForbiddenBy(_) => Reason::ForbiddenBy { rule },
+            Outcome::NoRuleAllowed => Reason::NoRuleAllowed,
+            Outcome::StepUpRequired { within_secs, .. } => {
+                Reason::StepUpRequired { within_secs, rule }
+            }
+            Outcome::JustificationRequired { names_resource, .. } => {
+                Reason::JustificationRequired {
+                    names_resource,
+                    rule,
+                }
+            }
+            Outcome::UnknownResourceType => Reason::UnknownResourceType {
+                resource_type: &self.record.resource_type,
+            },
+            Outcome::UnknownAction => Reason::UnknownAction {
+                action: &self.record.action,
+            },
+        }
+    }
+
+    /// Which fields of the resource may be seen, and how. Every field is hidden when denied.
+    pub fn view(&self) -> &OwnedFieldView {
+        &self.view
+    }
+
+    /// The first deny rule (in file order) that hid or masked fields of an allowed request.
+    pub fn restricted_by(&self) -> Option<&str> {
+        self.record.restricted_by.as_deref()
+    }
+
+    /// The audit record, the same as [`Decision::audit_record`] gives.
+    pub fn audit_record(&self) -> AuditRecord {
+        self.record.clone()
     }
 }
 

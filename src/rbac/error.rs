@@ -174,10 +174,63 @@ pub enum PolicyErrorKind {
         resource_type: String,
         /// The attribute.
         attribute: String,
-        /// Its declared type.
-        declared: &'static str,
+        /// Its declared type (`id`, `integer`, `ref:<kind>`).
+        declared: String,
         /// The type the condition needs.
-        needed: &'static str,
+        needed: String,
+    },
+    /// A `ref:<kind>` attribute names a kind that is neither a principal kind nor a resource
+    /// type.
+    #[error("unknown entity kind `{name}`: declare it in `principal_kinds` or as a resource type{}", did_you_mean(.suggestion))]
+    UnknownEntityKind {
+        /// The kind as written.
+        name: String,
+        /// The closest declared kind, if any is close.
+        suggestion: Option<String>,
+    },
+    /// A `principal_is` condition tests an attribute declared plain `id` in a policy with several
+    /// principal kinds, so which kind it names is ambiguous.
+    #[error(
+        "rule `{rule}`: `principal_is` tests attribute `{attribute}` of resource type `{resource_type}`, declared `id`, but principals may be {}; declare which kind it names, like `{attribute} = \"ref:{}\"`",
+        kinds_text(.principal_kinds),
+        .principal_kinds.first().map_or("employee", String::as_str)
+    )]
+    AmbiguousEntityKind {
+        /// The rule.
+        rule: String,
+        /// The resource type declaring the attribute.
+        resource_type: String,
+        /// The attribute.
+        attribute: String,
+        /// The policy's principal kinds.
+        principal_kinds: Vec<String>,
+    },
+    /// A `principal_is` condition tests an attribute that names entities of a kind no principal
+    /// has, so it could never be true.
+    #[error(
+        "rule `{rule}`: `principal_is` tests attribute `{attribute}` of resource type `{resource_type}`, which names a `{kind}`, and principals are {}; test an attribute declared `ref:{}`",
+        kinds_text(.principal_kinds),
+        .principal_kinds.first().map_or("employee", String::as_str)
+    )]
+    NotAPrincipalKind {
+        /// The rule.
+        rule: String,
+        /// The resource type declaring the attribute.
+        resource_type: String,
+        /// The attribute.
+        attribute: String,
+        /// The kind the attribute names.
+        kind: String,
+        /// The policy's principal kinds.
+        principal_kinds: Vec<String>,
+    },
+    /// A policy test names a rule the policy does not have.
+    #[error("unknown rule `{name}`{}", did_you_mean(.suggestion))]
+    UnknownRule {
+        /// The name as written.
+        name: String,
+        /// The closest rule name, if any is close.
+        suggestion: Option<String>,
     },
     /// A rule names a field that a resource type it covers does not declare.
     #[error("resource type `{resource_type}` has no field `{field}`{}", did_you_mean(.suggestion))]
@@ -217,6 +270,14 @@ pub enum PolicyErrorKind {
         /// What is allowed.
         reason: String,
     },
+}
+
+fn kinds_text(kinds: &[String]) -> String {
+    let quoted: Vec<String> = kinds.iter().map(|k| format!("`{k}`")).collect();
+    match quoted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => quoted.concat(),
+    }
 }
 
 fn cycle_text(cycle: &[String]) -> String {

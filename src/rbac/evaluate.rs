@@ -2,7 +2,7 @@
 //! principal's roles for this (resource type, action). No locks, no allocation.
 
 use super::compile::{Candidate, Policy};
-use super::condition::{Condition, allow_applies, deny_applies};
+use super::condition::{AllowCheck, Condition, DenyCheck, Needs, allow_check, deny_check};
 use super::decision::{Decision, Outcome};
 use super::request::{Principal, RequestContext, Resource};
 use super::validate::RuleKind;
@@ -12,8 +12,17 @@ use super::view::FieldView;
 /// applicable one decides, so the answer does not depend on lookup order.
 #[derive(Debug, Default)]
 struct Tally {
+    /// The first applicable deny rule.
     deny: Option<usize>,
+    /// The first applicable deny rule that the caller cannot lift by asking again.
+    hard_deny: Option<usize>,
+    /// What the liftable deny rules ask for, and the first of them asking for each part.
+    lift: Needs,
+    lift_mfa_rule: Option<usize>,
+    lift_justification_rule: Option<usize>,
     allow: Option<usize>,
+    /// The first allow rule kept from applying only by what the caller can supply.
+    near: Option<(usize, Needs)>,
     restrict: Option<usize>,
     full: u64,
     masked: u64,
@@ -25,6 +34,47 @@ fn lowest(current: Option<usize>, rule: usize) -> Option<usize> {
     Some(current.map_or(rule, |c| c.min(rule)))
 }
 
+impl Tally {
+    /// The denial's outcome when only liftable deny rules (if any) apply: what the caller must
+    /// supply, and the first rule asking for it.
+    fn requirement(&self, near: Option<(usize, Needs)>) -> Outcome {
+        let (mut needs, mut mfa_rule, mut justification_rule) =
+            (self.lift, self.lift_mfa_rule, self.lift_justification_rule);
+        if let Some((rule, more)) = near {
+            needs = needs.and(more);
+            if more.mfa_within.is_some() {
+                mfa_rule = lowest(mfa_rule, rule);
+            }
+            if more.justification.is_some() {
+                justification_rule = lowest(justification_rule, rule);
+            }
+        }
+        match (needs, mfa_rule, justification_rule) {
+            (
+                Needs {
+                    mfa_within: Some(within_secs),
+                    ..
+                },
+                Some(rule),
+                _,
+            ) => Outcome::StepUpRequired { within_secs, rule },
+            (
+                Needs {
+                    justification: Some(names_resource),
+                    ..
+                },
+                _,
+                Some(rule),
+            ) => Outcome::JustificationRequired {
+                names_resource,
+                rule,
+            },
+            // Not reached: a liftable rule or a near allow always asks for something.
+            _ => Outcome::NoRuleAllowed,
+        }
+    }
+}
+
 impl Policy {
     /// Decides whether `principal` may do `action` on `resource` in `context`.
     ///
@@ -32,6 +82,11 @@ impl Policy {
     /// or to a deny rule applying, never to an allow. Deny rules win over allow rules; with no
     /// applicable allow rule the answer is deny. Allow rules apply only within the principal's
     /// own tenant unless they say `cross_tenant = true`.
+    ///
+    /// A denial that an MFA step-up or a justification would turn into an allow says so
+    /// ([`Reason::StepUpRequired`](super::Reason::StepUpRequired),
+    /// [`Reason::JustificationRequired`](super::Reason::JustificationRequired)); it is still a
+    /// denial.
     ///
     /// ```
     /// use custodian::rbac::{Policy, Principal, Reason, RequestContext, Resource};
@@ -87,9 +142,13 @@ impl Policy {
             .get(resource.type_name())
             .and_then(|id| self.types.get(*id))
         else {
-            return decide(Outcome::UnknownResourceType, FieldView::hidden(&[]), None);
+            return decide(
+                Outcome::UnknownResourceType,
+                FieldView::hidden(&self.no_fields),
+                None,
+            );
         };
-        let fields = &*resource_type.fields;
+        let fields = &resource_type.fields;
         let Some(&slot) = resource_type.actions.get(action) else {
             return decide(Outcome::UnknownAction, FieldView::hidden(fields), None);
         };
@@ -108,15 +167,25 @@ impl Policy {
             }
         }
 
-        match (tally.deny, tally.allow) {
-            (Some(rule), _) => decide(Outcome::ForbiddenBy(rule), FieldView::hidden(fields), None),
-            (None, Some(rule)) => {
+        let denied = |outcome| decide(outcome, FieldView::hidden(fields), None);
+        if let Some(rule) = tally.hard_deny {
+            // A deny rule the caller cannot lift wins, and is reported as such.
+            return denied(Outcome::ForbiddenBy(rule));
+        }
+        match (tally.deny, tally.allow, tally.near) {
+            // Only liftable deny rules apply: say what lifts them, if an allow rule applies
+            // (or would, with what the caller can supply too).
+            (Some(_), Some(_), _) => denied(tally.requirement(None)),
+            (Some(_), None, Some(near)) => denied(tally.requirement(Some(near))),
+            (Some(rule), None, None) => denied(Outcome::ForbiddenBy(rule)),
+            (None, Some(rule), _) => {
                 let full = tally.full & !tally.hide & !tally.mask;
                 let visible = (tally.full | tally.masked) & !tally.hide;
                 let view = FieldView::new(fields, full, visible & !full);
                 decide(Outcome::AllowedBy(rule), view, tally.restrict)
             }
-            (None, None) => decide(Outcome::NoRuleAllowed, FieldView::hidden(fields), None),
+            (None, None, Some(near)) => denied(tally.requirement(Some(near))),
+            (None, None, None) => denied(Outcome::NoRuleAllowed),
         }
     }
 
@@ -130,42 +199,72 @@ impl Policy {
     ) {
         let same_tenant = !principal.tenant().is_empty() && principal.tenant() == resource.tenant();
         for candidate in candidates {
-            // Conditions and exceptions live in the rule; plain rules need neither.
-            let (conditions, except): (&[Condition], &[usize]) = if candidate.plain {
-                (&[], &[])
-            } else {
-                match self.rules.get(candidate.rule) {
-                    Some(rule) => (&rule.conditions, &rule.except),
-                    None => continue,
-                }
-            };
+            // Conditions and exceptions live in the rule; plain rules need none of them.
+            let (conditions, unless, except): (&[Condition], &[Condition], &[usize]) =
+                if candidate.plain {
+                    (&[], &[], &[])
+                } else {
+                    match self.rules.get(candidate.rule) {
+                        Some(rule) => (&rule.conditions, &rule.unless, &rule.except),
+                        None => continue,
+                    }
+                };
             if !except.is_empty() && self.holds_any(principal, except) {
                 continue;
             }
             match candidate.kind {
                 RuleKind::Deny => {
-                    if tally.deny.is_none_or(|d| candidate.rule < d)
-                        && deny_applies(conditions, principal, resource, context)
-                    {
-                        tally.deny = Some(candidate.rule);
+                    // Once a deny rule the caller cannot lift applies, only an earlier one can
+                    // change the answer (by being the one reported).
+                    if tally.hard_deny.is_some_and(|d| d < candidate.rule) {
+                        continue;
+                    }
+                    match deny_check(conditions, unless, principal, resource, context) {
+                        DenyCheck::NotApplies => {}
+                        DenyCheck::Applies => {
+                            tally.deny = lowest(tally.deny, candidate.rule);
+                            tally.hard_deny = lowest(tally.hard_deny, candidate.rule);
+                        }
+                        DenyCheck::Liftable(needs) => {
+                            tally.deny = lowest(tally.deny, candidate.rule);
+                            tally.lift = tally.lift.and(needs);
+                            if needs.mfa_within.is_some() {
+                                tally.lift_mfa_rule = lowest(tally.lift_mfa_rule, candidate.rule);
+                            }
+                            if needs.justification.is_some() {
+                                tally.lift_justification_rule =
+                                    lowest(tally.lift_justification_rule, candidate.rule);
+                            }
+                        }
                     }
                 }
-                // Once denied, allow rules and field restrictions cannot change the answer.
-                _ if tally.deny.is_some() => {}
+                // Once denied for good, allow rules and field restrictions cannot change the
+                // answer.
+                _ if tally.hard_deny.is_some() => {}
                 RuleKind::Restrict => {
-                    if deny_applies(conditions, principal, resource, context) {
+                    let check = deny_check(conditions, unless, principal, resource, context);
+                    if check != DenyCheck::NotApplies {
                         tally.restrict = lowest(tally.restrict, candidate.rule);
                         tally.hide |= candidate.first_mask;
                         tally.mask |= candidate.second_mask;
                     }
                 }
                 RuleKind::Allow => {
-                    if (candidate.cross_tenant || same_tenant)
-                        && allow_applies(conditions, principal, resource, context)
-                    {
-                        tally.allow = lowest(tally.allow, candidate.rule);
-                        tally.full |= candidate.first_mask;
-                        tally.masked |= candidate.second_mask;
+                    if !(candidate.cross_tenant || same_tenant) {
+                        continue;
+                    }
+                    match allow_check(conditions, principal, resource, context) {
+                        AllowCheck::Applies => {
+                            tally.allow = lowest(tally.allow, candidate.rule);
+                            tally.full |= candidate.first_mask;
+                            tally.masked |= candidate.second_mask;
+                        }
+                        AllowCheck::Needs(needs) => {
+                            if tally.near.is_none_or(|(r, _)| candidate.rule < r) {
+                                tally.near = Some((candidate.rule, needs));
+                            }
+                        }
+                        AllowCheck::No => {}
                     }
                 }
             }

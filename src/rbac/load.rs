@@ -12,6 +12,7 @@ use super::error::{Location, PolicyError, PolicyErrorKind};
 use super::model::PolicyFile;
 use super::suggest::closest;
 use super::validate::{DocPath, Issue, Segment, validate};
+use super::warning::PolicyWarning;
 
 impl Policy {
     /// Loads a policy from TOML text. `source` names it in errors and audit records (usually
@@ -114,20 +115,23 @@ fn build(
     source: &str,
     locate: impl Fn(&DocPath) -> Option<(usize, usize)>,
 ) -> Result<Policy, PolicyError> {
-    let resolved = validate(&file).map_err(|Issue { path, kind }| {
-        let (line, column) = locate(&path).unzip();
-        PolicyError::new(
-            Location {
-                source: source.to_owned(),
-                line,
-                column,
-                path: path.to_string(),
-            },
-            kind,
-        )
-    })?;
+    let at = |path: &DocPath| {
+        let (line, column) = locate(path).unzip();
+        Location {
+            source: source.to_owned(),
+            line,
+            column,
+            path: path.to_string(),
+        }
+    };
+    let mut resolved =
+        validate(&file).map_err(|Issue { path, kind }| PolicyError::new(at(&path), *kind))?;
+    let warnings = std::mem::take(&mut resolved.warnings)
+        .into_iter()
+        .map(|(path, kind)| PolicyWarning::new(at(&path), kind))
+        .collect();
     let digest = data_encoding::HEXLOWER.encode(&Sha256::digest(text.as_bytes()));
-    Ok(Policy::compile(resolved, source, digest))
+    Ok(Policy::compile(resolved, source, digest, warnings))
 }
 
 /// The byte span of the entry at `path` in TOML `text`, or of its closest existing ancestor.
@@ -172,7 +176,7 @@ fn toml_span(text: &str, path: &DocPath) -> Option<Range<usize>> {
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let mut line = 1usize;
     let mut column = 1usize;
     for (index, c) in text.char_indices() {
@@ -190,7 +194,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// Adds "did you mean" to serde's "unknown field `x`, expected one of `a`, `b`" messages.
-fn with_suggestion(message: &str) -> String {
+pub(crate) fn with_suggestion(message: &str) -> String {
     let suggestion = ["unknown field `", "unknown variant `"]
         .iter()
         .find_map(|marker| {

@@ -9,7 +9,14 @@
 //! - **Tenant scope.** An allow rule applies only when the resource belongs to the principal's
 //!   own tenant (store), unless it opts out with `cross_tenant = true`.
 //! - **Fail closed.** A condition that cannot be evaluated (a missing attribute, no MFA time, no
-//!   justification) keeps an allow rule from applying and makes a deny rule apply.
+//!   justification) keeps an allow rule from applying and makes a deny rule apply. A deny rule
+//!   may say `unless = { mfa_within = 300 }`: it forbids unless the condition is met, and a
+//!   missing input is not met.
+//! - **Typed references.** `principal_is` compares an entity's kind as well as its id, so a
+//!   customer `e1` is never taken for employee `e1`.
+//! - **Actionable denials.** A denial that an MFA step-up or a justification would lift says so
+//!   ([`Reason::StepUpRequired`], [`Reason::JustificationRequired`]); a forbid the caller cannot
+//!   lift still wins.
 //! - **Checked at load.** Every role, action, resource type, attribute and field a rule names
 //!   must be declared; the loader says where a mistake is and suggests a fix.
 //! - **Compiled.** Role inheritance is flattened and rules are indexed by role, resource type and
@@ -68,21 +75,27 @@ mod condition;
 mod decision;
 mod error;
 mod evaluate;
+mod fold;
 mod handle;
 mod hash;
+mod lint;
 mod load;
 mod model;
 mod request;
 mod suggest;
+mod testing;
 mod validate;
 mod view;
+mod warning;
 
 pub use compile::Policy;
-pub use decision::{AuditRecord, Decision, FieldAccess, Reason, ReasonKind};
+pub use decision::{AuditRecord, Decision, FieldAccess, OwnedDecision, Reason, ReasonKind};
 pub use error::{Location, PolicyError, PolicyErrorKind};
 pub use handle::{PolicyHandle, PolicySnapshot};
-pub use request::{AttributeValue, Justification, Principal, RequestContext, Resource};
-pub use view::{FieldKind, FieldView, Visibility};
+pub use request::{AttributeValue, EntityRef, Justification, Principal, RequestContext, Resource};
+pub use testing::{PolicyTestFailure, PolicyTestReport};
+pub use view::{FieldKind, FieldView, OwnedFieldView, Visibility};
+pub use warning::{PolicyWarning, PolicyWarningKind};
 
 #[cfg(test)]
 mod tests {
@@ -94,5 +107,13 @@ mod tests {
         assert_send_sync::<Policy>();
         assert_send_sync::<PolicyHandle>();
         assert_send_sync::<Decision<'static>>();
+    }
+
+    #[test]
+    fn owned_decisions_are_send_sync_and_static() {
+        fn assert_owned<T: Send + Sync + 'static>() {}
+        assert_owned::<OwnedDecision>();
+        assert_owned::<OwnedFieldView>();
+        assert_owned::<PolicyWarning>();
     }
 }

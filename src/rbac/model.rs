@@ -15,6 +15,9 @@ use super::view::{FieldKind, Visibility};
 #[serde(deny_unknown_fields)]
 pub(crate) struct PolicyFile {
     pub version: u32,
+    /// The kinds of principal the policy knows; `["employee"]` when absent.
+    #[serde(default)]
+    pub principal_kinds: Option<Vec<String>>,
     #[serde(default)]
     pub resource_types: Entries<ResourceTypeDecl>,
     #[serde(default)]
@@ -37,21 +40,42 @@ pub(crate) struct ResourceTypeDecl {
     pub fields: Entries<FieldKind>,
 }
 
-/// The type of a resource attribute that conditions may test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// The type of a resource attribute that conditions may test: `"id"`, `"integer"` or
+/// `"ref:<kind>"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum AttributeType {
-    /// An identifier compared for equality (an employee id, a customer id).
+    /// An identifier whose kind the declaration does not say (the format before typed
+    /// references). A `principal_is` condition on it needs the policy to have one principal kind.
     Id,
     /// A whole number, like an amount in minor units (cents).
     Integer,
+    /// A reference to an entity of this kind (a principal kind or a resource type).
+    Ref(String),
 }
 
 impl AttributeType {
-    pub(crate) fn as_str(self) -> &'static str {
+    pub(crate) fn describe(&self) -> String {
         match self {
-            AttributeType::Id => "id",
-            AttributeType::Integer => "integer",
+            AttributeType::Id => "id".to_owned(),
+            AttributeType::Integer => "integer".to_owned(),
+            AttributeType::Ref(kind) => format!("ref:{kind}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AttributeType {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.as_str() {
+            "id" => Ok(AttributeType::Id),
+            "integer" => Ok(AttributeType::Integer),
+            _ => match text.strip_prefix("ref:") {
+                Some(kind) => Ok(AttributeType::Ref(kind.to_owned())),
+                // Worded like serde's own message, so that the loader adds "did you mean".
+                None => Err(de::Error::custom(format_args!(
+                    "unknown variant `{text}`, expected `id`, `integer` or `ref:<kind>` (like `ref:employee`)"
+                ))),
+            },
         }
     }
 }
@@ -98,9 +122,12 @@ pub(crate) struct RuleDecl {
     pub cross_tenant: Option<bool>,
     #[serde(default)]
     pub when: ConditionsDecl,
+    /// Deny rules only: the rule applies unless every condition listed here is met.
+    #[serde(default)]
+    pub unless: Option<ConditionsDecl>,
 }
 
-/// A rule's `when` table: every condition listed must hold.
+/// A rule's `when` (or `unless`) table: every condition listed must hold.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConditionsDecl {

@@ -4,8 +4,14 @@
 ///
 /// Role names the policy does not declare grant nothing (and are reported nowhere: a role
 /// retired from the policy simply stops granting).
+///
+/// A principal is an entity of a kind the policy declares in `principal_kinds` (`employee`
+/// unless it says otherwise). A principal made without [`with_kind`](Principal::with_kind) is of
+/// the policy's only principal kind; in a policy with several, its kind is unknown, so
+/// `principal_is` conditions about it are unknown too (an allow does not apply, a deny does).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
+    kind: Option<String>,
     id: String,
     tenant: String,
     roles: Vec<String>,
@@ -15,10 +21,24 @@ impl Principal {
     /// A principal without roles. An empty `tenant` matches no store.
     pub fn new(id: impl Into<String>, tenant: impl Into<String>) -> Self {
         Self {
+            kind: None,
             id: id.into(),
             tenant: tenant.into(),
             roles: Vec::new(),
         }
+    }
+
+    /// Says which kind of principal this is (`employee`, `service`): needed when the policy
+    /// declares several `principal_kinds`.
+    #[must_use]
+    pub fn with_kind(mut self, kind: impl Into<String>) -> Self {
+        self.kind = Some(kind.into());
+        self
+    }
+
+    /// The principal's kind, if one was given.
+    pub fn kind(&self) -> Option<&str> {
+        self.kind.as_deref()
     }
 
     /// Adds a role.
@@ -28,7 +48,8 @@ impl Principal {
         self
     }
 
-    /// The principal's id, which `principal_is` conditions compare with resource attributes.
+    /// The principal's id, which `principal_is` conditions compare (with its kind) with resource
+    /// attributes.
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -47,10 +68,60 @@ impl Principal {
 /// The value of a resource attribute.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttributeValue {
-    /// An identifier, for attributes declared `id`.
+    /// An identifier of the kind the attribute is declared to name (`id` or `ref:<kind>`).
     Id(String),
     /// A whole number, for attributes declared `integer` (amounts in minor units).
     Integer(i64),
+    /// A reference to an entity of a stated kind. For an attribute declared `ref:employee`,
+    /// a reference to a `customer` is the wrong type: conditions on it are unknown.
+    Ref(EntityRef),
+}
+
+/// A typed reference to an entity: its kind and its id. `employee:e1` is not `customer:e1`.
+///
+/// ```
+/// # use custodian::rbac::{EntityRef, Resource};
+/// let order = Resource::new("order", "ord-7", "store-1")
+///     .with("assigned_agent", EntityRef::new("employee", "emp-3"));
+/// assert_eq!(EntityRef::new("employee", "emp-3").to_string(), "employee:emp-3");
+/// # assert!(order.attribute("assigned_agent").is_some());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EntityRef {
+    kind: String,
+    id: String,
+}
+
+impl EntityRef {
+    /// A reference to the entity of `kind` (a principal kind or a resource type) with `id`.
+    pub fn new(kind: impl Into<String>, id: impl Into<String>) -> Self {
+        Self {
+            kind: kind.into(),
+            id: id.into(),
+        }
+    }
+
+    /// The entity's kind.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The entity's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl std::fmt::Display for EntityRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.kind, self.id)
+    }
+}
+
+impl From<EntityRef> for AttributeValue {
+    fn from(value: EntityRef) -> Self {
+        AttributeValue::Ref(value)
+    }
 }
 
 impl From<&str> for AttributeValue {

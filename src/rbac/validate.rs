@@ -9,17 +9,22 @@ use std::fmt;
 
 use super::condition::{Comparison, Condition};
 use super::error::PolicyErrorKind;
+use super::lint::{lookalike_names, never_allowing_rules};
 use super::model::{
     AttributeType, ConditionsDecl, EffectDecl, Entries, JustificationDecl, PolicyFile, RuleDecl,
 };
 use super::suggest::closest;
 use super::view::{FieldDef, MAX_FIELDS, Visibility, field_bit};
+use super::warning::PolicyWarningKind;
 
 /// The only policy format version so far.
 const VERSION: u32 = 1;
 
 /// Longest name accepted, to keep error messages and audit records readable.
 const MAX_NAME_CHARS: usize = 128;
+
+/// The principal kinds of a policy that does not declare `principal_kinds`.
+const DEFAULT_PRINCIPAL_KIND: &str = "employee";
 
 /// One step into a policy document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,15 +42,15 @@ pub(crate) enum Segment {
 pub(crate) struct DocPath(pub Vec<Segment>);
 
 impl DocPath {
-    fn key(&self, key: &str) -> Self {
+    pub(crate) fn key(&self, key: &str) -> Self {
         self.with(Segment::Key(key.to_owned()))
     }
 
-    fn index(&self, index: usize) -> Self {
+    pub(crate) fn index(&self, index: usize) -> Self {
         self.with(Segment::Index(index))
     }
 
-    fn key_name(&self, key: &str) -> Self {
+    pub(crate) fn key_name(&self, key: &str) -> Self {
         self.with(Segment::KeyName(key.to_owned()))
     }
 
@@ -77,11 +82,15 @@ impl fmt::Display for DocPath {
 #[derive(Debug)]
 pub(crate) struct Issue {
     pub path: DocPath,
-    pub kind: PolicyErrorKind,
+    /// Boxed: the error kinds are large, and results carrying them are passed up a deep call chain.
+    pub kind: Box<PolicyErrorKind>,
 }
 
 fn issue(path: DocPath, kind: PolicyErrorKind) -> Issue {
-    Issue { path, kind }
+    Issue {
+        path,
+        kind: Box::new(kind),
+    }
 }
 
 /// A validated policy with names resolved to indices, ready to compile.
@@ -92,6 +101,9 @@ pub(crate) struct Resolved {
     /// Role indices with every role after the roles it inherits from.
     pub role_order: Vec<usize>,
     pub rules: Vec<RuleDef>,
+    pub principal_kinds: Vec<String>,
+    /// Things that load but are probably mistakes, in document order.
+    pub warnings: Vec<(DocPath, PolicyWarningKind)>,
 }
 
 #[derive(Debug)]
@@ -139,6 +151,8 @@ pub(crate) struct RuleDef {
     pub targets: Vec<Target>,
     pub cross_tenant: bool,
     pub conditions: Vec<Condition>,
+    /// Deny rules: the rule applies unless all of these hold. Empty for "no `unless`".
+    pub unless: Vec<Condition>,
 }
 
 /// Validates a parsed document.
@@ -152,7 +166,9 @@ pub(crate) fn validate(file: &PolicyFile) -> Result<Resolved, Issue> {
             },
         ));
     }
+    let principal_kinds = resolve_principal_kinds(file, &root)?;
     let types = resolve_types(file, &root)?;
+    check_entity_kinds(&types, &principal_kinds, &root)?;
     let (roles, role_ids) = resolve_roles(file, &root)?;
     let role_order = order_roles(&roles, &root)?;
     let mut rules = Vec::with_capacity(file.rules.len());
@@ -169,14 +185,98 @@ pub(crate) fn validate(file: &PolicyFile) -> Result<Resolved, Issue> {
                 },
             ));
         }
-        rules.push(resolve_rule(rule, &path, &types, &role_ids)?);
+        rules.push(resolve_rule(
+            rule,
+            &path,
+            &types,
+            &role_ids,
+            &principal_kinds,
+        )?);
     }
+    let mut warnings = lookalike_names(file, &principal_kinds, &root);
+    warnings.extend(never_allowing_rules(
+        &rules,
+        &roles,
+        &types,
+        &role_order,
+        &root,
+    ));
     Ok(Resolved {
         types,
         roles,
         role_order,
         rules,
+        principal_kinds,
+        warnings,
     })
+}
+
+/// The declared principal kinds, or `["employee"]`.
+fn resolve_principal_kinds(file: &PolicyFile, root: &DocPath) -> Result<Vec<String>, Issue> {
+    let Some(kinds) = &file.principal_kinds else {
+        return Ok(vec![DEFAULT_PRINCIPAL_KIND.to_owned()]);
+    };
+    let path = root.key("principal_kinds");
+    if kinds.is_empty() {
+        return Err(issue(
+            path,
+            PolicyErrorKind::EmptyList {
+                key: "principal_kinds",
+            },
+        ));
+    }
+    let mut seen: Vec<String> = Vec::with_capacity(kinds.len());
+    for (index, kind) in kinds.iter().enumerate() {
+        check_name("principal kind", kind, &path.index(index), true)?;
+        if seen.contains(kind) {
+            return Err(issue(
+                path.index(index),
+                PolicyErrorKind::DuplicateName {
+                    what: "principal kind",
+                    name: kind.clone(),
+                },
+            ));
+        }
+        seen.push(kind.clone());
+    }
+    Ok(seen)
+}
+
+/// Every `ref:<kind>` attribute names a principal kind or a resource type.
+fn check_entity_kinds(
+    types: &[TypeDef],
+    principal_kinds: &[String],
+    root: &DocPath,
+) -> Result<(), Issue> {
+    let known = || {
+        principal_kinds
+            .iter()
+            .map(String::as_str)
+            .chain(types.iter().map(|t| t.name.as_str()))
+    };
+    for t in types {
+        for (attribute, declared) in &t.attributes {
+            let AttributeType::Ref(kind) = declared else {
+                continue;
+            };
+            let path = root
+                .key("resource_types")
+                .key(&t.name)
+                .key("attributes")
+                .key(attribute);
+            check_name("entity kind", kind, &path, true)?;
+            if !known().any(|k| k == kind) {
+                return Err(issue(
+                    path,
+                    PolicyErrorKind::UnknownEntityKind {
+                        name: kind.clone(),
+                        suggestion: closest(kind, known()),
+                    },
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks that a name can be used unambiguously in permissions and messages.
@@ -398,6 +498,7 @@ fn resolve_rule(
     path: &DocPath,
     types: &[TypeDef],
     role_ids: &HashMap<String, usize>,
+    principal_kinds: &[String],
 ) -> Result<RuleDef, Issue> {
     let kind = match (rule.effect, &rule.hide_fields, &rule.mask_fields) {
         (EffectDecl::Allow, _, _) => RuleKind::Allow,
@@ -478,7 +579,25 @@ fn resolve_rule(
         })
         .collect();
 
-    let conditions = resolve_conditions(&rule.when, &path.key("when"), &covered)?;
+    let scope = ConditionScope {
+        rule: &rule.name,
+        covered: &covered,
+        principal_kinds,
+    };
+    let conditions = resolve_conditions(&rule.when, &path.key("when"), &scope)?;
+    let unless = match &rule.unless {
+        Some(unless) => {
+            let resolved = resolve_conditions(unless, &path.key("unless"), &scope)?;
+            if resolved.is_empty() {
+                return Err(issue(
+                    path.key("unless"),
+                    PolicyErrorKind::EmptyList { key: "unless" },
+                ));
+            }
+            resolved
+        }
+        None => Vec::new(),
+    };
     Ok(RuleDef {
         name: rule.name.clone(),
         kind,
@@ -487,6 +606,7 @@ fn resolve_rule(
         targets,
         cross_tenant: rule.cross_tenant.unwrap_or(false),
         conditions,
+        unless,
     })
 }
 
@@ -511,6 +631,13 @@ fn check_effect_keys(rule: &RuleDecl, kind: RuleKind, path: &DocPath) -> Result<
                     "mask_fields",
                     "allow",
                     "an allow rule grants fields with `fields`, like `{ email = \"masked\" }`",
+                );
+            }
+            if rule.unless.is_some() {
+                return misplaced(
+                    "unless",
+                    "allow",
+                    "an allow rule's conditions go in `when`; to forbid an action unless a condition holds, write a deny rule with `unless`",
                 );
             }
         }
@@ -713,27 +840,16 @@ fn field_masks(
     Ok(masks)
 }
 
-/// Finds an attribute of the needed type in every covered type.
-fn check_attribute(
+/// Finds `attribute` in every covered type, and returns its declared types in that order.
+fn find_attribute<'t>(
     attribute: &str,
-    needed: AttributeType,
-    covered: &[&TypeDef],
+    covered: &[&'t TypeDef],
     path: &DocPath,
-) -> Result<(), Issue> {
+) -> Result<Vec<(&'t str, &'t AttributeType)>, Issue> {
+    let mut found = Vec::with_capacity(covered.len());
     for t in covered {
         match t.attributes.iter().find(|(name, _)| name == attribute) {
-            Some((_, declared)) if *declared == needed => {}
-            Some((_, declared)) => {
-                return Err(issue(
-                    path.clone(),
-                    PolicyErrorKind::AttributeType {
-                        resource_type: t.name.clone(),
-                        attribute: attribute.to_owned(),
-                        declared: declared.as_str(),
-                        needed: needed.as_str(),
-                    },
-                ));
-            }
+            Some((_, declared)) => found.push((t.name.as_str(), declared)),
             None => {
                 return Err(issue(
                     path.clone(),
@@ -749,24 +865,128 @@ fn check_attribute(
             }
         }
     }
+    Ok(found)
+}
+
+/// Finds an `integer` attribute in every covered type.
+fn check_integer_attribute(
+    attribute: &str,
+    covered: &[&TypeDef],
+    path: &DocPath,
+) -> Result<(), Issue> {
+    for (type_name, declared) in find_attribute(attribute, covered, path)? {
+        if *declared != AttributeType::Integer {
+            return Err(issue(
+                path.clone(),
+                PolicyErrorKind::AttributeType {
+                    resource_type: type_name.to_owned(),
+                    attribute: attribute.to_owned(),
+                    declared: declared.describe(),
+                    needed: "integer".to_owned(),
+                },
+            ));
+        }
+    }
     Ok(())
+}
+
+/// What a rule's conditions are checked against.
+struct ConditionScope<'a> {
+    rule: &'a str,
+    covered: &'a [&'a TypeDef],
+    principal_kinds: &'a [String],
+}
+
+/// The principal kind that `attribute` names on every covered type, for `principal_is`: a
+/// `ref:<kind>` declaration says it; a plain `id` is the policy's principal kind if it has only
+/// one, and ambiguous otherwise.
+fn principal_attribute_kind(
+    attribute: &str,
+    scope: &ConditionScope<'_>,
+    path: &DocPath,
+) -> Result<String, Issue> {
+    let mut resolved: Option<String> = None;
+    for (type_name, declared) in find_attribute(attribute, scope.covered, path)? {
+        let kind = match declared {
+            AttributeType::Ref(kind) => {
+                if !scope.principal_kinds.contains(kind) {
+                    return Err(issue(
+                        path.clone(),
+                        PolicyErrorKind::NotAPrincipalKind {
+                            rule: scope.rule.to_owned(),
+                            resource_type: type_name.to_owned(),
+                            attribute: attribute.to_owned(),
+                            kind: kind.clone(),
+                            principal_kinds: scope.principal_kinds.to_vec(),
+                        },
+                    ));
+                }
+                kind.clone()
+            }
+            AttributeType::Id => match scope.principal_kinds {
+                [only] => only.clone(),
+                _ => {
+                    return Err(issue(
+                        path.clone(),
+                        PolicyErrorKind::AmbiguousEntityKind {
+                            rule: scope.rule.to_owned(),
+                            resource_type: type_name.to_owned(),
+                            attribute: attribute.to_owned(),
+                            principal_kinds: scope.principal_kinds.to_vec(),
+                        },
+                    ));
+                }
+            },
+            AttributeType::Integer => {
+                return Err(issue(
+                    path.clone(),
+                    PolicyErrorKind::AttributeType {
+                        resource_type: type_name.to_owned(),
+                        attribute: attribute.to_owned(),
+                        declared: declared.describe(),
+                        needed: scope
+                            .principal_kinds
+                            .iter()
+                            .map(|k| format!("ref:{k}"))
+                            .chain(["id".to_owned()])
+                            .collect::<Vec<_>>()
+                            .join("` or `"),
+                    },
+                ));
+            }
+        };
+        match &resolved {
+            Some(earlier) if *earlier != kind => {
+                return Err(issue(
+                    path.clone(),
+                    PolicyErrorKind::AttributeType {
+                        resource_type: type_name.to_owned(),
+                        attribute: attribute.to_owned(),
+                        declared: declared.describe(),
+                        needed: format!("ref:{earlier}"),
+                    },
+                ));
+            }
+            _ => resolved = Some(kind),
+        }
+    }
+    Ok(resolved.unwrap_or_default())
 }
 
 fn resolve_conditions(
     when: &ConditionsDecl,
     path: &DocPath,
-    covered: &[&TypeDef],
+    scope: &ConditionScope<'_>,
 ) -> Result<Vec<Condition>, Issue> {
+    let covered = scope.covered;
     let mut conditions = Vec::new();
     if let Some(attribute) = &when.principal_is {
-        check_attribute(
-            attribute,
-            AttributeType::Id,
-            covered,
-            &path.key("principal_is"),
-        )?;
+        let kind = principal_attribute_kind(attribute, scope, &path.key("principal_is"))?;
+        let implicit = matches!(scope.principal_kinds, [only] if *only == kind);
         conditions.push(Condition::PrincipalIs {
             attribute: attribute.as_str().into(),
+            kind: kind.into(),
+            implicit,
         });
     }
     for (key, limits, comparison) in [
@@ -787,7 +1007,7 @@ fn resolve_conditions(
                     },
                 ));
             }
-            check_attribute(attribute, AttributeType::Integer, covered, &attribute_path)?;
+            check_integer_attribute(attribute, covered, &attribute_path)?;
             conditions.push(Condition::Limit {
                 attribute: attribute.as_str().into(),
                 comparison,

@@ -6,6 +6,8 @@
 //! value. Each column has its own key (derived by the key store from a dedicated index key ring),
 //! so tokens of two columns cannot be compared.
 //!
+//! Index keys are derived per column, or per column and tenant: see [`IndexScope`].
+//!
 //! # Choosing the token length
 //!
 //! With `n` indexed rows and tokens of `b` bits, a lookup returns about `n / 2^b` unrelated rows
@@ -90,6 +92,102 @@ impl fmt::Display for IndexToken {
     }
 }
 
+/// Which values an index's tokens can be compared across: a whole column, or one tenant's rows of
+/// it.
+///
+/// # Key derivation and tenant scope
+///
+/// The index keys come from the key store's blind-index ring ([`crate::Custodian`] uses the ring
+/// `blind-index` by default), one per live version, through
+/// [`KeyManager::derive_key`](crate::keys::KeyManager::derive_key) (docs/KEYSTORE.md, "Derived
+/// keys") with an `info` that names the index ([`IndexScope::key_info`]):
+///
+/// | scope | `info` |
+/// |---|---|
+/// | [`IndexScope::Column`] | `"custodian/v1/blind-index/"` ‖ column |
+/// | [`IndexScope::Tenant`] | `"custodian/v1/tenant-blind-index/"` ‖ be32(byte length of column) ‖ column ‖ tenant |
+///
+/// The two prefixes differ in their 14th byte, and the column's length prefix makes the tenant the
+/// unambiguous tail, so no column key equals any tenant key, and no two (column, tenant) pairs share
+/// a key. Strings are their UTF-8 bytes, taken as given (no normalization: `Shop-1` and `shop-1` are
+/// two tenants).
+///
+/// **Column scope** gives one key per column: the same e-mail address has the same token in every
+/// row of the table, whichever tenant (shop) the row belongs to. Anyone who can read the table sees
+/// that the customer of shop A and the customer of shop B are one person, and whoever can compute
+/// tokens for one shop (a shop's staff searching their own customers) can search every other shop's
+/// rows with them.
+///
+/// **Tenant scope** gives one key per (column, tenant): the same address has unrelated tokens in two
+/// shops, so rows of different tenants cannot be linked by their tokens, and a lookup finds only the
+/// tenant's own rows. Use it whenever one database holds several tenants whose customers must not be
+/// linkable across tenants (a platform hosting many shops; per-tenant data-protection agreements).
+/// Keep column scope only where a lookup must span tenants, such as a platform-wide sign-in by
+/// e-mail when the tenant is not yet known. Build a tenant's index with
+/// [`Custodian::tenant_blind_index`](crate::Custodian::tenant_blind_index) and keep it per tenant (a
+/// build derives one key per live index-key version). Index-key rotation, re-indexing and erasure
+/// work the same in both scopes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IndexScope {
+    /// One key per column: equal values have equal tokens in every tenant.
+    Column,
+    /// One key per column and tenant: equal values in two tenants have unrelated tokens.
+    Tenant(String),
+}
+
+/// Longest tenant id accepted, in bytes.
+pub const MAX_TENANT_LEN: usize = 255;
+
+impl IndexScope {
+    /// The scope of one tenant: 1 to [`MAX_TENANT_LEN`] bytes of UTF-8 without control characters.
+    pub fn tenant(tenant: impl Into<String>) -> Result<Self, RecordError> {
+        let tenant = tenant.into();
+        if tenant.is_empty() || tenant.len() > MAX_TENANT_LEN {
+            return Err(RecordError::InvalidIndex(format!(
+                "tenant id must be 1 to {MAX_TENANT_LEN} bytes, got {}",
+                tenant.len()
+            )));
+        }
+        if tenant.chars().any(char::is_control) {
+            return Err(RecordError::InvalidIndex(format!(
+                "tenant id `{}` contains a control character",
+                tenant.escape_debug()
+            )));
+        }
+        Ok(IndexScope::Tenant(tenant))
+    }
+
+    /// The tenant, for a tenant-scoped index.
+    pub fn tenant_id(&self) -> Option<&str> {
+        match self {
+            IndexScope::Column => None,
+            IndexScope::Tenant(tenant) => Some(tenant),
+        }
+    }
+
+    /// The HKDF `info` from which the index key of `column` in this scope is derived (the `info` of
+    /// [`KeyManager::derive_key`](crate::keys::KeyManager::derive_key)); the layout is above.
+    pub fn key_info(&self, column: &str) -> Vec<u8> {
+        match self {
+            IndexScope::Column => {
+                let mut info = b"custodian/v1/blind-index/".to_vec();
+                info.extend_from_slice(column.as_bytes());
+                info
+            }
+            IndexScope::Tenant(tenant) => {
+                let mut info = b"custodian/v1/tenant-blind-index/".to_vec();
+                // INVARIANT: a column name longer than 4 GiB cannot exist in memory next to this.
+                let column_len = u32::try_from(column.len()).unwrap_or(u32::MAX);
+                info.extend_from_slice(&column_len.to_be_bytes());
+                info.extend_from_slice(column.as_bytes());
+                info.extend_from_slice(tenant.as_bytes());
+                info
+            }
+        }
+    }
+}
+
 /// One version of a column's index key.
 pub struct IndexKey {
     version: u32,
@@ -120,6 +218,7 @@ impl fmt::Debug for IndexKey {
 #[derive(Debug)]
 pub struct BlindIndex {
     column: String,
+    scope: IndexScope,
     normalizer: Normalizer,
     token_len: usize,
     /// Every live key version; the first is the primary one, used for new tokens.
@@ -127,9 +226,21 @@ pub struct BlindIndex {
 }
 
 impl BlindIndex {
-    /// An index for `column`. `keys` holds every live version, primary first.
+    /// An index for `column` (column scope). `keys` holds every live version, primary first.
     pub fn new(
         column: impl Into<String>,
+        normalizer: Normalizer,
+        token_len: usize,
+        keys: Vec<IndexKey>,
+    ) -> Result<Self, RecordError> {
+        Self::new_scoped(column, IndexScope::Column, normalizer, token_len, keys)
+    }
+
+    /// An index for `column` in `scope`. `keys` holds every live version, primary first, each
+    /// derived with [`IndexScope::key_info`] of this scope and column.
+    pub fn new_scoped(
+        column: impl Into<String>,
+        scope: IndexScope,
         normalizer: Normalizer,
         token_len: usize,
         keys: Vec<IndexKey>,
@@ -147,6 +258,7 @@ impl BlindIndex {
         }
         Ok(Self {
             column,
+            scope,
             normalizer,
             token_len,
             keys,
@@ -156,6 +268,11 @@ impl BlindIndex {
     /// The column this index serves.
     pub fn column(&self) -> &str {
         &self.column
+    }
+
+    /// Whether tokens compare across the whole column or within one tenant.
+    pub fn scope(&self) -> &IndexScope {
+        &self.scope
     }
 
     /// The token to store for `value` (primary key version).
@@ -291,6 +408,38 @@ mod tests {
         ] {
             assert!(IndexToken::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn scope_key_infos_are_the_documented_bytes_and_never_collide() {
+        assert_eq!(
+            IndexScope::Column.key_info("customers.email"),
+            b"custodian/v1/blind-index/customers.email"
+        );
+        let mut expected = b"custodian/v1/tenant-blind-index/".to_vec();
+        expected.extend_from_slice(&[0, 0, 0, 15]);
+        expected.extend_from_slice(b"customers.email");
+        expected.extend_from_slice(b"shop-1");
+        assert_eq!(
+            IndexScope::tenant("shop-1")
+                .unwrap()
+                .key_info("customers.email"),
+            expected
+        );
+        // Splitting one string differently between column and tenant changes the info.
+        let mut infos = std::collections::HashSet::new();
+        for (column, tenant) in [("ab", "c"), ("a", "bc"), ("abc", "d"), ("ab", "cd")] {
+            assert!(infos.insert(IndexScope::tenant(tenant).unwrap().key_info(column)));
+        }
+        for column in ["ab", "a", "abc", "tenant-blind-index/x"] {
+            assert!(infos.insert(IndexScope::Column.key_info(column)));
+        }
+        assert!(IndexScope::tenant("").is_err());
+        assert!(IndexScope::tenant("a\nb").is_err());
+        assert!(IndexScope::tenant("x".repeat(MAX_TENANT_LEN + 1)).is_err());
+        assert!(IndexScope::tenant("x".repeat(MAX_TENANT_LEN)).is_ok());
+        assert_eq!(IndexScope::tenant("s").unwrap().tenant_id(), Some("s"));
+        assert_eq!(IndexScope::Column.tenant_id(), None);
     }
 
     #[test]
