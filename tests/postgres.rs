@@ -409,7 +409,8 @@ fn mfa_on_two_servers_accepts_a_code_once_and_locks_for_both() {
     let servers: Vec<MfaService> = (0..2)
         .map(|_| {
             let store = PgFactorStore::open(pg_support::handle_in(&url, &schema)).unwrap();
-            MfaService::new(store, Arc::clone(&kek))
+            let state_key = custodian::SecretKey::from_bytes([9; 32]);
+            MfaService::new(store, Arc::clone(&kek), state_key)
         })
         .collect();
     let now = 1_700_000_000;
