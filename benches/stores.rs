@@ -185,7 +185,8 @@ fn backend_benches(c: &mut Criterion, backend: &Backend) {
     group.sample_size(30);
 
     let kek: Arc<dyn Kek> = Arc::new(StaticKek::generate("mfa-seeds", 1).unwrap());
-    let mfa = MfaService::with_store((backend.factor_store)(), kek);
+    let state_key = custodian::SecretKey::from_bytes([3; 32]);
+    let mfa = MfaService::with_store((backend.factor_store)(), kek, state_key);
     let verifier = Verifier::default();
     let key = TotpKey::generate().unwrap();
     let app = key.duplicate();

@@ -27,9 +27,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A fresh key per run is fine for a demo only: in production the KEK must be the same key on
     // every server and after every restart, or stored seeds no longer open.
     let kek: Arc<dyn Kek> = Arc::new(StaticKek::generate("mfa-seeds", 1)?);
+    // The same goes for the state key that authenticates each factor's lifecycle columns; in
+    // production derive it: `keys.derive_key(ring, version, b"custodian/v1/mfa-state", now)`.
+    let state_key = custodian::SecretKey::try_random()?;
     let store = MfaService::new(
         SqliteFactorStore::open(temporary.path().join("mfa.db"))?,
         kek,
+        state_key,
     );
     let verifier = Verifier::default();
     let mut now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();

@@ -204,7 +204,11 @@ async fn a_slow_store_does_not_stall_other_tasks() {
 async fn one_code_raced_by_many_tasks_is_accepted_once() {
     let kek: Arc<dyn Kek> = Arc::new(StaticKek::generate("mfa-seeds", 1).unwrap());
     let mfa = AsyncMfa::new(
-        MfaService::new(MemoryFactorStore::new(), kek),
+        MfaService::new(
+            MemoryFactorStore::new(),
+            kek,
+            custodian::SecretKey::from_bytes([3; 32]),
+        ),
         Verifier::default(),
     );
     let now = 1_700_000_000;

@@ -897,3 +897,25 @@ proptest! {
         prop_assert_eq!(lower.expose_secret(), &bytes[..]);
     }
 }
+
+#[test]
+fn a_replay_is_not_counted_as_a_failure() {
+    let verifier = Verifier::default();
+    let mut factor = active_factor(&verifier);
+    let c = code(&factor, NOW);
+    assert_eq!(attempt(&verifier, &mut factor, &c, NOW), Ok(NOW / 30));
+    let before = *factor.state();
+    for i in 0..u64::from(LockoutPolicy::default().lock_after()) * 2 {
+        let rejected = verifier.verify(&factor, &c, NOW + i).unwrap_err();
+        assert_eq!(rejected.reason(), RejectReason::Replayed);
+        assert_eq!(
+            *rejected.state(),
+            before,
+            "a replay must leave the state unchanged"
+        );
+    }
+    // A wrong code still counts.
+    let rejected = verifier.verify(&factor, "000000", NOW + 1).unwrap_err();
+    assert_eq!(rejected.reason(), RejectReason::WrongCode);
+    assert_eq!(rejected.state().failures(), before.failures() + 1);
+}

@@ -214,7 +214,8 @@ fn a_time_beyond_the_supported_range_is_reported_as_given() {
             .unwrap_err(),
     );
     let kek: Arc<dyn Kek> = Arc::new(StaticKek::generate("mfa-seeds", 1).unwrap());
-    let store = MfaService::new(MemoryFactorStore::new(), kek);
+    let state_key = custodian::SecretKey::from_bytes([9; 32]);
+    let store = MfaService::new(MemoryFactorStore::new(), kek, state_key);
     check(
         store
             .begin_enrollment(&verifier, "user-1", "phone", rfc_key(), now, None)

@@ -7,12 +7,12 @@
     clippy::indexing_slicing
 )]
 
-use custodian::SecretBytes;
 use custodian::envelope::{EnvelopeError, Kek, StaticKek};
 use custodian::mfa::{
     MfaError, MfaService, OtpSecret, Phase, RecoveryCodeSet, RejectReason, SqliteFactorStore,
     StepUpMethod, TotpKey, TotpParams, Verifier,
 };
+use custodian::{SecretBytes, SecretKey};
 use rusqlite::Connection;
 use std::path::Path;
 use std::sync::{Arc, Barrier};
@@ -32,7 +32,16 @@ fn code_at(now: u64) -> String {
 }
 
 fn store_at(path: &Path, kek: &Arc<dyn Kek>) -> MfaService {
-    MfaService::new(SqliteFactorStore::open(path).unwrap(), Arc::clone(kek))
+    MfaService::new(
+        SqliteFactorStore::open(path).unwrap(),
+        Arc::clone(kek),
+        state_key(),
+    )
+}
+
+/// The state key; in production `KeyManager::derive_key(.., b"custodian/v1/mfa-state", now)`.
+fn state_key() -> SecretKey {
+    SecretKey::from_bytes([0x42; 32])
 }
 
 fn kek() -> Arc<dyn Kek> {
@@ -106,7 +115,8 @@ fn enrollment_login_and_replay_through_the_store() {
             .factor
             .state()
             .failures(),
-        1
+        0,
+        "a replay is not a failure: a spent code gives no guessing power"
     );
 
     let later = NOW + 30;
@@ -231,19 +241,29 @@ fn a_seed_row_copied_to_another_account_does_not_open() {
         [],
     )
     .unwrap();
-    for (user, factor) in [("user-2", "phone"), ("user-1", "laptop")] {
-        assert!(
-            matches!(
-                store.load(user, factor),
-                Err(MfaError::Seal(EnvelopeError::Decrypt))
-            ),
-            "{user}/{factor}"
-        );
-        let err = store
-            .verify(&verifier, user, factor, &code_at(NOW + 30), NOW + 30)
-            .unwrap_err();
-        assert!(matches!(err, MfaError::Seal(_)), "{err}");
-    }
+    // The state MAC binds the sealed seed: the edited row is refused before its seed is opened.
+    assert!(matches!(
+        store.load("user-2", "phone"),
+        Err(MfaError::StateTampered { .. })
+    ));
+    let err = store
+        .verify(&verifier, "user-2", "phone", &code_at(NOW + 30), NOW + 30)
+        .unwrap_err();
+    assert!(matches!(err, MfaError::StateTampered { .. }), "{err}");
+    // The inserted row has no MAC; adopting it opens the seed first, which is bound to user-1's
+    // phone and does not open as the laptop.
+    assert!(matches!(
+        store.load("user-1", "laptop"),
+        Err(MfaError::StateUnauthenticated { .. })
+    ));
+    assert!(matches!(
+        store.adopt_unauthenticated_state("user-1", "laptop"),
+        Err(MfaError::Seal(EnvelopeError::Decrypt))
+    ));
+    assert!(matches!(
+        store.load("user-1", "laptop"),
+        Err(MfaError::StateUnauthenticated { .. })
+    ));
     // The original still opens, and with another KEK nothing does.
     assert!(store.load("user-1", "phone").is_ok());
     let other = store_at(&path, &kek_other());
@@ -478,4 +498,254 @@ fn generations_advance_and_stale_writes_lose() {
             .compare_and_set("user-1", "phone", read.generation, &state)
             .unwrap()
     );
+}
+
+/// Runs `sql` against the database file directly, as an attacker with write access would.
+fn tamper(path: &Path, sql: &str) {
+    let conn = Connection::open(path).unwrap();
+    assert_eq!(conn.execute(sql, []).unwrap(), 1, "{sql}");
+}
+
+fn assert_tampered<T: std::fmt::Debug>(result: Result<T, MfaError>) {
+    match result {
+        Err(err @ MfaError::StateTampered { .. }) => {
+            let message = err.to_string();
+            assert!(message.contains("integrity"), "{message}");
+        }
+        other => panic!("expected StateTampered, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_update_that_re_enables_a_disabled_factor_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mfa.db");
+    let store = enrolled(&path, &kek());
+    let verifier = Verifier::default();
+    let at = NOW + 30;
+    let step_up = store
+        .verify(&verifier, "user-1", "phone", &code_at(at), at)
+        .unwrap();
+    store
+        .disable(&verifier, "user-1", "phone", &step_up, at)
+        .unwrap();
+    // The phone was stolen and disabled; the thief edits the row back to active.
+    tamper(
+        &path,
+        "UPDATE custodian_mfa_factor SET phase = 'active' WHERE user_id = 'user-1'",
+    );
+    let later = at + 60;
+    assert_tampered(store.verify(&verifier, "user-1", "phone", &code_at(later), later));
+    assert_tampered(store.factors("user-1"));
+}
+
+#[test]
+fn an_update_that_clears_the_lock_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mfa.db");
+    let store = enrolled(&path, &kek());
+    let verifier = Verifier::default();
+    let mut now = NOW + 30;
+    for _ in 0..10 {
+        let _ = store.verify(&verifier, "user-1", "phone", "000000", now);
+        now += 3600;
+    }
+    assert!(
+        store
+            .load("user-1", "phone")
+            .unwrap()
+            .factor
+            .state()
+            .is_locked()
+    );
+    tamper(
+        &path,
+        "UPDATE custodian_mfa_factor SET locked = 0, failures = 0, retry_at = 0
+         WHERE user_id = 'user-1'",
+    );
+    assert_tampered(store.verify(&verifier, "user-1", "phone", "123456", now));
+    assert_tampered(store.verify(&verifier, "user-1", "phone", &code_at(now), now));
+}
+
+#[test]
+fn an_update_that_rolls_back_the_replay_mark_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mfa.db");
+    let store = enrolled(&path, &kek());
+    let verifier = Verifier::default();
+    let at = NOW + 30;
+    store
+        .verify(&verifier, "user-1", "phone", &code_at(at), at)
+        .unwrap();
+    tamper(
+        &path,
+        &format!(
+            "UPDATE custodian_mfa_factor SET last_step = {} WHERE user_id = 'user-1'",
+            NOW / 30 - 5
+        ),
+    );
+    // The spent code would be fresh again under the edited mark.
+    assert_tampered(store.verify(&verifier, "user-1", "phone", &code_at(at), at));
+}
+
+#[test]
+fn a_state_row_copied_onto_another_user_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mfa.db");
+    let store = enrolled(&path, &kek());
+    let verifier = Verifier::default();
+    // user-2 is locked; the attacker copies user-1's unlocked state (MAC included) over it.
+    store
+        .begin_enrollment(&verifier, "user-2", "phone", rfc_key(), NOW, None)
+        .unwrap();
+    store
+        .confirm_enrollment(&verifier, "user-2", "phone", &code_at(NOW), NOW)
+        .unwrap();
+    let mut now = NOW + 30;
+    for _ in 0..10 {
+        let _ = store.verify(&verifier, "user-2", "phone", "000000", now);
+        now += 3600;
+    }
+    assert!(
+        store
+            .load("user-2", "phone")
+            .unwrap()
+            .factor
+            .state()
+            .is_locked()
+    );
+    tamper(
+        &path,
+        "UPDATE custodian_mfa_factor AS victim SET
+             phase = src.phase, pending_expires_at = src.pending_expires_at,
+             last_step = src.last_step, failures = src.failures, retry_at = src.retry_at,
+             locked = src.locked, generation = src.generation, state_mac = src.state_mac
+         FROM custodian_mfa_factor AS src
+         WHERE victim.user_id = 'user-2' AND src.user_id = 'user-1'",
+    );
+    assert_tampered(store.verify(&verifier, "user-2", "phone", &code_at(now), now));
+    // user-1's own row is untouched and still works.
+    store
+        .verify(&verifier, "user-1", "phone", &code_at(now), now)
+        .unwrap();
+}
+
+#[test]
+fn a_table_from_before_state_macs_is_migrated_and_adopted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mfa.db");
+    let kek = kek();
+    enrolled(&path, &kek);
+    // Turn the file into what an older version wrote: no state_mac column.
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch("ALTER TABLE custodian_mfa_factor DROP COLUMN state_mac")
+        .unwrap();
+    drop(conn);
+    let store = store_at(&path, &kek);
+    let verifier = Verifier::default();
+    let at = NOW + 30;
+    assert!(matches!(
+        store.verify(&verifier, "user-1", "phone", &code_at(at), at),
+        Err(MfaError::StateUnauthenticated { .. })
+    ));
+    assert!(
+        store
+            .adopt_unauthenticated_state("user-1", "phone")
+            .unwrap()
+    );
+    assert!(
+        !store
+            .adopt_unauthenticated_state("user-1", "phone")
+            .unwrap()
+    );
+    store
+        .verify(&verifier, "user-1", "phone", &code_at(at), at)
+        .unwrap();
+    // Reopening does not add the column twice.
+    store_at(&path, &kek).load("user-1", "phone").unwrap();
+}
+
+/// A login while the server clock ran `ahead` seconds fast, then genuine codes at the right time:
+/// refused as replays until the clock passes the replay mark, never counted, never locking; and
+/// every code is still accepted at most once.
+fn clock_step_back(ahead: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = enrolled(&dir.path().join("mfa.db"), &kek());
+    let verifier = Verifier::default();
+    let fast = NOW + ahead;
+    store
+        .verify(&verifier, "user-1", "phone", &code_at(fast), fast)
+        .unwrap();
+    let fast_code_reused = store.verify(&verifier, "user-1", "phone", &code_at(fast), fast);
+    assert_eq!(
+        fast_code_reused.unwrap_err().reject_reason(),
+        Some(RejectReason::Replayed)
+    );
+    // The clock is corrected. The user types every genuine code for the next 20 steps (far more
+    // than the 10 failures that lock), each twice.
+    for i in 1..=20u64 {
+        let now = NOW + 30 * i;
+        for _ in 0..2 {
+            let err = store
+                .verify(&verifier, "user-1", "phone", &code_at(now), now)
+                .unwrap_err();
+            assert_eq!(
+                err.reject_reason(),
+                Some(RejectReason::Replayed),
+                "step {i}"
+            );
+        }
+    }
+    let state = *store.load("user-1", "phone").unwrap().factor.state();
+    assert!(!state.is_locked(), "{state:?}");
+    assert_eq!((state.failures(), state.retry_at()), (0, 0), "{state:?}");
+    // Once the clock passes the mark, the next code is accepted, exactly once; the code of the
+    // fast login is never accepted again.
+    let past = fast + 30;
+    store
+        .verify(&verifier, "user-1", "phone", &code_at(past), past)
+        .unwrap();
+    let again = store.verify(&verifier, "user-1", "phone", &code_at(past), past);
+    assert_eq!(
+        again.unwrap_err().reject_reason(),
+        Some(RejectReason::Replayed)
+    );
+    let old = store.verify(&verifier, "user-1", "phone", &code_at(fast), past);
+    assert!(old.is_err());
+    // Wrong codes still count.
+    let err = store
+        .verify(&verifier, "user-1", "phone", "000000", past + 30)
+        .unwrap_err();
+    assert_eq!(err.reject_reason(), Some(RejectReason::WrongCode));
+    assert_eq!(
+        store
+            .load("user-1", "phone")
+            .unwrap()
+            .factor
+            .state()
+            .failures(),
+        1
+    );
+}
+
+#[test]
+fn a_clock_step_back_of_one_hour_does_not_lock_the_user() {
+    clock_step_back(3600);
+}
+
+#[test]
+fn a_clock_step_back_of_ten_minutes_does_not_lock_the_user() {
+    clock_step_back(600);
+}
+
+#[test]
+fn the_service_debug_shows_no_state_key_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_at(&dir.path().join("mfa.db"), &kek());
+    let shown = format!("{store:?}");
+    assert!(shown.contains("state_key"), "{shown}");
+    assert!(shown.contains("REDACTED"), "{shown}");
+    // The key is 32 bytes 0x42 (66): neither decimal nor hex runs of it appear.
+    assert!(!shown.contains("66, 66"), "{shown}");
+    assert!(!shown.to_lowercase().contains("4242"), "{shown}");
 }

@@ -409,7 +409,8 @@ fn mfa_on_two_servers_accepts_a_code_once_and_locks_for_both() {
     let servers: Vec<MfaService> = (0..2)
         .map(|_| {
             let store = PgFactorStore::open(pg_support::handle_in(&url, &schema)).unwrap();
-            MfaService::new(store, Arc::clone(&kek))
+            let state_key = custodian::SecretKey::from_bytes([9; 32]);
+            MfaService::new(store, Arc::clone(&kek), state_key)
         })
         .collect();
     let now = 1_700_000_000;
@@ -501,4 +502,94 @@ fn mfa_on_two_servers_accepts_a_code_once_and_locks_for_both() {
             Err(MfaError::Rejected(RejectReason::Locked))
         ));
     }
+}
+
+/// State MACs on PostgreSQL: an UPDATE that re-enables a disabled factor is refused as tampered,
+/// and a table from schema version 2 (no `state_mac` column) is migrated, its rows refused until
+/// adopted once.
+#[test]
+fn mfa_state_is_authenticated_and_old_rows_are_adopted_once() {
+    use custodian::envelope::{Kek, StaticKek};
+    use custodian::mfa::{MfaError, MfaService, TotpKey, Verifier};
+    use custodian::postgres::PgFactorStore;
+    use pg_support::execute;
+
+    let Some(url) = pg_support::url() else { return };
+    let schema = pg_support::fresh_schema(&url);
+    let kek: Arc<dyn Kek> = Arc::new(StaticKek::generate("mfa-seeds", 1).unwrap());
+    let server = |kek: &Arc<dyn Kek>| {
+        let store = PgFactorStore::open(pg_support::handle_in(&url, &schema)).unwrap();
+        MfaService::new(
+            store,
+            Arc::clone(kek),
+            custodian::SecretKey::from_bytes([9; 32]),
+        )
+    };
+    let service = server(&kek);
+    let now = 1_700_000_000;
+    let verifier = Verifier::default();
+    let key = TotpKey::generate().unwrap();
+    let app = key.duplicate();
+    for user in ["jane", "joe"] {
+        service
+            .begin_enrollment(&verifier, user, "phone", key.duplicate(), now, None)
+            .unwrap();
+        let code = app.code_at(now).unwrap();
+        service
+            .confirm_enrollment(&verifier, user, "phone", code.expose_secret(), now)
+            .unwrap();
+    }
+    let at = now + 30;
+    let code = app.code_at(at).unwrap();
+    let step_up = service
+        .verify(&verifier, "jane", "phone", code.expose_secret(), at)
+        .unwrap();
+    service
+        .disable(&verifier, "jane", "phone", &step_up, at)
+        .unwrap();
+    execute(
+        &url,
+        format!("UPDATE {schema}.custodian_mfa_factor SET phase = 'active' WHERE user_id = 'jane'"),
+    );
+    let later = at + 60;
+    let code = app.code_at(later).unwrap();
+    assert!(matches!(
+        service.verify(&verifier, "jane", "phone", code.expose_secret(), later),
+        Err(MfaError::StateTampered { .. })
+    ));
+
+    // Back to schema version 2, as an older build left it; a new server migrates.
+    execute(
+        &url,
+        format!("ALTER TABLE {schema}.custodian_mfa_factor DROP COLUMN state_mac"),
+    );
+    execute(
+        &url,
+        format!("UPDATE {schema}.custodian_schema SET version = 2"),
+    );
+    let upgraded = server(&kek);
+    assert_eq!(
+        scalar(
+            &url,
+            format!("SELECT version::bigint FROM {schema}.custodian_schema")
+        ),
+        i64::from(SCHEMA_VERSION)
+    );
+    assert!(matches!(
+        upgraded.verify(&verifier, "joe", "phone", code.expose_secret(), later),
+        Err(MfaError::StateUnauthenticated { .. })
+    ));
+    assert!(
+        upgraded
+            .adopt_unauthenticated_state("joe", "phone")
+            .unwrap()
+    );
+    assert!(
+        !upgraded
+            .adopt_unauthenticated_state("joe", "phone")
+            .unwrap()
+    );
+    upgraded
+        .verify(&verifier, "joe", "phone", code.expose_secret(), later)
+        .unwrap();
 }

@@ -1,10 +1,11 @@
 //! The [`FactorStore`] contract as test functions. Each takes a factory that returns a fresh,
 //! empty store; each panics (with the name of the broken rule) where the store breaks the contract.
 
+use crate::SecretKey;
 use crate::envelope::{Kek, StaticKek};
 use crate::mfa::{
     ConsumeOutcome, FactorRecord, FactorState, FactorStore, LockoutPolicy, MfaError, MfaService,
-    Phase, RejectReason, TotpKey, Verifier,
+    Phase, RejectReason, StateWrite, TotpKey, Verifier,
 };
 use std::sync::{Arc, Barrier};
 
@@ -25,6 +26,10 @@ pub fn all(factory: Factory<'_>) {
     a_failed_reset_rolls_the_code_back(factory);
     the_same_code_raced_is_accepted_once(factory);
     parallel_wrong_guesses_never_pass_the_lock(factory);
+    edited_states_are_refused_as_tampered(factory);
+    a_row_copied_to_another_user_is_refused(factory);
+    an_edited_phase_cannot_waive_the_step_up(factory);
+    rows_without_a_mac_are_refused_until_adopted(factory);
 }
 
 fn record(user: &str, factor: &str, state: FactorState, generation: u64) -> FactorRecord {
@@ -34,6 +39,18 @@ fn record(user: &str, factor: &str, state: FactorState, generation: u64) -> Fact
         sealed_seed: format!("sealed {user}/{factor}/{generation}").into_bytes(),
         state,
         generation,
+        state_mac: format!("mac {user}/{factor}/{generation}").into_bytes(),
+    }
+}
+
+/// A compare-and-set write whose (fake) MAC names the generation it creates, so that tests see
+/// whether the store wrote it.
+fn write(factor: &str, expected_generation: u64, state: FactorState) -> StateWrite {
+    StateWrite {
+        factor: factor.to_owned(),
+        expected_generation,
+        state,
+        state_mac: format!("mac {factor} {}", expected_generation + 1).into_bytes(),
     }
 }
 
@@ -82,7 +99,11 @@ pub fn put_pending_replaces_only_a_pending_row_at_its_generation(factory: Factor
     assert!(store.put_pending(&next, Some(0), false).unwrap(), "replace");
     assert_eq!(store.load("u1", "phone").unwrap(), Some(next));
     // Active rows are never replaced.
-    assert!(store.compare_and_set("u1", "phone", 1, &active()).unwrap());
+    assert!(
+        store
+            .compare_and_set("u1", &write("phone", 1, active()))
+            .unwrap()
+    );
     assert!(
         !store
             .put_pending(&record("u1", "phone", pending(), 3), Some(2), false)
@@ -109,7 +130,11 @@ pub fn put_pending_unless_active_sees_active_factors(factory: Factory<'_>) {
             .unwrap(),
         "a pending factor is not an active one"
     );
-    assert!(store.compare_and_set("u1", "phone", 0, &active()).unwrap());
+    assert!(
+        store
+            .compare_and_set("u1", &write("phone", 0, active()))
+            .unwrap()
+    );
     assert!(
         !store
             .put_pending(&record("u1", "tablet", pending(), 0), None, true)
@@ -135,24 +160,41 @@ pub fn compare_and_set_refuses_a_stale_generation(factory: Factory<'_>) {
     store
         .put_pending(&record("u1", "phone", pending(), 0), None, false)
         .unwrap();
-    assert!(store.compare_and_set("u1", "phone", 0, &active()).unwrap());
     assert!(
-        !store.compare_and_set("u1", "phone", 0, &pending()).unwrap(),
+        store
+            .compare_and_set("u1", &write("phone", 0, active()))
+            .unwrap()
+    );
+    assert!(
+        !store
+            .compare_and_set("u1", &write("phone", 0, pending()))
+            .unwrap(),
         "stale generation"
     );
     assert!(
-        !store.compare_and_set("u1", "other", 1, &pending()).unwrap(),
+        !store
+            .compare_and_set("u1", &write("other", 1, pending()))
+            .unwrap(),
         "missing row"
     );
     let row = store.load("u1", "phone").unwrap().unwrap();
     assert_eq!((row.generation, row.state), (1, active()));
+    assert_eq!(row.state_mac, b"mac phone 1");
     let locked = FactorState::from_stored(Phase::Active, Some(u64::MAX >> 1), 7, NOW + 30, true);
-    assert!(store.compare_and_set("u1", "phone", 1, &locked).unwrap());
+    assert!(
+        store
+            .compare_and_set("u1", &write("phone", 1, locked))
+            .unwrap()
+    );
     let row = store.load("u1", "phone").unwrap().unwrap();
     assert_eq!(
         (row.generation, row.state),
         (2, locked),
         "every state field round-trips"
+    );
+    assert_eq!(
+        row.state_mac, b"mac phone 2",
+        "the state MAC is stored as given"
     );
 }
 
@@ -247,13 +289,13 @@ pub fn a_failed_reset_rolls_the_code_back(factory: Factory<'_>) {
         .put_pending(&record("u1", "phone", pending(), 0), None, false)
         .unwrap();
     store.replace_recovery_codes("u1", &[vec![1; 48]]).unwrap();
-    let resets = [("phone".to_owned(), 7, active())];
+    let resets = [write("phone", 7, active())];
     assert_eq!(
         store.consume_recovery_code("u1", 0, &resets).unwrap(),
         ConsumeOutcome::FactorsChanged
     );
     assert_eq!(store.recovery_codes("u1").unwrap().len(), 1, "code kept");
-    let resets = [("phone".to_owned(), 0, active())];
+    let resets = [write("phone", 0, active())];
     assert_eq!(
         store.consume_recovery_code("u1", 0, &resets).unwrap(),
         ConsumeOutcome::Consumed
@@ -265,12 +307,17 @@ pub fn a_failed_reset_rolls_the_code_back(factory: Factory<'_>) {
             .map(|r| (r.generation, r.state)),
         Some((1, active()))
     );
+    assert_eq!(
+        store.load("u1", "phone").unwrap().unwrap().state_mac,
+        b"mac phone 1",
+        "a reset stores its state MAC"
+    );
     assert!(store.recovery_codes("u1").unwrap().is_empty());
 }
 
 fn service(store: Arc<dyn FactorStore>) -> MfaService {
     let kek: Arc<dyn Kek> = Arc::new(StaticKek::generate("mfa-seeds", 1).unwrap());
-    MfaService::with_store(store, kek)
+    MfaService::with_store(store, kek, SecretKey::from_bytes([0x5a; 32]))
 }
 
 /// An enrolled service and the user's key.
@@ -371,4 +418,181 @@ pub fn parallel_wrong_guesses_never_pass_the_lock(factory: Factory<'_>) {
         ),
         "a locked factor must refuse even the right code"
     );
+}
+
+fn is_tampered(result: Result<impl core::fmt::Debug, MfaError>) -> bool {
+    matches!(result, Err(MfaError::StateTampered { .. }))
+}
+
+/// Writes `state` straight into the store, as an attacker with write access to the database
+/// would, keeping the row's current (now wrong) MAC.
+fn edit(store: &dyn FactorStore, user: &str, state: FactorState) {
+    let row = store.load(user, "phone").unwrap().unwrap();
+    let write = StateWrite {
+        factor: "phone".to_owned(),
+        expected_generation: row.generation,
+        state,
+        state_mac: row.state_mac,
+    };
+    assert!(store.compare_and_set(user, &write).unwrap());
+}
+
+/// A state edited behind the service's back (a disabled factor re-enabled, a lock cleared, the
+/// replay mark rolled back, the MAC bytes changed) is refused as tampered, never honoured.
+pub fn edited_states_are_refused_as_tampered(factory: Factory<'_>) {
+    let store = factory();
+    let (service, app) = enrolled(Arc::clone(&store), "u1");
+    let verifier = Verifier::default();
+    let at = NOW + 60;
+    let step_up = service
+        .verify(
+            &verifier,
+            "u1",
+            "phone",
+            app.code_at(at).unwrap().expose_secret(),
+            at,
+        )
+        .unwrap();
+    service
+        .disable(&verifier, "u1", "phone", &step_up, at)
+        .unwrap();
+    let disabled = *service.load("u1", "phone").unwrap().factor.state();
+    assert_eq!(disabled.phase(), Phase::Disabled);
+
+    // Re-enable the disabled factor (a stolen phone).
+    edit(store.as_ref(), "u1", disabled.with_phase(Phase::Active));
+    let later = at + 60;
+    let code = app.code_at(later).unwrap();
+    assert!(
+        is_tampered(service.verify(&verifier, "u1", "phone", code.expose_secret(), later)),
+        "a re-enabled factor must be refused as tampered"
+    );
+    assert!(is_tampered(service.load("u1", "phone")));
+    assert!(is_tampered(service.factors("u1")));
+    assert!(is_tampered(service.admin_reset("u1", "phone")));
+
+    // Clear a lock.
+    let store = factory();
+    let (service, app) = enrolled(Arc::clone(&store), "u2");
+    let locked = FactorState::from_stored(Phase::Active, Some(NOW / 30), 10, 0, true);
+    let row = store.load("u2", "phone").unwrap().unwrap();
+    assert!(
+        service
+            .compare_and_set("u2", "phone", row.generation, &locked)
+            .unwrap()
+    );
+    edit(store.as_ref(), "u2", locked.admin_reset());
+    let code = app.code_at(later).unwrap();
+    assert!(
+        is_tampered(service.verify(&verifier, "u2", "phone", code.expose_secret(), later)),
+        "a cleared lock must be refused as tampered"
+    );
+
+    // Roll the replay mark back to before the last login.
+    let store = factory();
+    let (service, app) = enrolled(Arc::clone(&store), "u3");
+    let code = app.code_at(at).unwrap();
+    service
+        .verify(&verifier, "u3", "phone", code.expose_secret(), at)
+        .unwrap();
+    let state = *service.load("u3", "phone").unwrap().factor.state();
+    edit(
+        store.as_ref(),
+        "u3",
+        FactorState::from_stored(Phase::Active, Some(NOW / 30), 0, 0, false),
+    );
+    assert_ne!(state.last_step(), Some(NOW / 30));
+    assert!(
+        is_tampered(service.verify(&verifier, "u3", "phone", code.expose_secret(), at)),
+        "a replay after a rolled-back mark must be refused as tampered"
+    );
+
+    // Flip one bit of the MAC itself.
+    let store = factory();
+    let (service, _) = enrolled(Arc::clone(&store), "u4");
+    let row = store.load("u4", "phone").unwrap().unwrap();
+    let mut mac = row.state_mac.clone();
+    mac[0] ^= 1;
+    let write = StateWrite {
+        factor: "phone".to_owned(),
+        expected_generation: row.generation,
+        state: row.state,
+        state_mac: mac,
+    };
+    assert!(store.compare_and_set("u4", &write).unwrap());
+    assert!(is_tampered(service.load("u4", "phone")));
+}
+
+/// One user's whole row (seed, state and MAC) copied onto another user is refused.
+pub fn a_row_copied_to_another_user_is_refused(factory: Factory<'_>) {
+    let store = factory();
+    let (service, app) = enrolled(Arc::clone(&store), "victim");
+    let mut row = store.load("victim", "phone").unwrap().unwrap();
+    row.user = "attacker".to_owned();
+    assert!(store.put_pending(&row, None, false).unwrap());
+    let verifier = Verifier::default();
+    let at = NOW + 60;
+    let code = app.code_at(at).unwrap();
+    assert!(
+        is_tampered(service.verify(&verifier, "attacker", "phone", code.expose_secret(), at)),
+        "a copied row must be refused as tampered"
+    );
+}
+
+/// An active factor edited to look disabled does not let a second factor in without a step-up.
+pub fn an_edited_phase_cannot_waive_the_step_up(factory: Factory<'_>) {
+    let store = factory();
+    let (service, _) = enrolled(Arc::clone(&store), "u1");
+    let state = store.load("u1", "phone").unwrap().unwrap().state;
+    edit(store.as_ref(), "u1", state.with_phase(Phase::Disabled));
+    let verifier = Verifier::default();
+    let result = service.begin_enrollment(
+        &verifier,
+        "u1",
+        "laptop",
+        TotpKey::generate().unwrap(),
+        NOW + 60,
+        None,
+    );
+    assert!(is_tampered(result), "the second factor must not be added");
+    assert_eq!(store.load("u1", "laptop").unwrap(), None);
+}
+
+/// A row without a MAC (written before state MACs existed) is refused until an administrator
+/// adopts it; adoption happens once and keeps the row's state.
+pub fn rows_without_a_mac_are_refused_until_adopted(factory: Factory<'_>) {
+    let store = factory();
+    let (service, app) = enrolled(Arc::clone(&store), "u1");
+    let row = store.load("u1", "phone").unwrap().unwrap();
+    let write = StateWrite {
+        factor: "phone".to_owned(),
+        expected_generation: row.generation,
+        state: row.state,
+        state_mac: Vec::new(),
+    };
+    assert!(store.compare_and_set("u1", &write).unwrap());
+    let verifier = Verifier::default();
+    let at = NOW + 60;
+    let code = app.code_at(at).unwrap();
+    assert!(matches!(
+        service.verify(&verifier, "u1", "phone", code.expose_secret(), at),
+        Err(MfaError::StateUnauthenticated { .. })
+    ));
+    assert!(service.adopt_unauthenticated_state("u1", "phone").unwrap());
+    assert!(
+        !service.adopt_unauthenticated_state("u1", "phone").unwrap(),
+        "adoption happens once"
+    );
+    assert_eq!(
+        *service.load("u1", "phone").unwrap().factor.state(),
+        row.state
+    );
+    service
+        .verify(&verifier, "u1", "phone", code.expose_secret(), at)
+        .unwrap();
+    // A row with a wrong MAC is not adoptable.
+    edit(store.as_ref(), "u1", row.state);
+    assert!(is_tampered(
+        service.adopt_unauthenticated_state("u1", "phone")
+    ));
 }

@@ -16,7 +16,9 @@ pub enum RejectReason {
     Malformed,
     /// No step in the window produced this code.
     WrongCode,
-    /// The code matched only steps at or before the last accepted one.
+    /// The code matched only steps at or before the last accepted one. Not counted as a failure
+    /// (a spent code gives no guessing power), so many of these in a row point to a server clock
+    /// that was stepped back, not to a guesser.
     Replayed,
     /// Too many recent failures: no code is checked before this Unix time.
     Throttled {
@@ -119,6 +121,30 @@ pub enum MfaError {
     /// factor, or tampering) or could not be sealed.
     #[error("sealed MFA seed: {0}")]
     Seal(#[from] crate::envelope::EnvelopeError),
+    /// The factor's stored state failed its integrity check (`state_mac`, see docs/MFA.md): the
+    /// row was edited, copied from another user or factor, or written under another state key.
+    /// The factor is refused until an administrator looks at it; report this as a security event.
+    #[error(
+        "MFA factor `{factor}` of user `{user}` failed its state integrity check and is refused; report it as a security event"
+    )]
+    StateTampered {
+        /// The user.
+        user: String,
+        /// The factor.
+        factor: String,
+    },
+    /// The factor's row has no `state_mac` (written before state authentication existed). It is
+    /// refused until [`MfaService::adopt_unauthenticated_state`](super::MfaService::adopt_unauthenticated_state)
+    /// adopts it once.
+    #[error(
+        "MFA factor `{factor}` of user `{user}` has no state MAC (written by an older version); check the row and adopt it with `MfaService::adopt_unauthenticated_state`"
+    )]
+    StateUnauthenticated {
+        /// The user.
+        user: String,
+        /// The factor.
+        factor: String,
+    },
     /// The factor store failed (database error; the message names it).
     #[error("MFA store: {0}")]
     Store(String),

@@ -2,8 +2,8 @@
 //! single-process tools. Everything is lost when the process ends.
 
 use super::error::MfaError;
-use super::store::{ConsumeOutcome, FactorRecord, FactorStore};
-use super::verify::{FactorState, Phase};
+use super::store::{ConsumeOutcome, FactorRecord, FactorStore, StateWrite};
+use super::verify::Phase;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -89,18 +89,13 @@ impl FactorStore for MemoryFactorStore {
             .collect())
     }
 
-    fn compare_and_set(
-        &self,
-        user: &str,
-        factor: &str,
-        expected_generation: u64,
-        state: &FactorState,
-    ) -> Result<bool, MfaError> {
+    fn compare_and_set(&self, user: &str, write: &StateWrite) -> Result<bool, MfaError> {
         let mut data = self.lock();
-        match data.factors.get_mut(&key(user, factor)) {
-            Some(row) if row.generation == expected_generation => {
-                row.generation = next_generation(expected_generation)?;
-                row.state = *state;
+        match data.factors.get_mut(&key(user, &write.factor)) {
+            Some(row) if row.generation == write.expected_generation => {
+                row.generation = next_generation(write.expected_generation)?;
+                row.state = write.state;
+                row.state_mac.clone_from(&write.state_mac);
                 Ok(true)
             }
             _ => Ok(false),
@@ -130,28 +125,29 @@ impl FactorStore for MemoryFactorStore {
         &self,
         user: &str,
         code_id: u64,
-        resets: &[(String, u64, FactorState)],
+        resets: &[StateWrite],
     ) -> Result<ConsumeOutcome, MfaError> {
         let mut data = self.lock();
         if !data.codes.contains_key(&(user.to_owned(), code_id)) {
             return Ok(ConsumeOutcome::CodeGone);
         }
-        let all_current = resets.iter().all(|(factor, generation, _)| {
+        let all_current = resets.iter().all(|write| {
             data.factors
-                .get(&key(user, factor))
-                .is_some_and(|row| row.generation == *generation)
+                .get(&key(user, &write.factor))
+                .is_some_and(|row| row.generation == write.expected_generation)
         });
         if !all_current {
             return Ok(ConsumeOutcome::FactorsChanged);
         }
         let updates = resets
             .iter()
-            .map(|(factor, generation, state)| Ok((factor, next_generation(*generation)?, state)))
+            .map(|write| Ok((write, next_generation(write.expected_generation)?)))
             .collect::<Result<Vec<_>, MfaError>>()?;
-        for (factor, generation, state) in updates {
-            if let Some(row) = data.factors.get_mut(&key(user, factor)) {
+        for (write, generation) in updates {
+            if let Some(row) = data.factors.get_mut(&key(user, &write.factor)) {
                 row.generation = generation;
-                row.state = *state;
+                row.state = write.state;
+                row.state_mac.clone_from(&write.state_mac);
             }
         }
         data.codes.remove(&(user.to_owned(), code_id));

@@ -63,6 +63,7 @@ pub mod secret;
 mod service;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod state_mac;
 pub mod step_up;
 pub mod store;
 pub mod uri;
@@ -82,7 +83,7 @@ pub use service::{MfaService, StoredFactor};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteFactorStore;
 pub use step_up::{StepUp, StepUpMethod};
-pub use store::{ConsumeOutcome, FactorRecord, FactorStore};
+pub use store::{ConsumeOutcome, FactorRecord, FactorStore, StateWrite};
 pub use uri::{OtpKind, OtpauthUri};
 pub use verify::{FactorState, LockoutPolicy, Phase, Rejected, Verified, Verifier, Window};
 

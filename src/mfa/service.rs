@@ -8,17 +8,22 @@
 //! two concurrent logins with the same code cannot both succeed, whichever servers they reach.
 //!
 //! Seeds are stored only sealed (see [`super::sealed_seed`]); recovery codes only as salted hashes
-//! (see [`super::recovery`]).
+//! (see [`super::recovery`]). Every factor row carries a state MAC (see docs/MFA.md, "State MAC")
+//! under the service's state key: a row whose lifecycle columns were edited, copied from another
+//! user or factor, or written without the key is refused ([`MfaError::StateTampered`]), never
+//! honoured.
 
 use super::enrollment::Factor;
 use super::error::{MfaError, RejectReason, excerpt};
 use super::otp::TotpKey;
 use super::recovery::{RecoveryCodeHash, RecoveryCodeSet};
 use super::sealed_seed::{open_seed, seal_seed};
+use super::state_mac;
 use super::step_up::{RECOVERY_CODE_FACTOR, StepUp, StepUpMethod};
-use super::store::{ConsumeOutcome, FactorRecord, FactorStore};
+use super::store::{ConsumeOutcome, FactorRecord, FactorStore, StateWrite};
 use super::verify::{FactorState, Phase, Rejected, Verified, Verifier};
 use crate::envelope::Kek;
+use crate::secret::SecretKey;
 use core::fmt;
 use std::sync::Arc;
 
@@ -34,14 +39,16 @@ pub struct StoredFactor {
     pub generation: u64,
 }
 
-/// Factors and recovery codes of every user, in a [`FactorStore`], with seeds sealed under `kek`.
+/// Factors and recovery codes of every user, in a [`FactorStore`], with seeds sealed under `kek`
+/// and factor states authenticated with `state_key`.
 ///
-/// Cheap to clone (two `Arc`s); share one per application. Every method is one or a few store
+/// Cheap to clone (three `Arc`s); share one per application. Every method is one or a few store
 /// round trips; none holds a lock of its own, so verifications of different users run in parallel.
 #[derive(Clone)]
 pub struct MfaService {
     store: Arc<dyn FactorStore>,
     kek: Arc<dyn Kek>,
+    state_key: Arc<SecretKey>,
 }
 
 impl fmt::Debug for MfaService {
@@ -49,23 +56,111 @@ impl fmt::Debug for MfaService {
         f.debug_struct("MfaService")
             .field("store", &self.store)
             .field("kek", self.kek.key_id())
+            .field("state_key", &self.state_key)
             .finish()
     }
 }
 
 impl MfaService {
-    /// Factors kept in `store`, seeds sealed with `kek`.
+    /// The `info` to derive the state key with from the key hierarchy:
+    /// `KeyManager::derive_key(ring, version, MfaService::STATE_KEY_INFO, now)`.
+    pub const STATE_KEY_INFO: &'static [u8] = b"custodian/v1/mfa-state";
+
+    /// Factors kept in `store`, seeds sealed with `kek`, states authenticated with `state_key`.
     ///
-    /// `kek` must be the same key (same id, same material) on every server and after every restart,
-    /// or stored seeds no longer open: take it from the key hierarchy, never from
-    /// `StaticKek::generate`.
-    pub fn new(store: impl FactorStore + 'static, kek: Arc<dyn Kek>) -> Self {
-        Self::with_store(Arc::new(store), kek)
+    /// Both keys must be the same on every server and after every restart, or stored seeds no
+    /// longer open and every factor is refused as tampered: take them from the key hierarchy, never
+    /// from `StaticKek::generate` or `SecretKey::try_random`. The state key is meant to be
+    /// `KeyManager::derive_key(ring, version, MfaService::STATE_KEY_INFO, now)` (docs/MFA.md,
+    /// "State MAC"); it is a required argument so that no service runs with unauthenticated state.
+    pub fn new(store: impl FactorStore + 'static, kek: Arc<dyn Kek>, state_key: SecretKey) -> Self {
+        Self::with_store(Arc::new(store), kek, state_key)
     }
 
     /// Like [`MfaService::new`] with a shared store handle.
-    pub fn with_store(store: Arc<dyn FactorStore>, kek: Arc<dyn Kek>) -> Self {
-        Self { store, kek }
+    pub fn with_store(
+        store: Arc<dyn FactorStore>,
+        kek: Arc<dyn Kek>,
+        state_key: SecretKey,
+    ) -> Self {
+        Self {
+            store,
+            kek,
+            state_key: Arc::new(state_key),
+        }
+    }
+
+    /// The state MAC of a row (docs/MFA.md, "State MAC").
+    fn state_mac(
+        &self,
+        user: &str,
+        factor_id: &str,
+        sealed_seed: &[u8],
+        state: &FactorState,
+        generation: u64,
+    ) -> Vec<u8> {
+        state_mac::compute(
+            &self.state_key,
+            user,
+            factor_id,
+            sealed_seed,
+            state,
+            generation,
+        )
+        .to_vec()
+    }
+
+    /// Refuses a row that is not exactly what this service wrote for this user and factor.
+    fn check_row(&self, user: &str, row: &FactorRecord) -> Result<(), MfaError> {
+        if row.user != user {
+            return Err(MfaError::CorruptRecord(
+                "factor row of another user or factor",
+            ));
+        }
+        if row.state_mac.is_empty() {
+            return Err(MfaError::StateUnauthenticated {
+                user: excerpt(user),
+                factor: excerpt(&row.factor),
+            });
+        }
+        if !state_mac::matches(
+            &self.state_key,
+            &row.user,
+            &row.factor,
+            &row.sealed_seed,
+            &row.state,
+            row.generation,
+            &row.state_mac,
+        ) {
+            return Err(MfaError::StateTampered {
+                user: excerpt(user),
+                factor: excerpt(&row.factor),
+            });
+        }
+        Ok(())
+    }
+
+    /// Every factor row of the user, each checked.
+    fn checked_factors(&self, user: &str) -> Result<Vec<FactorRecord>, MfaError> {
+        let rows = self.store.factors(user)?;
+        for row in &rows {
+            self.check_row(user, row)?;
+        }
+        Ok(rows)
+    }
+
+    /// The write of `state` over `row`, with the MAC of the generation it creates.
+    fn write_over(&self, row: &FactorRecord, state: &FactorState) -> Result<StateWrite, MfaError> {
+        let generation = row
+            .generation
+            .checked_add(1)
+            .ok_or(MfaError::CorruptRecord("factor generation exhausted"))?;
+        Ok(StateWrite {
+            factor: row.factor.clone(),
+            expected_generation: row.generation,
+            state: *state,
+            state_mac: self.state_mac(&row.user, &row.factor, &row.sealed_seed, state, generation),
+        })
     }
 
     /// The factor store.
@@ -93,7 +188,16 @@ impl MfaService {
         let stepped_up = matches!(step_up_check, Some(Ok(())));
         let sealed_seed = seal_seed(self.kek.as_ref(), user, factor_id, factor.key())?;
         for _ in 0..CAS_ATTEMPTS {
+            if !stepped_up {
+                // The store's own "unless active" check reads the unauthenticated phase column;
+                // check every row first, so that an active factor edited to look disabled cannot
+                // waive the step-up.
+                self.checked_factors(user)?;
+            }
             let existing = self.store.load(user, factor_id)?;
+            if let Some(row) = &existing {
+                self.check_row(user, row)?;
+            }
             let (replaces, generation) = match &existing {
                 None => (None, 0),
                 Some(row) if matches!(row.state.phase(), Phase::Pending { .. }) => {
@@ -116,6 +220,13 @@ impl MfaService {
                 sealed_seed: sealed_seed.clone(),
                 state: *factor.state(),
                 generation,
+                state_mac: self.state_mac(
+                    user,
+                    factor_id,
+                    &sealed_seed,
+                    factor.state(),
+                    generation,
+                ),
             };
             if self.store.put_pending(&record, replaces, !stepped_up)? {
                 return Ok(factor);
@@ -123,8 +234,7 @@ impl MfaService {
             // Refused: either the row changed, or the user has an active factor and no valid
             // step-up was given.
             let has_active = self
-                .store
-                .factors(user)?
+                .checked_factors(user)?
                 .iter()
                 .any(|row| row.state.phase() == Phase::Active);
             if has_active && !stepped_up {
@@ -141,8 +251,33 @@ impl MfaService {
         Err(MfaError::Rejected(RejectReason::Conflict))
     }
 
-    /// Loads a factor and opens its seed.
+    /// Loads a factor, checks its state MAC and opens its seed.
+    ///
+    /// A row whose state MAC does not match is [`MfaError::StateTampered`]; a row without one
+    /// (written by an older version) is [`MfaError::StateUnauthenticated`].
     pub fn load(&self, user: &str, factor_id: &str) -> Result<StoredFactor, MfaError> {
+        Ok(self.load_row(user, factor_id)?.0)
+    }
+
+    /// The stored row, checked, and the factor built from it.
+    fn load_row(
+        &self,
+        user: &str,
+        factor_id: &str,
+    ) -> Result<(StoredFactor, FactorRecord), MfaError> {
+        let row = self.raw_row(user, factor_id)?;
+        self.check_row(user, &row)?;
+        let key = open_seed(self.kek.as_ref(), user, factor_id, &row.sealed_seed)?;
+        let factor = Factor::from_parts(user, factor_id, key, row.state)?;
+        let stored = StoredFactor {
+            factor,
+            generation: row.generation,
+        };
+        Ok((stored, row))
+    }
+
+    /// The stored row of exactly this user and factor, unchecked.
+    fn raw_row(&self, user: &str, factor_id: &str) -> Result<FactorRecord, MfaError> {
         let row = self
             .store
             .load(user, factor_id)?
@@ -155,19 +290,15 @@ impl MfaService {
                 "factor row of another user or factor",
             ));
         }
-        let key = open_seed(self.kek.as_ref(), user, factor_id, &row.sealed_seed)?;
-        let factor = Factor::from_parts(user, factor_id, key, row.state)?;
-        Ok(StoredFactor {
-            factor,
-            generation: row.generation,
-        })
+        Ok(row)
     }
 
     /// Writes `state` only if the factor is still at `expected_generation`; returns whether it
     /// wrote.
     ///
     /// `false` means another request changed the factor first: do not act on the verification
-    /// that produced `state`; reload and decide again.
+    /// that produced `state`; reload and decide again. The row is read first (its sealed seed is
+    /// part of the state MAC) and must pass its own integrity check.
     pub fn compare_and_set(
         &self,
         user: &str,
@@ -175,8 +306,41 @@ impl MfaService {
         expected_generation: u64,
         state: &FactorState,
     ) -> Result<bool, MfaError> {
+        let row = self.raw_row(user, factor_id)?;
+        if row.generation != expected_generation {
+            return Ok(false);
+        }
+        self.check_row(user, &row)?;
         self.store
-            .compare_and_set(user, factor_id, expected_generation, state)
+            .compare_and_set(user, &self.write_over(&row, state)?)
+    }
+
+    /// Adopts a row written before state MACs existed (its `state_mac` is `NULL`): checks that its
+    /// seed opens for this user and factor, then writes the MAC of its current state, once.
+    ///
+    /// Run it only during the upgrade, after checking the row (docs/MFA.md, "Upgrading"): whatever
+    /// the row says then (phase, lock, replay mark) is what gets authenticated. Returns `true` if
+    /// it adopted the row, `false` if the row already had a valid MAC; a row with a wrong MAC stays
+    /// refused ([`MfaError::StateTampered`]).
+    pub fn adopt_unauthenticated_state(
+        &self,
+        user: &str,
+        factor_id: &str,
+    ) -> Result<bool, MfaError> {
+        let row = self.raw_row(user, factor_id)?;
+        if !row.state_mac.is_empty() {
+            self.check_row(user, &row)?;
+            return Ok(false);
+        }
+        open_seed(self.kek.as_ref(), user, factor_id, &row.sealed_seed)?;
+        if self
+            .store
+            .compare_and_set(user, &self.write_over(&row, &row.state)?)?
+        {
+            Ok(true)
+        } else {
+            Err(MfaError::Rejected(RejectReason::Conflict))
+        }
     }
 
     /// Verifies a login code and persists the outcome atomically. On success returns the step-up.
@@ -215,22 +379,22 @@ impl MfaService {
         check: impl Fn(&Factor) -> Result<Verified, Rejected>,
     ) -> Result<StepUp, MfaError> {
         for _ in 0..CAS_ATTEMPTS {
-            let stored = self.load(user, factor_id)?;
+            let (stored, row) = self.load_row(user, factor_id)?;
             match check(&stored.factor) {
                 Ok(verified) => {
                     let (state, step_up) = verified.into_parts();
-                    if self.compare_and_set(user, factor_id, stored.generation, &state)? {
+                    if self
+                        .store
+                        .compare_and_set(user, &self.write_over(&row, &state)?)?
+                    {
                         return Ok(step_up);
                     }
                 }
                 Err(rejected) => {
                     if *rejected.state() == *stored.factor.state()
-                        || self.compare_and_set(
-                            user,
-                            factor_id,
-                            stored.generation,
-                            rejected.state(),
-                        )?
+                        || self
+                            .store
+                            .compare_and_set(user, &self.write_over(&row, rejected.state())?)?
                     {
                         return Err(rejected.into());
                     }
@@ -267,20 +431,23 @@ impl MfaService {
         change: impl Fn(&Factor) -> Result<FactorState, MfaError>,
     ) -> Result<(), MfaError> {
         for _ in 0..CAS_ATTEMPTS {
-            let stored = self.load(user, factor_id)?;
+            let (stored, row) = self.load_row(user, factor_id)?;
             let state = change(&stored.factor)?;
-            if self.compare_and_set(user, factor_id, stored.generation, &state)? {
+            if self
+                .store
+                .compare_and_set(user, &self.write_over(&row, &state)?)?
+            {
                 return Ok(());
             }
         }
         Err(MfaError::Rejected(RejectReason::Conflict))
     }
 
-    /// The user's factors and their phases, by factor id.
+    /// The user's factors and their phases, by factor id. Fails if any row fails its integrity
+    /// check.
     pub fn factors(&self, user: &str) -> Result<Vec<(String, Phase)>, MfaError> {
         Ok(self
-            .store
-            .factors(user)?
+            .checked_factors(user)?
             .into_iter()
             .map(|row| (row.factor, row.state.phase()))
             .collect())
@@ -319,13 +486,12 @@ impl MfaService {
             let id = *ids
                 .get(index)
                 .ok_or(MfaError::CorruptRecord("recovery code index"))?;
-            let resets: Vec<(String, u64, FactorState)> = self
-                .store
-                .factors(user)?
-                .into_iter()
+            let resets = self
+                .checked_factors(user)?
+                .iter()
                 .filter(|row| row.state.admin_reset() != row.state)
-                .map(|row| (row.factor, row.generation, row.state.admin_reset()))
-                .collect();
+                .map(|row| self.write_over(row, &row.state.admin_reset()))
+                .collect::<Result<Vec<_>, MfaError>>()?;
             match self.store.consume_recovery_code(user, id, &resets)? {
                 ConsumeOutcome::Consumed => {
                     return Ok(StepUp::new(

@@ -2,7 +2,7 @@
 //! docs/MFA.md; it may share the key store's file.
 
 use super::error::MfaError;
-use super::store::{ConsumeOutcome, FactorRecord, FactorStore};
+use super::store::{ConsumeOutcome, FactorRecord, FactorStore, StateWrite};
 use super::verify::{FactorState, Phase};
 use crate::sqlite::Pool;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS custodian_mfa_factor (
     retry_at           INTEGER NOT NULL DEFAULT 0 CHECK (retry_at >= 0),
     locked             INTEGER NOT NULL DEFAULT 0 CHECK (locked IN (0, 1)),
     generation         INTEGER NOT NULL DEFAULT 0 CHECK (generation >= 0),
+    state_mac          BLOB,
     PRIMARY KEY (user_id, factor_id)
 ) STRICT;
 CREATE TABLE IF NOT EXISTS custodian_mfa_recovery_code (
@@ -32,7 +33,23 @@ CREATE TABLE IF NOT EXISTS custodian_mfa_recovery_code (
 ";
 
 const SELECT_FACTOR: &str = "SELECT user_id, factor_id, sealed_seed, phase, pending_expires_at,
-    last_step, failures, retry_at, locked, generation FROM custodian_mfa_factor";
+    last_step, failures, retry_at, locked, generation, state_mac FROM custodian_mfa_factor";
+
+/// Adds the `state_mac` column to a table created before state MACs existed. Its rows keep
+/// `NULL` there, which `MfaService` refuses until they are adopted (docs/MFA.md, "Upgrading").
+fn migrate(conn: &mut Connection) -> Result<(), MfaError> {
+    let tx = write_transaction(conn)?;
+    let has_mac: i64 = tx.query_row(
+        "SELECT count(*) FROM pragma_table_info('custodian_mfa_factor') WHERE name = 'state_mac'",
+        [],
+        |row| row.get(0),
+    )?;
+    if has_mac == 0 {
+        tx.execute_batch("ALTER TABLE custodian_mfa_factor ADD COLUMN state_mac BLOB")?;
+    }
+    tx.commit()?;
+    Ok(())
+}
 
 /// Factors and recovery codes in one SQLite file. Connections are pooled: verifications of
 /// different users run in parallel, and writers queue on SQLite's lock (busy timeout 5 s).
@@ -49,12 +66,16 @@ impl std::fmt::Debug for SqliteFactorStore {
 }
 
 impl SqliteFactorStore {
-    /// Opens (creating if needed) the two tables in the database file at `path`.
+    /// Opens (creating if needed) the two tables in the database file at `path`, adding the
+    /// `state_mac` column to a factor table created by an older version.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, MfaError> {
         let store = Self {
             pool: Pool::new(path.as_ref(), Duration::from_secs(5)).map_err(MfaError::Store)?,
         };
-        store.with_conn(|conn| Ok(conn.execute_batch(SCHEMA)?))?;
+        store.with_conn(|conn| {
+            conn.execute_batch(SCHEMA)?;
+            migrate(conn)
+        })?;
         Ok(store)
     }
 
@@ -102,8 +123,8 @@ impl FactorStore for SqliteFactorStore {
                 None => tx.execute(
                     "INSERT INTO custodian_mfa_factor
                          (user_id, factor_id, sealed_seed, phase, pending_expires_at, last_step,
-                          failures, retry_at, locked, generation)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                          failures, retry_at, locked, generation, state_mac)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                      ON CONFLICT (user_id, factor_id) DO NOTHING",
                     params![
                         record.user,
@@ -115,13 +136,15 @@ impl FactorStore for SqliteFactorStore {
                         columns.failures,
                         columns.retry_at,
                         columns.locked,
-                        to_i64(record.generation)?
+                        to_i64(record.generation)?,
+                        mac_column(&record.state_mac)
                     ],
                 )?,
                 Some(generation) => tx.execute(
                     "UPDATE custodian_mfa_factor
                      SET sealed_seed = ?3, phase = ?4, pending_expires_at = ?5, last_step = ?6,
-                         failures = ?7, retry_at = ?8, locked = ?9, generation = ?10
+                         failures = ?7, retry_at = ?8, locked = ?9, generation = ?10,
+                         state_mac = ?12
                      WHERE user_id = ?1 AND factor_id = ?2 AND phase = 'pending'
                        AND generation = ?11 AND ?10 = generation + 1",
                     params![
@@ -135,7 +158,8 @@ impl FactorStore for SqliteFactorStore {
                         columns.retry_at,
                         columns.locked,
                         to_i64(record.generation)?,
-                        to_i64(generation)?
+                        to_i64(generation)?,
+                        mac_column(&record.state_mac)
                     ],
                 )?,
             };
@@ -171,17 +195,8 @@ impl FactorStore for SqliteFactorStore {
         })
     }
 
-    fn compare_and_set(
-        &self,
-        user: &str,
-        factor: &str,
-        expected_generation: u64,
-        state: &FactorState,
-    ) -> Result<bool, MfaError> {
-        let columns = StateColumns::from_state(state)?;
-        self.with_conn(|conn| {
-            Ok(update_state(conn, user, factor, expected_generation, &columns)? == 1)
-        })
+    fn compare_and_set(&self, user: &str, write: &StateWrite) -> Result<bool, MfaError> {
+        self.with_conn(|conn| Ok(update_state(conn, user, write)? == 1))
     }
 
     fn replace_recovery_codes(&self, user: &str, hashes: &[Vec<u8>]) -> Result<(), MfaError> {
@@ -225,7 +240,7 @@ impl FactorStore for SqliteFactorStore {
         &self,
         user: &str,
         code_id: u64,
-        resets: &[(String, u64, FactorState)],
+        resets: &[StateWrite],
     ) -> Result<ConsumeOutcome, MfaError> {
         self.with_conn(|conn| {
             let tx = write_transaction(conn)?;
@@ -236,9 +251,8 @@ impl FactorStore for SqliteFactorStore {
             if deleted != 1 {
                 return Ok(ConsumeOutcome::CodeGone);
             }
-            for (factor, generation, state) in resets {
-                let columns = StateColumns::from_state(state)?;
-                if update_state(&tx, user, factor, *generation, &columns)? != 1 {
+            for write in resets {
+                if update_state(&tx, user, write)? != 1 {
                     // Dropping the transaction rolls the deletion back.
                     return Ok(ConsumeOutcome::FactorsChanged);
                 }
@@ -249,17 +263,17 @@ impl FactorStore for SqliteFactorStore {
     }
 }
 
-fn update_state(
-    conn: &Connection,
-    user: &str,
-    factor: &str,
-    expected_generation: u64,
-    columns: &StateColumns,
-) -> Result<usize, MfaError> {
+/// `NULL` for an empty MAC (a row that has none), the bytes otherwise.
+fn mac_column(mac: &[u8]) -> Option<&[u8]> {
+    (!mac.is_empty()).then_some(mac)
+}
+
+fn update_state(conn: &Connection, user: &str, write: &StateWrite) -> Result<usize, MfaError> {
+    let columns = StateColumns::from_state(&write.state)?;
     Ok(conn.execute(
         "UPDATE custodian_mfa_factor
          SET phase = ?1, pending_expires_at = ?2, last_step = ?3, failures = ?4, retry_at = ?5,
-             locked = ?6, generation = generation + 1
+             locked = ?6, generation = generation + 1, state_mac = ?10
          WHERE user_id = ?7 AND factor_id = ?8 AND generation = ?9",
         params![
             columns.phase,
@@ -269,8 +283,9 @@ fn update_state(
             columns.retry_at,
             columns.locked,
             user,
-            factor,
-            to_i64(expected_generation)?
+            write.factor,
+            to_i64(write.expected_generation)?,
+            mac_column(&write.state_mac)
         ],
     )?)
 }
@@ -282,6 +297,7 @@ struct RawFactor {
     sealed_seed: Vec<u8>,
     columns: StateColumns,
     generation: i64,
+    state_mac: Option<Vec<u8>>,
 }
 
 fn raw_factor(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawFactor> {
@@ -298,6 +314,7 @@ fn raw_factor(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawFactor> {
             locked: row.get(8)?,
         },
         generation: row.get(9)?,
+        state_mac: row.get(10)?,
     })
 }
 
@@ -309,6 +326,7 @@ impl RawFactor {
             sealed_seed: self.sealed_seed,
             state: self.columns.to_state()?,
             generation: to_u64(self.generation)?,
+            state_mac: self.state_mac.unwrap_or_default(),
         })
     }
 }

@@ -31,6 +31,10 @@ pub struct FactorRecord {
     pub state: FactorState,
     /// Incremented by every change; the compare-and-set column.
     pub generation: u64,
+    /// HMAC-SHA256 over user, factor, sealed seed, state and generation, computed by
+    /// [`MfaService`](super::MfaService) (docs/MFA.md, "State MAC"). Stores keep it as given and
+    /// never check it; empty for rows written before state MACs existed (column `NULL`).
+    pub state_mac: Vec<u8>,
 }
 
 impl fmt::Debug for FactorRecord {
@@ -44,8 +48,26 @@ impl fmt::Debug for FactorRecord {
             )
             .field("state", &self.state)
             .field("generation", &self.generation)
+            .field(
+                "state_mac",
+                &format_args!("[{} bytes]", self.state_mac.len()),
+            )
             .finish()
     }
+}
+
+/// A state to write with compare-and-set, with its state MAC (computed for the generation the
+/// write creates, `expected_generation + 1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateWrite {
+    /// The factor id.
+    pub factor: String,
+    /// The generation the state was computed from; the row must still be at it.
+    pub expected_generation: u64,
+    /// The new state.
+    pub state: FactorState,
+    /// The new row's state MAC, stored as given.
+    pub state_mac: Vec<u8>,
 }
 
 /// What became of a recovery-code use ([`FactorStore::consume_recovery_code`]).
@@ -88,15 +110,10 @@ pub trait FactorStore: Send + Sync + fmt::Debug {
     /// Every factor of the user, by factor id.
     fn factors(&self, user: &str) -> Result<Vec<FactorRecord>, MfaError>;
 
-    /// Writes `state` (and `generation = expected_generation + 1`) only if the row is still at
-    /// `expected_generation`; returns whether it wrote.
-    fn compare_and_set(
-        &self,
-        user: &str,
-        factor: &str,
-        expected_generation: u64,
-        state: &FactorState,
-    ) -> Result<bool, MfaError>;
+    /// Writes `write.state` and `write.state_mac` (and `generation = expected_generation + 1`)
+    /// only if the row of `(user, write.factor)` is still at `write.expected_generation`; returns
+    /// whether it wrote.
+    fn compare_and_set(&self, user: &str, write: &StateWrite) -> Result<bool, MfaError>;
 
     /// Replaces the user's recovery codes by `hashes` (ids `0..hashes.len()`), in one transaction.
     fn replace_recovery_codes(&self, user: &str, hashes: &[Vec<u8>]) -> Result<(), MfaError>;
@@ -104,13 +121,12 @@ pub trait FactorStore: Send + Sync + fmt::Debug {
     /// The user's unused recovery-code hashes with their ids, by id.
     fn recovery_codes(&self, user: &str) -> Result<Vec<(u64, Vec<u8>)>, MfaError>;
 
-    /// In one transaction: deletes recovery code `code_id` of `user` and writes each
-    /// `(factor, expected_generation, state)` with compare-and-set. Nothing is written unless all of
-    /// it succeeds.
+    /// In one transaction: deletes recovery code `code_id` of `user` and applies each of `resets`
+    /// with compare-and-set. Nothing is written unless all of it succeeds.
     fn consume_recovery_code(
         &self,
         user: &str,
         code_id: u64,
-        resets: &[(String, u64, FactorState)],
+        resets: &[StateWrite],
     ) -> Result<ConsumeOutcome, MfaError>;
 }

@@ -328,6 +328,11 @@ impl Verifier {
     /// code matches (in constant time); adjacent steps can share a code, and picking the first
     /// later one keeps a replay from sliding forward. Persist the returned state with
     /// compare-and-set in both the `Ok` and the `Err` case.
+    ///
+    /// A code that matches only steps at or before the replay mark is refused as
+    /// [`RejectReason::Replayed`] and leaves the state unchanged: it is not a failure. An accepted
+    /// step is never more than `window.forward` steps after the step of `now`, so one login moves
+    /// the replay mark at most that far ahead of the accepting server's clock.
     pub fn verify(&self, factor: &Factor, code: &str, now: u64) -> Result<Verified, Rejected> {
         let state = factor.state();
         if state.phase != Phase::Active {
@@ -398,7 +403,10 @@ impl Verifier {
                 step_up,
             })
         } else if bool::from(replayed) {
-            Err(self.failure(RejectReason::Replayed, state, now))
+            // The code is genuine but already spent (or its step is at or behind the replay
+            // mark, as after a clock step back). Knowing a spent code gives no guessing power, so
+            // it is not counted toward the throttle or the lock; the audit reason records it.
+            Err(Rejected::unchanged(RejectReason::Replayed, state))
         } else {
             Err(self.failure(RejectReason::WrongCode, state, now))
         }

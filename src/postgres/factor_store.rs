@@ -7,7 +7,9 @@
 //! and updates nothing, so a code is accepted once and every failure is counted.
 
 use super::{Postgres, PostgresError, bigint, classify};
-use crate::mfa::{ConsumeOutcome, FactorRecord, FactorState, FactorStore, MfaError, Phase};
+use crate::mfa::{
+    ConsumeOutcome, FactorRecord, FactorState, FactorStore, MfaError, Phase, StateWrite,
+};
 use core::fmt;
 use core::future::Future;
 use sqlx::postgres::PgPool;
@@ -102,14 +104,15 @@ type FactorRow = (
     i64,
     bool,
     i64,
+    Option<Vec<u8>>,
 );
 
 const SELECT_FACTOR: &str = "SELECT user_id, factor_id, sealed_seed, phase, pending_expires_at, \
-    last_step, failures, retry_at, locked, generation FROM custodian_mfa_factor \
+    last_step, failures, retry_at, locked, generation, state_mac FROM custodian_mfa_factor \
     WHERE user_id = $1 AND factor_id = $2";
 // `COLLATE "C"` orders by bytes, like the other stores, whatever the database's collation.
 const SELECT_FACTORS: &str = "SELECT user_id, factor_id, sealed_seed, phase, pending_expires_at, \
-    last_step, failures, retry_at, locked, generation FROM custodian_mfa_factor \
+    last_step, failures, retry_at, locked, generation, state_mac FROM custodian_mfa_factor \
     WHERE user_id = $1 ORDER BY factor_id COLLATE \"C\"";
 
 fn to_u64(value: i64) -> Result<u64, MfaError> {
@@ -128,6 +131,7 @@ fn factor_record(row: FactorRow) -> Result<FactorRecord, MfaError> {
         retry_at,
         locked,
         generation,
+        state_mac,
     ) = row;
     let phase = match (phase.as_str(), expires) {
         ("pending", Some(expires_at)) => Phase::Pending {
@@ -153,22 +157,47 @@ fn factor_record(row: FactorRow) -> Result<FactorRecord, MfaError> {
             locked,
         ),
         generation: to_u64(generation)?,
+        state_mac: state_mac.unwrap_or_default(),
     })
 }
 
-/// Writes `columns` and `generation + 1` if the row is still at `expected`; rows written (0 or 1).
+/// `NULL` for an empty MAC (a row that has none), the bytes otherwise.
+fn mac_column(mac: &[u8]) -> Option<Vec<u8>> {
+    (!mac.is_empty()).then(|| mac.to_vec())
+}
+
+/// A [`StateWrite`] as column values.
+struct WriteColumns {
+    factor: String,
+    expected: i64,
+    columns: StateColumns,
+    state_mac: Option<Vec<u8>>,
+}
+
+impl WriteColumns {
+    fn from_write(write: &StateWrite) -> Result<Self, PostgresError> {
+        Ok(Self {
+            factor: write.factor.clone(),
+            expected: bigint("generation", write.expected_generation)?,
+            columns: StateColumns::from_state(&write.state)?,
+            state_mac: mac_column(&write.state_mac),
+        })
+    }
+}
+
+/// Writes the state, its MAC and `generation + 1` if the row is still at the expected
+/// generation; rows written (0 or 1).
 async fn update_state<'c>(
     executor: impl sqlx::PgExecutor<'c>,
     user: &str,
-    factor: &str,
-    expected: i64,
-    columns: &StateColumns,
+    write: &WriteColumns,
     what: &str,
 ) -> Result<u64, PostgresError> {
+    let columns = &write.columns;
     Ok(sqlx::query(
         "UPDATE custodian_mfa_factor
          SET phase = $1, pending_expires_at = $2, last_step = $3, failures = $4, retry_at = $5,
-             locked = $6, generation = generation + 1
+             locked = $6, generation = generation + 1, state_mac = $10
          WHERE user_id = $7 AND factor_id = $8 AND generation = $9",
     )
     .bind(columns.phase)
@@ -178,8 +207,9 @@ async fn update_state<'c>(
     .bind(columns.retry_at)
     .bind(columns.locked)
     .bind(user)
-    .bind(factor)
-    .bind(expected)
+    .bind(&write.factor)
+    .bind(write.expected)
+    .bind(write.state_mac.as_deref())
     .execute(executor)
     .await
     .map_err(|e| classify(what, e))?
@@ -201,6 +231,7 @@ impl FactorStore for PgFactorStore {
             record.factor.clone(),
             record.sealed_seed.clone(),
         );
+        let state_mac = mac_column(&record.state_mac);
         self.run(
             format!("storing MFA factor `{factor}` of user `{user}`"),
             |pool, what| async move {
@@ -225,17 +256,17 @@ impl FactorStore for PgFactorStore {
                     None => sqlx::query(
                         "INSERT INTO custodian_mfa_factor
                              (user_id, factor_id, sealed_seed, phase, pending_expires_at,
-                              last_step, failures, retry_at, locked, generation)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                              last_step, failures, retry_at, locked, generation, state_mac)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                          ON CONFLICT (user_id, factor_id) DO NOTHING",
                     ),
                     Some(_) => sqlx::query(
                         "UPDATE custodian_mfa_factor
                          SET sealed_seed = $3, phase = $4, pending_expires_at = $5,
                              last_step = $6, failures = $7, retry_at = $8, locked = $9,
-                             generation = $10
+                             generation = $10, state_mac = $11
                          WHERE user_id = $1 AND factor_id = $2 AND phase = 'pending'
-                           AND generation = $11 AND $10 = generation + 1",
+                           AND generation = $12 AND $10 = generation + 1",
                     ),
                 }
                 .bind(&user)
@@ -247,7 +278,8 @@ impl FactorStore for PgFactorStore {
                 .bind(columns.failures)
                 .bind(columns.retry_at)
                 .bind(columns.locked)
-                .bind(generation);
+                .bind(generation)
+                .bind(state_mac);
                 let statement = match replaces {
                     Some(expected) => statement.bind(expected),
                     None => statement,
@@ -294,22 +326,14 @@ impl FactorStore for PgFactorStore {
         rows.into_iter().map(factor_record).collect()
     }
 
-    fn compare_and_set(
-        &self,
-        user: &str,
-        factor: &str,
-        expected_generation: u64,
-        state: &FactorState,
-    ) -> Result<bool, MfaError> {
-        let columns = StateColumns::from_state(state)?;
-        let expected = bigint("generation", expected_generation)?;
-        let (user, factor) = (user.to_owned(), factor.to_owned());
+    fn compare_and_set(&self, user: &str, write: &StateWrite) -> Result<bool, MfaError> {
+        let write = WriteColumns::from_write(write)?;
+        let user = user.to_owned();
         self.run(
-            format!("updating MFA factor `{factor}` of user `{user}`"),
+            format!("updating MFA factor `{}` of user `{user}`", write.factor),
             |pool, what| async move {
                 // One statement: atomic on its own, one round trip per verification.
-                let written =
-                    update_state(&pool, &user, &factor, expected, &columns, &what).await?;
+                let written = update_state(&pool, &user, &write, &what).await?;
                 Ok(written == 1)
             },
         )
@@ -370,18 +394,12 @@ impl FactorStore for PgFactorStore {
         &self,
         user: &str,
         code_id: u64,
-        resets: &[(String, u64, FactorState)],
+        resets: &[StateWrite],
     ) -> Result<ConsumeOutcome, MfaError> {
         let code_id = bigint("recovery code id", code_id)?;
-        let resets: Vec<(String, i64, StateColumns)> = resets
+        let resets: Vec<WriteColumns> = resets
             .iter()
-            .map(|(factor, generation, state)| {
-                Ok((
-                    factor.clone(),
-                    bigint("generation", *generation)?,
-                    StateColumns::from_state(state)?,
-                ))
-            })
+            .map(WriteColumns::from_write)
             .collect::<Result<_, PostgresError>>()?;
         let user = user.to_owned();
         self.run(
@@ -401,9 +419,8 @@ impl FactorStore for PgFactorStore {
                 if deleted != 1 {
                     return Ok(ConsumeOutcome::CodeGone);
                 }
-                for (factor, expected, columns) in &resets {
-                    if update_state(&mut *tx, &user, factor, *expected, columns, &what).await? != 1
-                    {
+                for write in &resets {
+                    if update_state(&mut *tx, &user, write, &what).await? != 1 {
                         // Dropping the transaction rolls the deletion back.
                         return Ok(ConsumeOutcome::FactorsChanged);
                     }

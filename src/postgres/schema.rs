@@ -5,11 +5,11 @@ use super::{LOCK_CLASS_MIGRATION, PostgresError, classify};
 use sqlx::postgres::PgPool;
 
 /// Schema version this build writes; `MIGRATIONS[i]` upgrades from version `i` to `i + 1`.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Each step is a list of statements, run in the migration's transaction. Integers are `BIGINT`
 /// (the store refuses values above `i64::MAX`; 32-bit unsigned values fit without loss).
-const MIGRATIONS: [&[&str]; 2] = [
+const MIGRATIONS: [&[&str]; 3] = [
     // 0 -> 1: the key store (docs/KEYSTORE.md).
     &[
         "CREATE TABLE custodian_meta (
@@ -84,6 +84,9 @@ const MIGRATIONS: [&[&str]; 2] = [
             PRIMARY KEY (user_id, code_id)
         )",
     ],
+    // 2 -> 3: the state MAC of every factor row (docs/MFA.md, "State MAC"). Existing rows keep
+    // NULL and are refused until adopted (docs/MFA.md, "Upgrading").
+    &["ALTER TABLE custodian_mfa_factor ADD COLUMN state_mac BYTEA"],
 ];
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
