@@ -6,11 +6,14 @@
 use crate::crypto::Suite;
 use crate::envelope::{EncryptionContext, EnvelopeError};
 use crate::keys::{
-    Erasure, KeyError, KeyManager, KeyStore, ManagerOptions, RootKeyProvider, Rotation,
+    Erasure, KeyError, KeyManager, KeyStore, ManagerOptions, RingWatch, RootKeyProvider, Rotation,
     RotationPolicy,
 };
 use crate::record::encrypted::{from_plaintext, to_plaintext};
-use crate::record::{BlindIndex, DEFAULT_TOKEN_LEN, Encrypted, IndexKey, Normalizer, RecordError};
+use crate::record::{
+    BlindIndex, DEFAULT_TOKEN_LEN, Encrypted, IndexKey, IndexKeySource, IndexScope, Normalizer,
+    RecordError,
+};
 use crate::secret::SecretBytes;
 use core::fmt;
 use serde::Serialize;
@@ -368,7 +371,9 @@ impl Custodian {
     // ---- blind indexes ----
 
     /// The blind index of `column` (for example `customers.email`), with keys for every live version
-    /// of the index ring. Build it again after rotating the index ring.
+    /// of the index ring. It follows the index ring: after an index-key rotation on any server, it
+    /// makes tokens under the new primary version (and searches every live one) without being built
+    /// again.
     pub fn blind_index(&self, column: &str, normalizer: Normalizer) -> Result<BlindIndex, Error> {
         self.blind_index_with_len(column, normalizer, DEFAULT_TOKEN_LEN)
     }
@@ -381,65 +386,41 @@ impl Custodian {
         normalizer: Normalizer,
         token_len: usize,
     ) -> Result<BlindIndex, Error> {
-        let now = self.now();
-        let versions = self.keys.live_versions(&self.index_ring, now)?;
-        let info = blind_index_info(column);
-        let mut keys = Vec::with_capacity(versions.live.len());
-        // Primary first, then the others newest first.
-        let order = std::iter::once(versions.primary).chain(
-            versions
-                .live
-                .iter()
-                .rev()
-                .copied()
-                .filter(|v| *v != versions.primary),
-        );
-        for version in order {
-            let key = self
-                .keys
-                .derive_key(&self.index_ring, version, &info, now)?;
-            keys.push(IndexKey::new(version, &key)?);
-        }
-        Ok(BlindIndex::new(column, normalizer, token_len, keys)?)
+        self.index_following_the_ring(column, IndexScope::Column, normalizer, token_len)
     }
 
     /// The blind index of `column` for one `tenant` (shop): its keys are derived from the column
     /// and the tenant, so the same value has unrelated tokens in two tenants and a lookup finds only
-    /// the tenant's rows. Use it when one database holds several tenants (see
-    /// [`IndexScope`](crate::record::IndexScope)); keep one per tenant and build it again after rotating
-    /// the index ring. Default token length.
+    /// the tenant's rows. Use it when one database holds several tenants (see [`IndexScope`]); keep
+    /// one per tenant. It follows index-key rotations like [`Custodian::blind_index`]. Default token
+    /// length.
     pub fn tenant_blind_index(
         &self,
         column: &str,
         tenant: &str,
         normalizer: Normalizer,
     ) -> Result<BlindIndex, Error> {
-        let scope = crate::record::IndexScope::tenant(tenant)?;
-        let info = scope.key_info(column);
-        let now = self.now();
-        let versions = self.keys.live_versions(&self.index_ring, now)?;
-        // Primary first, then the others newest first (as in `blind_index_with_len`).
-        let order = std::iter::once(versions.primary).chain(
-            versions
-                .live
-                .iter()
-                .rev()
-                .copied()
-                .filter(|v| *v != versions.primary),
-        );
-        let mut keys = Vec::with_capacity(versions.live.len());
-        for version in order {
-            let key = self
-                .keys
-                .derive_key(&self.index_ring, version, &info, now)?;
-            keys.push(IndexKey::new(version, &key)?);
-        }
-        Ok(BlindIndex::new_scoped(
+        let scope = IndexScope::tenant(tenant)?;
+        self.index_following_the_ring(column, scope, normalizer, DEFAULT_TOKEN_LEN)
+    }
+
+    fn index_following_the_ring(
+        &self,
+        column: &str,
+        scope: IndexScope,
+        normalizer: Normalizer,
+        token_len: usize,
+    ) -> Result<BlindIndex, Error> {
+        let source = IndexRing {
+            info: scope.key_info(column),
+            watch: self.keys.watch_ring(&self.index_ring, self.now())?,
+        };
+        Ok(BlindIndex::following(
             column,
             scope,
             normalizer,
-            DEFAULT_TOKEN_LEN,
-            keys,
+            token_len,
+            Arc::new(source),
         )?)
     }
 
@@ -450,7 +431,8 @@ impl Custodian {
         Ok(self.keys.rotate(&self.data_ring, self.now())?)
     }
 
-    /// Rotates the blind-index ring (then rebuild indexes and re-index rows; old tokens stay
+    /// Rotates the blind-index ring (indexes follow it by themselves; re-index rows whose token is
+    /// no longer [`BlindIndex::is_current`]; old tokens stay
     /// searchable through [`BlindIndex::search_tokens`] meanwhile).
     pub fn rotate_index_keys(&self) -> Result<Rotation, Error> {
         Ok(self.keys.rotate(&self.index_ring, self.now())?)
@@ -492,9 +474,24 @@ impl Custodian {
     }
 }
 
-/// HKDF info for a column's blind-index key.
-fn blind_index_info(column: &str) -> Vec<u8> {
-    let mut info = b"custodian/v1/blind-index/".to_vec();
-    info.extend_from_slice(column.as_bytes());
-    info
+/// A blind index's keys, derived from the index ring's live versions as this process sees them.
+#[derive(Debug)]
+struct IndexRing {
+    watch: RingWatch,
+    info: Vec<u8>,
+}
+
+impl IndexKeySource for IndexRing {
+    fn epoch(&self) -> u64 {
+        self.watch.epoch()
+    }
+
+    fn keys(&self) -> Result<Vec<IndexKey>, RecordError> {
+        self.watch
+            .derive_live(&self.info)
+            .map_err(|e| RecordError::InvalidIndex(format!("index keys: {e}")))?
+            .into_iter()
+            .map(|(version, key)| IndexKey::new(version, &key))
+            .collect()
+    }
 }

@@ -221,3 +221,51 @@ fn postgres_erasure_reaches_the_other_process_within_a_second() {
     );
     assert_eq!(erasures, 1, "both processes worked in schema `{schema}`");
 }
+
+/// A blind index built on B before A rotates the index ring makes tokens of the new version within
+/// a second, without being built again, and still searches the old version.
+#[cfg(feature = "sqlite")]
+#[test]
+fn a_blind_index_follows_an_index_key_rotation_made_by_another_server() {
+    use custodian::Custodian;
+    use custodian::record::Normalizer;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.db");
+    let facade = || {
+        Custodian::builder()
+            .key_store(custodian::keys::SqliteKeyStore::open(&path).unwrap())
+            .root_key(LocalRootKey::new(&SecretKey::from_bytes([0x42; 32])))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (facade(), facade());
+    let index = b
+        .tenant_blind_index("customers.email", "shop-1", Normalizer::Email)
+        .unwrap();
+    let before = index.token("jane@example.com").unwrap();
+    assert_eq!(before.version(), 1);
+
+    let rotation = a.rotate_index_keys().unwrap();
+    let started = Instant::now();
+    while index.primary_version() != rotation.new_version {
+        assert!(
+            started.elapsed() < PROMISE,
+            "B's index still makes version-1 tokens"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    eprintln!(
+        "B's index followed the rotation after {:?}",
+        started.elapsed()
+    );
+    let after = index.token("jane@example.com").unwrap();
+    assert_eq!(after.version(), rotation.new_version);
+    assert!(!index.is_current(&before));
+    let searched = index.search_tokens("Jane@Example.com").unwrap();
+    assert!(searched.contains(&before) && searched.contains(&after));
+    // A's own index, built after the rotation, agrees with B's.
+    let a_index = a
+        .tenant_blind_index("customers.email", "shop-1", Normalizer::Email)
+        .unwrap();
+    assert_eq!(a_index.token("jane@example.com").unwrap(), after);
+}

@@ -6,6 +6,7 @@ use super::feed;
 use super::integrity::{INTEGRITY_KEY_AAD, INTEGRITY_KEY_META, Integrity};
 use super::io_guard::{GuardedRoot, GuardedStore};
 use super::root::RootKeyProvider;
+use super::state::RingHandle;
 use super::state::{MANAGERS, Rings, lock};
 use super::store::KeyStore;
 use super::subject::{KeySource, LiveSubject, random_key};
@@ -13,7 +14,7 @@ use crate::envelope::{self, EncryptionContext, Header, Kek};
 use crate::secret::{SecretBytes, SecretKey};
 use core::fmt;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 /// Tuning of a [`KeyManager`]. The defaults suit a shop backend.
@@ -459,6 +460,58 @@ impl KeyManager {
             }
             other => other,
         }
+    }
+}
+
+/// A ring's live versions as this process sees them, read without I/O: for keys derived from the
+/// ring that must follow its rotations (blind-index keys). The change feed reloads the ring when any
+/// server rotates it, and the watch's epoch moves with it.
+#[derive(Clone)]
+pub struct RingWatch {
+    handle: Arc<RingHandle>,
+}
+
+impl RingWatch {
+    /// Changes whenever the ring's primary version or its set of decryptable versions changes.
+    pub fn epoch(&self) -> u64 {
+        self.handle.versions_epoch.load(Ordering::SeqCst)
+    }
+
+    /// Keys derived with `info` (HKDF-SHA256, as [`KeyManager::derive_key`]) from every version
+    /// that can decrypt, primary first, then the others newest first, from the ring's snapshot in
+    /// memory: no store access.
+    pub fn derive_live(&self, info: &[u8]) -> Result<Vec<(u32, SecretKey)>, KeyError> {
+        let snap = self
+            .handle
+            .snapshot
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| KeyError::UnknownRing(self.handle.name.clone()))?;
+        let primary = snap.rows.ring.primary_version;
+        let order = std::iter::once(primary)
+            .chain(snap.keys.keys().rev().copied().filter(|v| *v != primary));
+        order
+            .map(|version| Ok((version, snap.decrypting_key(version)?.derive_key(info))))
+            .collect()
+    }
+}
+
+impl fmt::Debug for RingWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RingWatch")
+            .field("ring", &self.handle.name)
+            .field("epoch", &self.epoch())
+            .finish()
+    }
+}
+
+impl KeyManager {
+    /// Watches `ring` (loading it first if this process has not yet, which may read the store).
+    pub fn watch_ring(&self, ring: &str, now: u64) -> Result<RingWatch, KeyError> {
+        let handle = self.handle(ring);
+        self.snapshot(&handle, now)?;
+        Ok(RingWatch { handle })
     }
 }
 

@@ -34,7 +34,9 @@ mod subject;
 pub use error::KeyError;
 #[cfg(feature = "tokio")]
 pub(crate) use io_guard::without_io;
-pub use manager::{Erasure, KeyManager, LiveVersions, ManagerOptions, Rotation, SubjectGeneration};
+pub use manager::{
+    Erasure, KeyManager, LiveVersions, ManagerOptions, RingWatch, Rotation, SubjectGeneration,
+};
 pub use memory::MemoryKeyStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PgKeyStore;

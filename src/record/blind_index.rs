@@ -33,10 +33,12 @@
 use super::RecordError;
 use super::normalize::Normalizer;
 use crate::secret::SecretKey;
+use arc_swap::ArcSwap;
 use core::fmt;
 use data_encoding::BASE64URL_NOPAD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+use std::sync::Arc;
 
 /// Default token length in bytes (64 bits).
 pub const DEFAULT_TOKEN_LEN: usize = 8;
@@ -214,6 +216,25 @@ impl fmt::Debug for IndexKey {
     }
 }
 
+/// Where a blind index takes its keys when they may change under it: an index-key rotation made
+/// by any server. The facade's indexes follow the index ring this way.
+pub trait IndexKeySource: Send + Sync + fmt::Debug {
+    /// A number that changes whenever the live key versions change; read on every token, so it
+    /// must be cheap (an atomic load).
+    fn epoch(&self) -> u64;
+
+    /// Every live key, primary first, derived for this index. Called when the epoch moved.
+    fn keys(&self) -> Result<Vec<IndexKey>, RecordError>;
+}
+
+/// The keys of an index as of one epoch of its source.
+#[derive(Debug)]
+struct KeySet {
+    epoch: u64,
+    /// Every live key version; the first is the primary one, used for new tokens.
+    keys: Vec<IndexKey>,
+}
+
 /// The blind index of one column, with every live version of its key.
 #[derive(Debug)]
 pub struct BlindIndex {
@@ -221,8 +242,9 @@ pub struct BlindIndex {
     scope: IndexScope,
     normalizer: Normalizer,
     token_len: usize,
-    /// Every live key version; the first is the primary one, used for new tokens.
-    keys: Vec<IndexKey>,
+    keys: ArcSwap<KeySet>,
+    /// Set for indexes that follow rotations; `None` for fixed keys.
+    source: Option<Arc<dyn IndexKeySource>>,
 }
 
 impl BlindIndex {
@@ -245,7 +267,38 @@ impl BlindIndex {
         token_len: usize,
         keys: Vec<IndexKey>,
     ) -> Result<Self, RecordError> {
-        let column = column.into();
+        Self::build(column.into(), scope, normalizer, token_len, (0, keys), None)
+    }
+
+    /// An index for `column` in `scope` whose keys come from `source` and follow it: when the
+    /// source's epoch moves (an index-key rotation, seen by this process through the key store's
+    /// change feed), the next call takes the new keys, without rebuilding the index.
+    pub fn following(
+        column: impl Into<String>,
+        scope: IndexScope,
+        normalizer: Normalizer,
+        token_len: usize,
+        source: Arc<dyn IndexKeySource>,
+    ) -> Result<Self, RecordError> {
+        let keys = (source.epoch(), source.keys()?);
+        Self::build(
+            column.into(),
+            scope,
+            normalizer,
+            token_len,
+            keys,
+            Some(source),
+        )
+    }
+
+    fn build(
+        column: String,
+        scope: IndexScope,
+        normalizer: Normalizer,
+        token_len: usize,
+        (epoch, keys): (u64, Vec<IndexKey>),
+        source: Option<Arc<dyn IndexKeySource>>,
+    ) -> Result<Self, RecordError> {
         if !(MIN_TOKEN_LEN..=MAX_TOKEN_LEN).contains(&token_len) {
             return Err(RecordError::InvalidIndex(format!(
                 "token length for `{column}` must be {MIN_TOKEN_LEN} to {MAX_TOKEN_LEN} bytes, got {token_len}"
@@ -261,8 +314,30 @@ impl BlindIndex {
             scope,
             normalizer,
             token_len,
-            keys,
+            keys: ArcSwap::from_pointee(KeySet { epoch, keys }),
+            source,
         })
+    }
+
+    /// The current keys: those of the source's newest epoch, if it moved and its keys can be
+    /// derived; otherwise the ones already held (tokens under them stay searchable).
+    fn current(&self) -> Arc<KeySet> {
+        let held = self.keys.load_full();
+        let Some(source) = &self.source else {
+            return held;
+        };
+        let epoch = source.epoch();
+        if epoch == held.epoch {
+            return held;
+        }
+        match source.keys() {
+            Ok(keys) if !keys.is_empty() => {
+                let fresh = Arc::new(KeySet { epoch, keys });
+                self.keys.store(Arc::clone(&fresh));
+                fresh
+            }
+            _ => held,
+        }
     }
 
     /// The column this index serves.
@@ -278,7 +353,8 @@ impl BlindIndex {
     /// The token to store for `value` (primary key version).
     pub fn token(&self, value: &str) -> Result<IndexToken, RecordError> {
         let normalized = self.normalize(value)?;
-        let primary = self
+        let keys = self.current();
+        let primary = keys
             .keys
             .first()
             .ok_or(RecordError::InvalidIndex("no key".into()))?;
@@ -290,6 +366,7 @@ impl BlindIndex {
     pub fn search_tokens(&self, value: &str) -> Result<Vec<IndexToken>, RecordError> {
         let normalized = self.normalize(value)?;
         Ok(self
+            .current()
             .keys
             .iter()
             .map(|key| self.token_with(key, &normalized))
@@ -298,9 +375,15 @@ impl BlindIndex {
 
     /// Whether `token` was made under the primary key (otherwise the row should be re-indexed).
     pub fn is_current(&self, token: &IndexToken) -> bool {
-        self.keys
+        self.current()
+            .keys
             .first()
             .is_some_and(|key| key.version == token.version)
+    }
+
+    /// The key version new tokens are made under.
+    pub fn primary_version(&self) -> u32 {
+        self.current().keys.first().map_or(0, |key| key.version)
     }
 
     fn normalize(&self, value: &str) -> Result<zeroize::Zeroizing<String>, RecordError> {

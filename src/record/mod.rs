@@ -6,8 +6,8 @@ mod error;
 mod normalize;
 
 pub use blind_index::{
-    BlindIndex, DEFAULT_TOKEN_LEN, IndexKey, IndexScope, IndexToken, MAX_TENANT_LEN, MAX_TOKEN_LEN,
-    MIN_TOKEN_LEN,
+    BlindIndex, DEFAULT_TOKEN_LEN, IndexKey, IndexKeySource, IndexScope, IndexToken,
+    MAX_TENANT_LEN, MAX_TOKEN_LEN, MIN_TOKEN_LEN,
 };
 pub use encrypted::Encrypted;
 pub use error::RecordError;
