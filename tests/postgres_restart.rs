@@ -648,9 +648,12 @@ fn killing_the_server_during_mfa_verifications_never_accepts_a_code_twice() {
     let (data, ctl) = server_control();
     let schema = pg_support::fresh_schema(&url);
     let kek: Arc<dyn Kek> = Arc::new(StaticKek::generate("mfa-seeds", 1).unwrap());
+    // Every server of a shop derives the same state key; a fixed one stands in for it here.
+    let state_key = || custodian::SecretKey::from_bytes([9; 32]);
     let mfa = MfaService::new(
         PgFactorStore::open(short_timeout_handle(&url, &schema, MFA_WORKERS as u32 + 1)).unwrap(),
         Arc::clone(&kek),
+        state_key(),
     );
     let verifier = Verifier::default();
     const START: u64 = 1_700_000_000;
@@ -763,6 +766,7 @@ fn killing_the_server_during_mfa_verifications_never_accepts_a_code_twice() {
     let fresh = MfaService::new(
         PgFactorStore::open(short_timeout_handle(&url, &schema, 2)).unwrap(),
         kek,
+        state_key(),
     );
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     for (n, a) in accepted.iter().enumerate() {
