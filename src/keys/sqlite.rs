@@ -7,7 +7,8 @@ use super::KeyError;
 use super::ring::{RotationPolicy, VersionState};
 use super::store::{
     CHANGE_FEED_RETENTION, Change, ChangeFeed, CommitOutcome, KeyStore, MAC_LEN, RingChange,
-    RingRecord, RingRows, SubjectRecord, VersionDigest, VersionRecord, announces_change,
+    RingRecord, RingRows, SubjectRecord, VersionRecord, announces_change, decode_digests,
+    encode_digests,
 };
 use crate::crypto::Suite;
 use crate::sqlite::Pool;
@@ -214,36 +215,6 @@ fn mac_of(bytes: Vec<u8>, ring: &str, version: Option<u32>) -> Result<[u8; MAC_L
     bytes
         .try_into()
         .map_err(|_| KeyError::tampered("MAC column has the wrong length", ring, version))
-}
-
-fn encode_digests(digests: &[VersionDigest]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(digests.len() * (5 + MAC_LEN));
-    for d in digests {
-        out.extend_from_slice(&d.version.to_be_bytes());
-        out.push(d.state.code());
-        out.extend_from_slice(&d.mac);
-    }
-    out
-}
-
-fn decode_digests(bytes: &[u8], ring: &str) -> Result<Vec<VersionDigest>, KeyError> {
-    let bad = || KeyError::tampered("malformed version_digests column", ring, None);
-    let entry = 5 + MAC_LEN;
-    if !bytes.len().is_multiple_of(entry) {
-        return Err(bad());
-    }
-    bytes
-        .chunks_exact(entry)
-        .map(|chunk| {
-            let (version, rest) = chunk.split_at_checked(4).ok_or_else(bad)?;
-            let (&state, mac) = rest.split_first().ok_or_else(bad)?;
-            Ok(VersionDigest {
-                version: u32::from_be_bytes(version.try_into().map_err(|_| bad())?),
-                state: VersionState::from_code(state).ok_or_else(bad)?,
-                mac: mac.try_into().map_err(|_| bad())?,
-            })
-        })
-        .collect()
 }
 
 struct RawRing {
@@ -819,6 +790,7 @@ impl fmt::Debug for SqliteKeyStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::store::VersionDigest;
 
     #[test]
     fn migrates_once_and_refuses_a_newer_schema() {

@@ -282,3 +282,38 @@ impl fmt::Debug for SubjectRecord {
             .finish_non_exhaustive()
     }
 }
+
+/// The `version_digests` column of both SQL stores: per version ascending,
+/// `be32(version) ‖ u8(state) ‖ MAC` (docs/KEYSTORE.md).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn encode_digests(digests: &[VersionDigest]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(digests.len() * (5 + MAC_LEN));
+    for d in digests {
+        out.extend_from_slice(&d.version.to_be_bytes());
+        out.push(d.state.code());
+        out.extend_from_slice(&d.mac);
+    }
+    out
+}
+
+/// Decodes the `version_digests` column; anything malformed is reported as tampering.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn decode_digests(bytes: &[u8], ring: &str) -> Result<Vec<VersionDigest>, KeyError> {
+    let bad = || KeyError::tampered("malformed version_digests column", ring, None);
+    let entry = 5 + MAC_LEN;
+    if !bytes.len().is_multiple_of(entry) {
+        return Err(bad());
+    }
+    bytes
+        .chunks_exact(entry)
+        .map(|chunk| {
+            let (version, rest) = chunk.split_at_checked(4).ok_or_else(bad)?;
+            let (&state, mac) = rest.split_first().ok_or_else(bad)?;
+            Ok(VersionDigest {
+                version: u32::from_be_bytes(version.try_into().map_err(|_| bad())?),
+                state: VersionState::from_code(state).ok_or_else(bad)?,
+                mac: mac.try_into().map_err(|_| bad())?,
+            })
+        })
+        .collect()
+}
