@@ -33,6 +33,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// Every test here kills the one server: they must not run at the same time (cargo runs the
+/// tests of one file in parallel).
+static SERVER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn take_server() -> std::sync::MutexGuard<'static, ()> {
+    SERVER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn postmaster_pid(data: &str) -> String {
     let pid_file = std::fs::read_to_string(format!("{data}/postmaster.pid")).unwrap();
     pid_file.lines().next().unwrap().trim().to_owned()
@@ -40,6 +50,7 @@ fn postmaster_pid(data: &str) -> String {
 
 #[test]
 fn a_store_recovers_after_the_server_is_killed_and_restarted() {
+    let _server = take_server();
     let Some(url) = pg_support::url() else { return };
     let (Ok(data), Ok(ctl)) = (
         std::env::var("CUSTODIAN_PG_DATA"),
@@ -540,6 +551,7 @@ fn verify_key_store(keys: &KeyManager, log: &KeyLog) -> (usize, usize) {
 
 #[test]
 fn killing_the_server_during_rotations_and_subject_writes_loses_nothing() {
+    let _server = take_server();
     let Some(url) = pg_support::url() else { return };
     let (data, ctl) = server_control();
     let schema = pg_support::fresh_schema(&url);
@@ -644,6 +656,7 @@ struct Accepted {
 
 #[test]
 fn killing_the_server_during_mfa_verifications_never_accepts_a_code_twice() {
+    let _server = take_server();
     let Some(url) = pg_support::url() else { return };
     let (data, ctl) = server_control();
     let schema = pg_support::fresh_schema(&url);
