@@ -8,7 +8,7 @@ use super::error::AuditError;
 use super::hash::{Hash, leaf_hash};
 use super::proof::{ConsistencyProof, InclusionProof, consistency_proof, inclusion_proof};
 use super::store::{AppendBatch, AuditStore, StoreReader};
-use super::tree::{hashes_to_append, tree_hash};
+use super::tree::{HashReader, hashes_to_append, tree_hash};
 
 /// The byte range of the index inside an encoded entry (after the version byte).
 const INDEX_BYTES: Range<usize> = 1..9;
@@ -47,37 +47,10 @@ impl<S: AuditStore> AuditLog<S> {
     /// Appends events atomically and in order: all get consecutive indexes, or none is stored.
     /// Returns their indexes.
     pub fn append_batch(&self, events: &[AuditEvent]) -> Result<Range<u64>, AuditError> {
-        // Encode outside the lock with a placeholder index; only the 8 index bytes change inside.
-        let mut encoded = events
-            .iter()
-            .map(|event| {
-                AuditEntry {
-                    index: 0,
-                    event: event.clone(),
-                }
-                .encode()
-            })
-            .collect::<Result<Vec<Vec<u8>>, AuditError>>()?;
-        let mut leaves = Vec::with_capacity(encoded.len());
-        let mut build = |size: u64, reader: &dyn super::tree::HashReader| {
-            leaves.clear();
-            for (index, bytes) in (size..).zip(encoded.iter_mut()) {
-                bytes
-                    .get_mut(INDEX_BYTES)
-                    .ok_or_else(|| {
-                        AuditError::StoreContract("entry shorter than its header".into())
-                    })?
-                    .copy_from_slice(&index.to_be_bytes());
-                leaves.push(leaf_hash(bytes));
-            }
-            let hashes = hashes_to_append(size, &leaves, reader)?;
-            // Cloned, not moved: a store may retry a transaction and call this again.
-            Ok(AppendBatch {
-                entries: encoded.clone(),
-                hashes,
-            })
-        };
-        let first = self.store.append(&mut build)?;
+        let mut prepared = PreparedAppend::new(events)?;
+        let first = self
+            .store
+            .append(&mut |size, reader| prepared.build(size, reader))?;
         Ok(first..first + events.len() as u64)
     }
 
@@ -164,5 +137,65 @@ impl<S: AuditStore> AuditLog<S> {
             return Err(AuditError::SizeOutOfRange { size, log_size });
         }
         Ok(())
+    }
+}
+
+/// Events encoded once, ready to be numbered and hashed inside a store's lock or transaction.
+///
+/// [`AuditLog::append_batch`] uses it through [`AuditStore::append`]; a database store that must
+/// commit audit entries in the transaction of another change (the key stores do) calls
+/// [`PreparedAppend::build`] itself, with the tree size and hashes its transaction sees.
+#[derive(Debug, Clone)]
+pub struct PreparedAppend {
+    encoded: Vec<Vec<u8>>,
+}
+
+impl PreparedAppend {
+    /// Validates and encodes `events` (outside any lock: only the 8 index bytes change later).
+    pub fn new(events: &[AuditEvent]) -> Result<Self, AuditError> {
+        let encoded = events
+            .iter()
+            .map(|event| {
+                AuditEntry {
+                    index: 0,
+                    event: event.clone(),
+                }
+                .encode()
+            })
+            .collect::<Result<Vec<Vec<u8>>, AuditError>>()?;
+        Ok(Self { encoded })
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.encoded.len()
+    }
+
+    /// Whether there is no event.
+    pub fn is_empty(&self) -> bool {
+        self.encoded.is_empty()
+    }
+
+    /// Numbers the entries from `size` and computes the stored hashes they add, reading the
+    /// existing ones through `reader`. Call it again if the transaction is retried.
+    pub fn build(
+        &mut self,
+        size: u64,
+        reader: &dyn HashReader,
+    ) -> Result<AppendBatch, AuditError> {
+        let mut leaves = Vec::with_capacity(self.encoded.len());
+        for (index, bytes) in (size..).zip(self.encoded.iter_mut()) {
+            bytes
+                .get_mut(INDEX_BYTES)
+                .ok_or_else(|| AuditError::StoreContract("entry shorter than its header".into()))?
+                .copy_from_slice(&index.to_be_bytes());
+            leaves.push(leaf_hash(bytes));
+        }
+        let hashes = hashes_to_append(size, &leaves, reader)?;
+        // Cloned, not moved: a store may retry a transaction and call this again.
+        Ok(AppendBatch {
+            entries: self.encoded.clone(),
+            hashes,
+        })
     }
 }

@@ -88,7 +88,7 @@ pub use entry::{
 };
 pub use error::AuditError;
 pub use hash::{EMPTY_ROOT, HASH_LEN, Hash, leaf_hash, node_hash};
-pub use log::AuditLog;
+pub use log::{AuditLog, PreparedAppend};
 pub use note::{MAX_NOTE_LEN, MAX_SIGNATURES};
 pub use proof::{
     ConsistencyProof, InclusionProof, MAX_PROOF_HASHES, consistency_proof, inclusion_proof,
