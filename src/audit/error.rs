@@ -20,6 +20,12 @@ pub enum AuditError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    /// The storage backend could not be reached, or did not answer within its timeout (a
+    /// PostgreSQL server that is down or restarting). An append that timed out after the server
+    /// received its commit may still have been stored (a lost reply): check the entries before
+    /// appending the same events again.
+    #[error("audit store unavailable: {0}")]
+    StoreUnavailable(String),
     /// The store returned something that breaks its contract (wrong number of hashes, a gap).
     #[error("audit store broke its contract: {0}")]
     StoreContract(String),

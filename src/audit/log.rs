@@ -178,11 +178,7 @@ impl PreparedAppend {
 
     /// Numbers the entries from `size` and computes the stored hashes they add, reading the
     /// existing ones through `reader`. Call it again if the transaction is retried.
-    pub fn build(
-        &mut self,
-        size: u64,
-        reader: &dyn HashReader,
-    ) -> Result<AppendBatch, AuditError> {
+    pub fn build(&mut self, size: u64, reader: &dyn HashReader) -> Result<AppendBatch, AuditError> {
         let mut leaves = Vec::with_capacity(self.encoded.len());
         for (index, bytes) in (size..).zip(self.encoded.iter_mut()) {
             bytes

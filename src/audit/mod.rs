@@ -74,8 +74,12 @@ mod format;
 mod hash;
 mod log;
 mod note;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 mod proof;
 mod receipt;
+#[cfg(feature = "sqlite")]
+pub(crate) mod sqlite;
 mod store;
 mod tree;
 mod verify;
@@ -90,11 +94,15 @@ pub use error::AuditError;
 pub use hash::{EMPTY_ROOT, HASH_LEN, Hash, leaf_hash, node_hash};
 pub use log::{AuditLog, PreparedAppend};
 pub use note::{MAX_NOTE_LEN, MAX_SIGNATURES};
+#[cfg(feature = "postgres")]
+pub use postgres::PgAuditStore;
 pub use proof::{
     ConsistencyProof, InclusionProof, MAX_PROOF_HASHES, consistency_proof, inclusion_proof,
     verify_consistency, verify_inclusion,
 };
 pub use receipt::{ErasureReceipt, verify_receipt};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteAuditStore;
 pub use store::{AppendBatch, AuditStore, BuildAppend, MemoryAuditStore, check_batch};
 pub use tree::{
     HashReader, MAX_TREE_SIZE, hashes_to_append, stored_hash_count, stored_hash_index, tree_hash,

@@ -213,10 +213,7 @@ pub fn hashes_to_append<R: HashReader + ?Sized>(
     check_size(new_size)?;
     let mut nodes = Vec::new();
     cover(0, size, &mut nodes);
-    let indexes: Vec<u64> = nodes
-        .iter()
-        .map(|&(level, n)| stored_hash_index(level, n))
-        .collect();
+    let indexes = node_indexes(&nodes);
     let roots = read_exactly(reader, &indexes)?;
     let mut frontier = Frontier {
         subtrees: nodes.iter().map(|&(level, _)| level).zip(roots).collect(),
@@ -226,6 +223,24 @@ pub fn hashes_to_append<R: HashReader + ?Sized>(
         frontier.push(*leaf, |hash| out.push(hash));
     }
     Ok(out)
+}
+
+/// The stored hashes [`hashes_to_append`] reads to append to a tree of `size` entries (the roots
+/// of its complete subtrees, in increasing index order), so that an asynchronous store can read
+/// them before it calls a synchronous build.
+#[cfg(any(feature = "postgres", test))]
+pub(crate) fn append_reads(size: u64) -> Result<Vec<u64>, AuditError> {
+    check_size(size)?;
+    let mut nodes = Vec::new();
+    cover(0, size, &mut nodes);
+    Ok(node_indexes(&nodes))
+}
+
+fn node_indexes(nodes: &[(u32, u64)]) -> Vec<u64> {
+    nodes
+        .iter()
+        .map(|&(level, n)| stored_hash_index(level, n))
+        .collect()
 }
 
 /// The roots of the complete subtrees of a tree, largest first: all that is needed to append
@@ -329,6 +344,33 @@ mod tests {
             Err(AuditError::TreeTooLarge(_))
         ));
         assert!(hashes_to_append(u64::MAX, &[EMPTY_ROOT], &Vec::new()).is_err());
+    }
+
+    /// A reader that records what it is asked for.
+    struct Recording<'a>(&'a [Hash], std::cell::RefCell<Vec<u64>>);
+
+    impl HashReader for Recording<'_> {
+        fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, AuditError> {
+            self.1.borrow_mut().extend_from_slice(indexes);
+            self.0.read_hashes(indexes)
+        }
+    }
+
+    #[test]
+    fn append_reads_are_what_an_append_reads() {
+        let mut stored: Vec<Hash> = Vec::new();
+        for size in 0..70u64 {
+            let recording = Recording(&stored, std::cell::RefCell::new(Vec::new()));
+            let leaf = leaf_hash(&size.to_be_bytes());
+            let added = hashes_to_append(size, &[leaf], &recording).unwrap();
+            assert_eq!(
+                recording.1.into_inner(),
+                append_reads(size).unwrap(),
+                "size {size}"
+            );
+            stored.extend(added);
+        }
+        assert!(append_reads(MAX_TREE_SIZE + 1).is_err());
     }
 
     #[test]

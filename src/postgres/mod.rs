@@ -2,7 +2,8 @@
 //!
 //! One [`Postgres`] handle (a connection pool, a tokio runtime handle and a per-call timeout) is
 //! shared by the PostgreSQL stores: [`PgKeyStore`](crate::keys::PgKeyStore) for key rings and
-//! subject keys, and [`PgFactorStore`] for MFA factors and recovery codes. Their tables are prefixed `custodian_` and live in the pool's `search_path`;
+//! subject keys, [`PgFactorStore`] for MFA factors and recovery codes, and
+//! [`PgAuditStore`](crate::audit::PgAuditStore) for the audit log. Their tables are prefixed `custodian_` and live in the pool's `search_path`;
 //! [`Postgres::migrate`] creates and upgrades them (`docs/KEYSTORE.md`, `docs/MFA.md`).
 //!
 //! # Synchronous stores over an async driver
@@ -347,6 +348,8 @@ pub(crate) const LOCK_CLASS_RING: i32 = 0x6375_7374;
 pub(crate) const LOCK_CLASS_MIGRATION: i32 = 0x6375_736d;
 /// "cusf": the key store's change feed (one lock, second key 0).
 pub(crate) const LOCK_CLASS_FEED: i32 = 0x6375_7366;
+/// "cusa": the audit log (one lock, second key 0), held by every append until it commits.
+pub(crate) const LOCK_CLASS_AUDIT: i32 = 0x6375_7361;
 
 #[cfg(test)]
 mod tests {

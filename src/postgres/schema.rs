@@ -5,11 +5,11 @@ use super::{LOCK_CLASS_MIGRATION, PostgresError, classify};
 use sqlx::postgres::PgPool;
 
 /// Schema version this build writes; `MIGRATIONS[i]` upgrades from version `i` to `i + 1`.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Each step is a list of statements, run in the migration's transaction. Integers are `BIGINT`
 /// (the store refuses values above `i64::MAX`; 32-bit unsigned values fit without loss).
-const MIGRATIONS: [&[&str]; 3] = [
+const MIGRATIONS: [&[&str]; 4] = [
     // 0 -> 1: the key store (docs/KEYSTORE.md).
     &[
         "CREATE TABLE custodian_meta (
@@ -87,6 +87,35 @@ const MIGRATIONS: [&[&str]; 3] = [
     // 2 -> 3: the state MAC of every factor row (docs/MFA.md, "State MAC"). Existing rows keep
     // NULL and are refused until adopted (docs/MFA.md, "Upgrading").
     &["ALTER TABLE custodian_mfa_factor ADD COLUMN state_mac BYTEA"],
+    // 3 -> 4: the audit log (docs/AUDIT.md, "PostgreSQL store"). Append-only: the triggers refuse
+    // an UPDATE, DELETE or TRUNCATE by mistake (not by the tables' owner, who can drop them).
+    &[
+        "CREATE TABLE custodian_audit_entries (
+            idx   BIGINT PRIMARY KEY CHECK (idx >= 0),
+            entry BYTEA  NOT NULL
+        )",
+        "CREATE TABLE custodian_audit_hashes (
+            idx  BIGINT PRIMARY KEY CHECK (idx >= 0),
+            hash BYTEA  NOT NULL CHECK (octet_length(hash) = 32)
+        )",
+        "CREATE FUNCTION custodian_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             RAISE EXCEPTION '% is append-only', TG_TABLE_NAME;
+         END
+         $$",
+        "CREATE TRIGGER custodian_audit_entries_append_only
+            BEFORE UPDATE OR DELETE ON custodian_audit_entries
+            FOR EACH ROW EXECUTE FUNCTION custodian_audit_append_only()",
+        "CREATE TRIGGER custodian_audit_entries_no_truncate
+            BEFORE TRUNCATE ON custodian_audit_entries
+            FOR EACH STATEMENT EXECUTE FUNCTION custodian_audit_append_only()",
+        "CREATE TRIGGER custodian_audit_hashes_append_only
+            BEFORE UPDATE OR DELETE ON custodian_audit_hashes
+            FOR EACH ROW EXECUTE FUNCTION custodian_audit_append_only()",
+        "CREATE TRIGGER custodian_audit_hashes_no_truncate
+            BEFORE TRUNCATE ON custodian_audit_hashes
+            FOR EACH STATEMENT EXECUTE FUNCTION custodian_audit_append_only()",
+    ],
 ];
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
