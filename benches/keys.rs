@@ -118,7 +118,27 @@ fn uncached(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    // The same after 1,000 erasures: each subject read also counts the tombstones (through a
+    // partial index) and checks the count against the ledger (docs/KEYSTORE.md, §5).
+    for i in 0..ERASED {
+        setup
+            .erase_subject("customers", &format!("gone_{i:05}"), NOW)
+            .unwrap();
+    }
+    c.bench_function(
+        "seal_64B/manager_uncached_subject_sqlite_100k_1k_erased",
+        |b| {
+            b.iter(|| {
+                next = (next + 7_919) % SUBJECTS;
+                keys.seal("customers", Some(&names[next]), &ctx, &plaintext, NOW)
+                    .unwrap()
+            })
+        },
+    );
 }
+
+/// Erasures before the second uncached-subject benchmark (each is one durable transaction).
+const ERASED: usize = 1_000;
 
 fn creation(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();

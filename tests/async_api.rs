@@ -8,8 +8,12 @@
 )]
 
 use custodian::asynchronous::{AsyncCustodian, AsyncMfa};
+use custodian::audit::{AuditError, AuditStore, BuildAppend, Hash};
 use custodian::envelope::{Kek, StaticKek};
-use custodian::keys::store::{CommitOutcome, RingChange, RingRows, SubjectRecord};
+use custodian::keys::store::{
+    CommitOutcome, Journal, LedgerRecord, LedgerView, RingChange, RingRows, RingView,
+    SubjectRecord, SubjectView,
+};
 use custodian::keys::{ChangeFeed, KeyError, KeyStore, LocalRootKey, MemoryKeyStore};
 use custodian::mfa::{MemoryFactorStore, MfaService, TotpKey, Verifier};
 use custodian::{Custodian, EncryptionContext};
@@ -50,23 +54,36 @@ impl KeyStore for Watched {
         self.enter();
         self.inner.put_meta_if_absent(key, value)
     }
+    fn load_ledger(&self) -> Result<LedgerView, KeyError> {
+        self.enter();
+        self.inner.load_ledger()
+    }
+    fn init_ledger(
+        &self,
+        ledger: &LedgerRecord,
+        meta: (&str, &[u8]),
+        retire: &str,
+    ) -> Result<bool, KeyError> {
+        self.enter();
+        self.inner.init_ledger(ledger, meta, retire)
+    }
     fn ring_names(&self) -> Result<Vec<String>, KeyError> {
         self.enter();
         self.inner.ring_names()
     }
-    fn load_ring(&self, name: &str) -> Result<Option<RingRows>, KeyError> {
+    fn load_ring(&self, name: &str) -> Result<RingView, KeyError> {
         self.enter();
         self.inner.load_ring(name)
     }
-    fn create_ring(&self, rows: &RingRows) -> Result<bool, KeyError> {
+    fn create_ring(&self, rows: &RingRows, journal: &mut Journal) -> Result<bool, KeyError> {
         self.enter();
-        self.inner.create_ring(rows)
+        self.inner.create_ring(rows, journal)
     }
-    fn commit_ring(&self, change: &RingChange) -> Result<CommitOutcome, KeyError> {
+    fn commit_ring(&self, change: &mut RingChange) -> Result<CommitOutcome, KeyError> {
         self.enter();
         self.inner.commit_ring(change)
     }
-    fn load_subject(&self, ring: &str, subject: &str) -> Result<Option<SubjectRecord>, KeyError> {
+    fn load_subject(&self, ring: &str, subject: &str) -> Result<SubjectView, KeyError> {
         self.enter();
         self.inner.load_subject(ring, subject)
     }
@@ -74,17 +91,29 @@ impl KeyStore for Watched {
         self.enter();
         self.inner.subject_history(ring, subject)
     }
-    fn insert_subjects(&self, rows: &[SubjectRecord]) -> Result<Vec<bool>, KeyError> {
+    fn insert_subjects(
+        &self,
+        rows: &[SubjectRecord],
+        journal: &mut Journal,
+    ) -> Result<Vec<bool>, KeyError> {
         self.enter();
-        self.inner.insert_subjects(rows)
+        self.inner.insert_subjects(rows, journal)
     }
     fn rewrap_subjects(&self, rows: &[(SubjectRecord, u32)]) -> Result<Vec<bool>, KeyError> {
         self.enter();
         self.inner.rewrap_subjects(rows)
     }
-    fn erase_subject(&self, tombstone: &SubjectRecord) -> Result<bool, KeyError> {
+    fn erase_subject(
+        &self,
+        tombstone: &SubjectRecord,
+        journal: &mut Journal,
+    ) -> Result<bool, KeyError> {
         self.enter();
-        self.inner.erase_subject(tombstone)
+        self.inner.erase_subject(tombstone, journal)
+    }
+    fn purge(&self, wait: std::time::Duration) -> Result<bool, KeyError> {
+        self.enter();
+        self.inner.purge(wait)
     }
     fn subjects_wrapped_below(
         &self,
@@ -98,6 +127,25 @@ impl KeyStore for Watched {
     fn changes_since(&self, after: u64, limit: usize) -> Result<ChangeFeed, KeyError> {
         // The feed thread polls this; it is not an operation of the test.
         self.inner.changes_since(after, limit)
+    }
+}
+
+impl AuditStore for Watched {
+    fn tree_size(&self) -> Result<u64, AuditError> {
+        self.enter();
+        self.inner.tree_size()
+    }
+    fn append(&self, build: &mut BuildAppend<'_>) -> Result<u64, AuditError> {
+        self.enter();
+        self.inner.append(build)
+    }
+    fn read_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, AuditError> {
+        self.enter();
+        self.inner.read_entries(start, end)
+    }
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, AuditError> {
+        self.enter();
+        self.inner.read_hashes(indexes)
     }
 }
 

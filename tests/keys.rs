@@ -9,6 +9,7 @@
 use custodian::SecretKey;
 use custodian::crypto::Suite;
 use custodian::envelope::{EncryptionContext, EnvelopeError, Header};
+use custodian::keys::store;
 use custodian::keys::{
     KeyError, KeyManager, KeyStore, LocalRootKey, ManagerOptions, MemoryKeyStore, RewrapOutcome,
     RotationPolicy, SqliteKeyStore, VersionState, generate_key_file,
@@ -110,8 +111,17 @@ fn ring_and_subject_data_survive_rotation_rewrap_and_destroy() {
         keys.open(&ctx("1"), &jane, T0 + 20),
         Err(KeyError::VersionDisabled { version: 1, .. })
     ));
-    assert!(keys.destroy_version("customers", 1, T0 + 30).unwrap());
-    assert!(!keys.destroy_version("customers", 1, T0 + 30).unwrap());
+    assert!(
+        keys.destroy_version("customers", 1, T0 + 30)
+            .unwrap()
+            .newly_destroyed
+    );
+    assert!(
+        !keys
+            .destroy_version("customers", 1, T0 + 30)
+            .unwrap()
+            .newly_destroyed
+    );
     assert!(matches!(
         keys.open(&ctx("1"), &jane, T0 + 30),
         Err(KeyError::VersionDestroyed { version: 1, .. })
@@ -1010,8 +1020,12 @@ fn debug_output_shows_no_key_material() {
     keys.seal("customers", Some("cus_1"), &ctx("1"), b"secret", T0)
         .unwrap();
     let derived = keys.derive_key("customers", 1, b"index", T0).unwrap();
-    let rows = store.load_ring("customers").unwrap().unwrap();
-    let subject = store.load_subject("customers", "cus_1").unwrap().unwrap();
+    let rows = store.load_ring("customers").unwrap().rows.unwrap();
+    let subject = store
+        .load_subject("customers", "cus_1")
+        .unwrap()
+        .row
+        .unwrap();
     let wrapped = rows.versions[0].wrapped_key.clone().unwrap();
 
     let shown = [
@@ -1108,26 +1122,37 @@ impl KeyStore for PausingStore {
     fn put_meta_if_absent(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, KeyError> {
         self.inner.put_meta_if_absent(key, value)
     }
+    fn load_ledger(&self) -> Result<store::LedgerView, KeyError> {
+        self.inner.load_ledger()
+    }
+    fn init_ledger(
+        &self,
+        ledger: &store::LedgerRecord,
+        meta: (&str, &[u8]),
+        retire: &str,
+    ) -> Result<bool, KeyError> {
+        self.inner.init_ledger(ledger, meta, retire)
+    }
     fn ring_names(&self) -> Result<Vec<String>, KeyError> {
         self.inner.ring_names()
     }
-    fn load_ring(&self, name: &str) -> Result<Option<custodian::keys::store::RingRows>, KeyError> {
+    fn load_ring(&self, name: &str) -> Result<store::RingView, KeyError> {
         self.inner.load_ring(name)
     }
-    fn create_ring(&self, rows: &custodian::keys::store::RingRows) -> Result<bool, KeyError> {
-        self.inner.create_ring(rows)
+    fn create_ring(
+        &self,
+        rows: &store::RingRows,
+        journal: &mut store::Journal,
+    ) -> Result<bool, KeyError> {
+        self.inner.create_ring(rows, journal)
     }
     fn commit_ring(
         &self,
-        change: &custodian::keys::store::RingChange,
-    ) -> Result<custodian::keys::store::CommitOutcome, KeyError> {
+        change: &mut store::RingChange,
+    ) -> Result<store::CommitOutcome, KeyError> {
         self.inner.commit_ring(change)
     }
-    fn load_subject(
-        &self,
-        ring: &str,
-        subject: &str,
-    ) -> Result<Option<custodian::keys::store::SubjectRecord>, KeyError> {
+    fn load_subject(&self, ring: &str, subject: &str) -> Result<store::SubjectView, KeyError> {
         let row = self.inner.load_subject(ring, subject);
         if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
             self.reached.wait();
@@ -1139,19 +1164,17 @@ impl KeyStore for PausingStore {
         &self,
         ring: &str,
         subject: &str,
-    ) -> Result<Vec<custodian::keys::store::SubjectRecord>, KeyError> {
+    ) -> Result<Vec<store::SubjectRecord>, KeyError> {
         self.inner.subject_history(ring, subject)
     }
     fn insert_subjects(
         &self,
-        rows: &[custodian::keys::store::SubjectRecord],
+        rows: &[store::SubjectRecord],
+        journal: &mut store::Journal,
     ) -> Result<Vec<bool>, KeyError> {
-        self.inner.insert_subjects(rows)
+        self.inner.insert_subjects(rows, journal)
     }
-    fn rewrap_subjects(
-        &self,
-        rows: &[(custodian::keys::store::SubjectRecord, u32)],
-    ) -> Result<Vec<bool>, KeyError> {
+    fn rewrap_subjects(&self, rows: &[(store::SubjectRecord, u32)]) -> Result<Vec<bool>, KeyError> {
         self.inner.rewrap_subjects(rows)
     }
     fn changes_since(
@@ -1163,17 +1186,46 @@ impl KeyStore for PausingStore {
     }
     fn erase_subject(
         &self,
-        tombstone: &custodian::keys::store::SubjectRecord,
+        tombstone: &store::SubjectRecord,
+        journal: &mut store::Journal,
     ) -> Result<bool, KeyError> {
-        self.inner.erase_subject(tombstone)
+        self.inner.erase_subject(tombstone, journal)
+    }
+    fn purge(&self, wait: std::time::Duration) -> Result<bool, KeyError> {
+        self.inner.purge(wait)
     }
     fn subjects_wrapped_below(
         &self,
         ring: &str,
         version: u32,
         limit: usize,
-    ) -> Result<Vec<custodian::keys::store::SubjectRecord>, KeyError> {
+    ) -> Result<Vec<store::SubjectRecord>, KeyError> {
         self.inner.subjects_wrapped_below(ring, version, limit)
+    }
+}
+
+impl custodian::audit::AuditStore for PausingStore {
+    fn tree_size(&self) -> Result<u64, custodian::audit::AuditError> {
+        self.inner.tree_size()
+    }
+    fn append(
+        &self,
+        build: &mut custodian::audit::BuildAppend<'_>,
+    ) -> Result<u64, custodian::audit::AuditError> {
+        self.inner.append(build)
+    }
+    fn read_entries(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Vec<u8>>, custodian::audit::AuditError> {
+        self.inner.read_entries(start, end)
+    }
+    fn read_hashes(
+        &self,
+        indexes: &[u64],
+    ) -> Result<Vec<custodian::audit::Hash>, custodian::audit::AuditError> {
+        self.inner.read_hashes(indexes)
     }
 }
 

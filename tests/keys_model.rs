@@ -257,9 +257,9 @@ fn run(ops: Vec<Op>, store: Arc<dyn KeyStore>) {
                 if v > model.primary() {
                     assert!(matches!(result, Err(KeyError::UnknownVersion { .. })));
                 } else if model.states[v as usize - 1] == VersionState::Destroyed {
-                    assert!(!result.unwrap());
+                    assert!(!result.unwrap().newly_destroyed);
                 } else if v < model.min_dec {
-                    assert!(result.unwrap());
+                    assert!(result.unwrap().newly_destroyed);
                     model.states[v as usize - 1] = VersionState::Destroyed;
                 } else {
                     assert!(matches!(result, Err(KeyError::Refused(_))), "{result:?}");

@@ -14,7 +14,8 @@ mod pg_support;
 
 use custodian::crypto::Suite;
 use custodian::keys::store::{
-    CommitOutcome, RingChange, RingRecord, RingRows, SubjectRecord, VersionDigest, VersionRecord,
+    CommitOutcome, Journal, RingChange, RingRecord, RingRows, SubjectRecord, VersionDigest,
+    VersionRecord,
 };
 use custodian::keys::{KeyError, KeyStore, PgKeyStore, RotationPolicy, VersionState};
 use custodian::postgres::sqlx;
@@ -67,7 +68,7 @@ fn servers_starting_at_once_migrate_once() {
                     "SELECT count(*) FROM information_schema.tables WHERE table_schema = '{schema}'"
                 )
             ),
-            8,
+            11,
             "custodian_schema, _meta, _rings, _ring_versions, _subject_keys, _changes, \
              _mfa_factor, _mfa_recovery_code"
         );
@@ -279,7 +280,11 @@ fn a_guarded_ring_change_waits_for_subject_writes_in_flight() {
     let server_a = PgKeyStore::open(pg_support::handle_in(&url, &schema)).unwrap();
     let server_b = PgKeyStore::open(pg_support::handle_in(&url, &schema)).unwrap();
     let rows = two_version_ring();
-    assert!(server_a.create_ring(&rows).unwrap());
+    assert!(
+        server_a
+            .create_ring(&rows, &mut Journal::default())
+            .unwrap()
+    );
 
     // A third session inserts the same subject row and keeps its transaction open: B's insert
     // will wait for it on the primary key, holding the ring's shared lock.
@@ -308,16 +313,19 @@ fn a_guarded_ring_change_waits_for_subject_writes_in_flight() {
         ring: rows.ring.clone(),
         versions: Vec::new(),
         require_no_subject_keys_below: Some(2),
+        journal: Journal::default(),
     };
     change.ring.generation = 2;
     change.ring.min_decryption_version = 2;
 
     let (inserted, committed) = std::thread::scope(|s| {
-        let b = s.spawn(|| server_b.insert_subjects(std::slice::from_ref(&late)));
+        let b = s.spawn(|| {
+            server_b.insert_subjects(std::slice::from_ref(&late), &mut Journal::default())
+        });
         wait_until("B holds the ring's shared lock", || {
             ring_locks(&url, "ShareLock", true) == 1
         });
-        let a = s.spawn(|| server_a.commit_ring(&change));
+        let a = s.spawn(|| server_a.commit_ring(&mut change.clone()));
         wait_until("A waits for the exclusive lock", || {
             ring_locks(&url, "ExclusiveLock", false) == 1
         });
@@ -330,8 +338,17 @@ fn a_guarded_ring_change_waits_for_subject_writes_in_flight() {
     });
     assert_eq!(inserted.unwrap(), [true]);
     assert_eq!(committed.unwrap(), CommitOutcome::SubjectKeysDepend(1));
-    assert_eq!(server_a.load_ring("r").unwrap().unwrap().ring.generation, 1);
-    assert_eq!(server_a.load_subject("r", "late").unwrap(), Some(late));
+    assert_eq!(
+        server_a
+            .load_ring("r")
+            .unwrap()
+            .rows
+            .unwrap()
+            .ring
+            .generation,
+        1
+    );
+    assert_eq!(server_a.load_subject("r", "late").unwrap().row, Some(late));
 }
 
 /// Two servers (two pools) rotating one ring from the same generation, many rounds: one wins
@@ -347,7 +364,11 @@ fn two_servers_committing_one_ring() {
         })
         .collect();
     let mut rows = two_version_ring();
-    assert!(servers[0].create_ring(&rows).unwrap());
+    assert!(
+        servers[0]
+            .create_ring(&rows, &mut Journal::default())
+            .unwrap()
+    );
     for round in 0..20u8 {
         let barrier = Barrier::new(2);
         let outcomes = std::thread::scope(|s| {
@@ -363,6 +384,7 @@ fn two_servers_committing_one_ring() {
                             VersionState::Active,
                         )],
                         require_no_subject_keys_below: None,
+                        journal: Journal::default(),
                     };
                     change.ring.generation += 1;
                     change.ring.primary_version += 1;
@@ -370,7 +392,7 @@ fn two_servers_committing_one_ring() {
                     let barrier = &barrier;
                     s.spawn(move || {
                         barrier.wait();
-                        (server.commit_ring(&change).unwrap(), change)
+                        (server.commit_ring(&mut change.clone()).unwrap(), change)
                     })
                 })
                 .collect();
@@ -384,7 +406,7 @@ fn two_servers_committing_one_ring() {
             .filter(|(o, _)| *o == CommitOutcome::Committed)
             .collect();
         assert_eq!(winners.len(), 1, "{outcomes:?}");
-        rows = servers[1].load_ring("r").unwrap().unwrap();
+        rows = servers[1].load_ring("r").unwrap().rows.unwrap();
         assert_eq!(rows.ring, winners[0].1.ring);
     }
     assert_eq!(rows.ring.generation, 21);
@@ -563,6 +585,14 @@ fn mfa_state_is_authenticated_and_old_rows_are_adopted_once() {
         &url,
         format!("ALTER TABLE {schema}.custodian_mfa_factor DROP COLUMN state_mac"),
     );
+    // Later versions' tables did not exist yet either.
+    for statement in [
+        "DROP TABLE {s}.custodian_audit_entries, {s}.custodian_audit_hashes, {s}.custodian_ledger",
+        "DROP FUNCTION {s}.custodian_audit_append_only",
+        "DROP INDEX {s}.custodian_subject_keys_tombstones",
+    ] {
+        execute(&url, statement.replace("{s}", &schema));
+    }
     execute(
         &url,
         format!("UPDATE {schema}.custodian_schema SET version = 2"),

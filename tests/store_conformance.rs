@@ -174,9 +174,17 @@ mod postgres {
             .unwrap();
         a.set_min_decryption_version("customers", 2, T0 + 20)
             .unwrap();
-        assert!(a.destroy_version("customers", 1, T0 + 30).unwrap());
-        assert!(!a.destroy_version("customers", 1, T0 + 31).unwrap());
-        let loaded = store.load_ring("customers").unwrap().unwrap();
+        assert!(
+            a.destroy_version("customers", 1, T0 + 30)
+                .unwrap()
+                .newly_destroyed
+        );
+        assert!(
+            !a.destroy_version("customers", 1, T0 + 31)
+                .unwrap()
+                .newly_destroyed
+        );
+        let loaded = store.load_ring("customers").unwrap().rows.unwrap();
         assert_eq!(loaded.versions.len(), 2);
         assert_eq!(
             loaded.versions[0].wrapped_key, None,

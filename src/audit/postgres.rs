@@ -192,13 +192,6 @@ impl HashReader for Prefetched {
 /// everywhere), reads the size and the hashes the append needs, builds, checks and inserts.
 /// Returns the index of the first entry. Outside a transaction the lock would be released at once
 /// and two appends could race.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "for the PostgreSQL key store, to commit a key operation and its audit entry in one transaction"
-    )
-)]
 pub(crate) async fn append_in(
     conn: &mut PgConnection,
     prepared: &mut PreparedAppend,

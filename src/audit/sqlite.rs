@@ -58,13 +58,6 @@ pub(crate) fn create_tables(conn: &Connection) -> rusqlite::Result<()> {
 /// read and the insert. Returns the index of the first entry. Nothing is committed here: the
 /// entries become visible, together with whatever else the transaction wrote, when the caller
 /// commits; if it rolls back, they are gone too.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "for the SQLite key store, to commit a key operation and its audit entry in one transaction"
-    )
-)]
 pub(crate) fn append_in(
     conn: &Connection,
     prepared: &mut PreparedAppend,

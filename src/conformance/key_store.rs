@@ -6,10 +6,11 @@
 //! answers wrongly. Stores only keep rows and compare-and-set them; they never check MACs, so the
 //! rows here carry arbitrary bytes.
 
+use crate::audit::{Action, AuditEntry, AuditEvent};
 use crate::crypto::Suite;
 use crate::keys::store::{
-    ChangeFeed, CommitOutcome, KeyStore, RingChange, RingRecord, RingRows, SubjectRecord,
-    VersionDigest, VersionRecord,
+    ChangeFeed, CommitOutcome, Journal, KeyStore, LedgerRecord, LedgerWrite, RingChange,
+    RingRecord, RingRows, SubjectRecord, VersionDigest, VersionRecord,
 };
 use crate::keys::{KeyError, RotationPolicy, VersionState};
 use std::sync::{Arc, Barrier};
@@ -81,6 +82,15 @@ pub const ALL: &[(&str, Check)] = &[
         "change_feed_positions_and_limits",
         change_feed_positions_and_limits,
     ),
+    (
+        "ledger_is_initialised_once_and_compare_and_set",
+        ledger_is_initialised_once_and_compare_and_set,
+    ),
+    (
+        "audit_entries_commit_with_their_change_only",
+        audit_entries_commit_with_their_change_only,
+    ),
+    ("purge_answers", purge_answers),
 ];
 
 /// Runs every check of [`ALL`] in order; panics naming the check where a store call fails (an
@@ -183,6 +193,7 @@ fn rotation(rows: &RingRows) -> RingChange {
             version(&rows.ring.name, next, VersionState::Active, None),
         ],
         require_no_subject_keys_below: None,
+        journal: Journal::default(),
     }
 }
 
@@ -210,7 +221,7 @@ fn tombstone(row: &SubjectRecord, erased_at: u64) -> SubjectRecord {
 
 fn create(store: &dyn KeyStore, rows: &RingRows) -> Result<(), KeyError> {
     assert!(
-        store.create_ring(rows)?,
+        store.create_ring(rows, &mut Journal::default())?,
         "creating ring `{}` in an empty store",
         rows.ring.name
     );
@@ -218,7 +229,7 @@ fn create(store: &dyn KeyStore, rows: &RingRows) -> Result<(), KeyError> {
 }
 
 fn expect_loaded(store: &dyn KeyStore, expected: &RingRows) -> Result<(), KeyError> {
-    let loaded = store.load_ring(&expected.ring.name)?;
+    let loaded = store.load_ring(&expected.ring.name)?.rows;
     assert_eq!(
         loaded.as_ref(),
         Some(expected),
@@ -280,7 +291,7 @@ pub fn meta_put_if_absent_race_has_one_winner(new_store: NewStore<'_>) -> Result
 /// A ring and its versions come back exactly as written, absent values included.
 pub fn ring_rows_round_trip_exactly(new_store: NewStore<'_>) -> Result<(), KeyError> {
     let store = new_store();
-    assert_eq!(store.load_ring("customers")?, None);
+    assert_eq!(store.load_ring("customers")?.rows, None);
     let mut rows = ring("customers", 7, 3);
     rows.ring.policy = RotationPolicy {
         max_age_secs: Some(86_400),
@@ -296,7 +307,7 @@ pub fn ring_rows_round_trip_exactly(new_store: NewStore<'_>) -> Result<(), KeyEr
     create(store.as_ref(), &rows)?;
     expect_loaded(store.as_ref(), &rows)?;
     assert_eq!(
-        store.load_ring("Customers")?,
+        store.load_ring("Customers")?.rows,
         None,
         "names are case-sensitive"
     );
@@ -320,7 +331,7 @@ pub fn create_ring_twice_is_refused(new_store: NewStore<'_>) -> Result<(), KeyEr
     let rows = ring("orders", 1, 1);
     create(store.as_ref(), &rows)?;
     assert!(
-        !store.create_ring(&ring("orders", 5, 2))?,
+        !store.create_ring(&ring("orders", 5, 2), &mut Journal::default())?,
         "second create of `orders`"
     );
     expect_loaded(store.as_ref(), &rows)?;
@@ -336,7 +347,10 @@ pub fn commit_ring_compares_and_sets_the_generation(
     let rows = ring("orders", 1, 1);
     create(store.as_ref(), &rows)?;
     let change = rotation(&rows);
-    assert_eq!(store.commit_ring(&change)?, CommitOutcome::Committed);
+    assert_eq!(
+        store.commit_ring(&mut change.clone())?,
+        CommitOutcome::Committed
+    );
     let rotated = RingRows {
         ring: change.ring.clone(),
         versions: change.versions.clone(),
@@ -346,13 +360,19 @@ pub fn commit_ring_compares_and_sets_the_generation(
     // The same change again: its expected generation is stale now.
     let mut stale = change.clone();
     stale.ring.mac = [0x11; 32];
-    assert_eq!(store.commit_ring(&stale)?, CommitOutcome::Conflict);
+    assert_eq!(
+        store.commit_ring(&mut stale.clone())?,
+        CommitOutcome::Conflict
+    );
     expect_loaded(store.as_ref(), &rotated)?;
 
     let mut unknown = rotation(&ring("nowhere", 1, 1));
     unknown.ring.name = "nowhere".into();
-    assert_eq!(store.commit_ring(&unknown)?, CommitOutcome::Conflict);
-    assert_eq!(store.load_ring("nowhere")?, None);
+    assert_eq!(
+        store.commit_ring(&mut unknown.clone())?,
+        CommitOutcome::Conflict
+    );
+    assert_eq!(store.load_ring("nowhere")?.rows, None);
 
     // A change that only rewrites existing version rows (no new version).
     let mut usage = rotation(&rotated);
@@ -362,8 +382,11 @@ pub fn commit_ring_compares_and_sets_the_generation(
         *v = version("orders", 2, VersionState::Active, None);
         v.usage_reserved = 1 << 20;
     }
-    assert_eq!(store.commit_ring(&usage)?, CommitOutcome::Committed);
-    let loaded = store.load_ring("orders")?;
+    assert_eq!(
+        store.commit_ring(&mut usage.clone())?,
+        CommitOutcome::Committed
+    );
+    let loaded = store.load_ring("orders")?.rows;
     let loaded = loaded
         .as_ref()
         .map(|r| (r.ring.generation, r.versions.len()));
@@ -391,7 +414,7 @@ pub fn commit_ring_race_has_one_winner(new_store: NewStore<'_>) -> Result<(), Ke
                 let (store, barrier, change) = (&store, &barrier, change.clone());
                 s.spawn(move || {
                     barrier.wait();
-                    store.commit_ring(&change)
+                    store.commit_ring(&mut change.clone())
                 })
             };
             let (ha, hb) = (commit(&a), commit(&b));
@@ -409,6 +432,7 @@ pub fn commit_ring_race_has_one_winner(new_store: NewStore<'_>) -> Result<(), Ke
             ring: winner.ring,
             versions: store
                 .load_ring("race")?
+                .rows
                 .map(|r| r.versions)
                 .unwrap_or_default(),
         };
@@ -436,21 +460,24 @@ pub fn guarded_commit_refuses_while_subject_keys_depend(
     let b = subject("r", "b", 1, 2, 2);
     let erased = subject("r", "c", 1, 1, 3);
     let elsewhere = subject("other", "a", 1, 1, 4);
-    let inserted = store.insert_subjects(&[a.clone(), b.clone(), erased.clone(), elsewhere])?;
+    let inserted = store.insert_subjects(
+        &[a.clone(), b.clone(), erased.clone(), elsewhere],
+        &mut Journal::default(),
+    )?;
     assert_eq!(inserted, [true; 4]);
-    assert!(store.erase_subject(&tombstone(&erased, 1_700_001_000))?);
+    assert!(store.erase_subject(&tombstone(&erased, 1_700_001_000), &mut Journal::default())?);
 
     let mut change = rotation(&rows);
     change.versions.clear();
     change.ring.primary_version = 3;
     change.require_no_subject_keys_below = Some(2);
     assert_eq!(
-        store.commit_ring(&change)?,
+        store.commit_ring(&mut change.clone())?,
         CommitOutcome::SubjectKeysDepend(1)
     );
     change.require_no_subject_keys_below = Some(3);
     assert_eq!(
-        store.commit_ring(&change)?,
+        store.commit_ring(&mut change.clone())?,
         CommitOutcome::SubjectKeysDepend(2)
     );
     expect_loaded(store.as_ref(), &rows)?;
@@ -459,12 +486,15 @@ pub fn guarded_commit_refuses_while_subject_keys_depend(
     a3.wrapped_by = 3;
     assert_eq!(store.rewrap_subjects(&[(a3, 1)])?, [true]);
     assert_eq!(
-        store.commit_ring(&change)?,
+        store.commit_ring(&mut change.clone())?,
         CommitOutcome::SubjectKeysDepend(1)
     );
     change.require_no_subject_keys_below = Some(2);
-    assert_eq!(store.commit_ring(&change)?, CommitOutcome::Committed);
-    let generation = store.load_ring("r")?.map(|r| r.ring.generation);
+    assert_eq!(
+        store.commit_ring(&mut change.clone())?,
+        CommitOutcome::Committed
+    );
+    let generation = store.load_ring("r")?.rows.map(|r| r.ring.generation);
     assert_eq!(generation, Some(2));
     Ok(())
 }
@@ -473,11 +503,14 @@ pub fn guarded_commit_refuses_while_subject_keys_depend(
 pub fn insert_subjects_reports_existing_rows(new_store: NewStore<'_>) -> Result<(), KeyError> {
     let store = new_store();
     create(store.as_ref(), &ring("r", 1, 1))?;
-    assert_eq!(store.insert_subjects(&[])?, Vec::<bool>::new());
+    assert_eq!(
+        store.insert_subjects(&[], &mut Journal::default())?,
+        Vec::<bool>::new()
+    );
     let a = subject("r", "a", 1, 1, 1);
     let b = subject("r", "b", 1, 1, 2);
     assert_eq!(
-        store.insert_subjects(&[a.clone(), b.clone()])?,
+        store.insert_subjects(&[a.clone(), b.clone()], &mut Journal::default())?,
         [true, true]
     );
 
@@ -485,18 +518,21 @@ pub fn insert_subjects_reports_existing_rows(new_store: NewStore<'_>) -> Result<
     let c = subject("r", "c", 1, 1, 3);
     let a2 = subject("r", "a", 2, 1, 4);
     assert_eq!(
-        store.insert_subjects(&[a_again, c.clone(), a2.clone()])?,
+        store.insert_subjects(&[a_again, c.clone(), a2.clone()], &mut Journal::default())?,
         [false, true, true]
     );
     assert_eq!(store.subject_history("r", "a")?, [a, a2]);
-    assert_eq!(store.load_subject("r", "c")?, Some(c));
+    assert_eq!(store.load_subject("r", "c")?.row, Some(c));
 
     // Two rows with one key in one call: the first is inserted, the second reported existing.
     let d = subject("r", "d", 1, 1, 5);
     let d_dup = subject("r", "d", 1, 1, 6);
-    assert_eq!(store.insert_subjects(&[d.clone(), d_dup])?, [true, false]);
-    assert_eq!(store.load_subject("r", "d")?, Some(d));
-    assert_eq!(store.load_subject("r", "b")?, Some(b));
+    assert_eq!(
+        store.insert_subjects(&[d.clone(), d_dup], &mut Journal::default())?,
+        [true, false]
+    );
+    assert_eq!(store.load_subject("r", "d")?.row, Some(d));
+    assert_eq!(store.load_subject("r", "b")?.row, Some(b));
     Ok(())
 }
 
@@ -521,7 +557,7 @@ pub fn concurrent_inserts_of_one_subject_key_have_one_winner(
                     let (store, barrier, row) = (&store, &barrier, row.clone());
                     s.spawn(move || {
                         barrier.wait();
-                        store.insert_subjects(&[row])
+                        store.insert_subjects(&[row], &mut Journal::default())
                     })
                 })
                 .collect();
@@ -536,7 +572,7 @@ pub fn concurrent_inserts_of_one_subject_key_have_one_winner(
             .collect();
         assert_eq!(winners.len(), 1, "inserted flags {results:?}");
         assert_eq!(
-            store.load_subject("r", &name)?.as_ref(),
+            store.load_subject("r", &name)?.row.as_ref(),
             winners.first().copied()
         );
     }
@@ -551,7 +587,7 @@ pub fn subject_generations_newest_and_history_order(
     let store = new_store();
     create(store.as_ref(), &ring("r", 1, 1))?;
     create(store.as_ref(), &ring("s", 1, 1))?;
-    assert_eq!(store.load_subject("r", "a")?, None);
+    assert_eq!(store.load_subject("r", "a")?.row, None);
     assert!(store.subject_history("r", "a")?.is_empty());
     let g1 = tombstone(&subject("r", "a", 1, 1, 1), 1_700_000_900);
     let g2 = tombstone(&subject("r", "a", 2, 1, 2), 1_700_000_901);
@@ -563,10 +599,10 @@ pub fn subject_generations_newest_and_history_order(
         subject("r", "ab", 12, 1, 8),
         subject("r", "A", 13, 1, 9),
     ];
-    store.insert_subjects(&[g3.clone(), g1.clone()])?;
-    store.insert_subjects(&others)?;
-    store.insert_subjects(&[g10.clone(), g2.clone()])?;
-    assert_eq!(store.load_subject("r", "a")?, Some(g10.clone()));
+    store.insert_subjects(&[g3.clone(), g1.clone()], &mut Journal::default())?;
+    store.insert_subjects(&others, &mut Journal::default())?;
+    store.insert_subjects(&[g10.clone(), g2.clone()], &mut Journal::default())?;
+    assert_eq!(store.load_subject("r", "a")?.row, Some(g10.clone()));
     assert_eq!(store.subject_history("r", "a")?, [g1, g2, g3, g10]);
     assert_eq!(store.subject_history("s", "a")?.len(), 1);
     Ok(())
@@ -582,8 +618,8 @@ pub fn rewrap_only_rows_still_wrapped_by_the_expected_version(
     let a = subject("r", "a", 1, 1, 1);
     let b = subject("r", "b", 1, 1, 2);
     let c = subject("r", "c", 1, 1, 3);
-    store.insert_subjects(&[a.clone(), b.clone(), c.clone()])?;
-    assert!(store.erase_subject(&tombstone(&c, 1_700_002_000))?);
+    store.insert_subjects(&[a.clone(), b.clone(), c.clone()], &mut Journal::default())?;
+    assert!(store.erase_subject(&tombstone(&c, 1_700_002_000), &mut Journal::default())?);
     let rewrapped = |row: &SubjectRecord, to: u32| SubjectRecord {
         wrapped_by: to,
         wrapped_key: Some(vec![0x40 + to as u8; 60]),
@@ -602,18 +638,18 @@ pub fn rewrap_only_rows_still_wrapped_by_the_expected_version(
         ])?,
         [true, false, false, false]
     );
-    assert_eq!(store.load_subject("r", "a")?, Some(a2.clone()));
-    assert_eq!(store.load_subject("r", "b")?, Some(b));
+    assert_eq!(store.load_subject("r", "a")?.row, Some(a2.clone()));
+    assert_eq!(store.load_subject("r", "b")?.row, Some(b));
     assert_eq!(
-        store.load_subject("r", "c")?.map(|r| r.is_live()),
+        store.load_subject("r", "c")?.row.map(|r| r.is_live()),
         Some(false)
     );
-    assert_eq!(store.load_subject("r", "missing")?, None);
+    assert_eq!(store.load_subject("r", "missing")?.row, None);
     // Rewrapped again from the version it now has; the stale expectation fails.
     assert_eq!(store.rewrap_subjects(&[(rewrapped(&a, 3), 1)])?, [false]);
     let a3 = rewrapped(&a, 3);
     assert_eq!(store.rewrap_subjects(&[(a3.clone(), 2)])?, [true]);
-    assert_eq!(store.load_subject("r", "a")?, Some(a3));
+    assert_eq!(store.load_subject("r", "a")?.row, Some(a3));
     Ok(())
 }
 
@@ -623,22 +659,28 @@ pub fn erase_only_live_rows(new_store: NewStore<'_>) -> Result<(), KeyError> {
     create(store.as_ref(), &ring("r", 1, 1))?;
     let a = subject("r", "a", 1, 1, 1);
     let a2 = subject("r", "a", 2, 1, 2);
-    store.insert_subjects(std::slice::from_ref(&a))?;
+    store.insert_subjects(std::slice::from_ref(&a), &mut Journal::default())?;
     assert!(
-        !store.erase_subject(&tombstone(&a2, 1_700_003_000))?,
+        !store.erase_subject(&tombstone(&a2, 1_700_003_000), &mut Journal::default())?,
         "no such generation"
     );
     let dead = tombstone(&a, 1_700_003_000);
-    assert!(store.erase_subject(&dead)?);
-    assert_eq!(store.load_subject("r", "a")?, Some(dead.clone()));
+    assert!(store.erase_subject(&dead, &mut Journal::default())?);
+    assert_eq!(store.load_subject("r", "a")?.row, Some(dead.clone()));
     let mut later = tombstone(&a, 1_700_004_000);
     later.mac = [0x77; 32];
-    assert!(!store.erase_subject(&later)?, "erased already");
-    assert_eq!(store.load_subject("r", "a")?, Some(dead.clone()));
+    assert!(
+        !store.erase_subject(&later, &mut Journal::default())?,
+        "erased already"
+    );
+    assert_eq!(store.load_subject("r", "a")?.row, Some(dead.clone()));
     // A tombstone for a subject that never had a key is written with insert_subjects.
     let never = tombstone(&subject("r", "never", 1, 0, 0), 1_700_005_000);
-    assert_eq!(store.insert_subjects(std::slice::from_ref(&never))?, [true]);
-    assert!(!store.erase_subject(&never)?);
+    assert_eq!(
+        store.insert_subjects(std::slice::from_ref(&never), &mut Journal::default())?,
+        [true]
+    );
+    assert!(!store.erase_subject(&never, &mut Journal::default())?);
     assert_eq!(store.subject_history("r", "never")?, [never]);
     Ok(())
 }
@@ -658,15 +700,18 @@ pub fn subjects_wrapped_below_filters_orders_and_limits(
     let current = subject("r", "c", 1, 3, 5);
     let d1 = subject("r", "d", 1, 1, 6);
     let elsewhere = subject("s", "a", 1, 1, 7);
-    store.insert_subjects(&[
-        b1.clone(),
-        a2.clone(),
-        a1,
-        upper.clone(),
-        current,
-        d1.clone(),
-        elsewhere,
-    ])?;
+    store.insert_subjects(
+        &[
+            b1.clone(),
+            a2.clone(),
+            a1,
+            upper.clone(),
+            current,
+            d1.clone(),
+            elsewhere,
+        ],
+        &mut Journal::default(),
+    )?;
     let all = [upper.clone(), a2.clone(), b1.clone(), d1.clone()];
     assert_eq!(store.subjects_wrapped_below("r", 3, 100)?, all);
     assert_eq!(store.subjects_wrapped_below("r", 3, 2)?, [upper, a2]);
@@ -704,21 +749,21 @@ pub fn big_integers_are_refused_or_kept_exactly(new_store: NewStore<'_>) -> Resu
         ..subject("edge", "s", max, u32::MAX, 1)
     };
     assert_eq!(
-        store.insert_subjects(std::slice::from_ref(&edge_subject))?,
+        store.insert_subjects(std::slice::from_ref(&edge_subject), &mut Journal::default())?,
         [true]
     );
-    assert_eq!(store.load_subject("edge", "s")?, Some(edge_subject));
+    assert_eq!(store.load_subject("edge", "s")?.row, Some(edge_subject));
 
     // A ring whose generation does not fit.
     let huge = ring("huge", u64::MAX, 1);
-    match store.create_ring(&huge) {
+    match store.create_ring(&huge, &mut Journal::default()) {
         Ok(created) => {
             assert!(created);
             expect_loaded(store.as_ref(), &huge)?;
         }
         Err(_) => {
             assert_eq!(
-                store.load_ring("huge")?,
+                store.load_ring("huge")?.rows,
                 None,
                 "a refused ring must not be stored"
             );
@@ -733,7 +778,7 @@ pub fn big_integers_are_refused_or_kept_exactly(new_store: NewStore<'_>) -> Resu
     if let Some(v) = change.versions.last_mut() {
         v.usage_reserved = u64::MAX;
     }
-    match store.commit_ring(&change) {
+    match store.commit_ring(&mut change.clone()) {
         Ok(outcome) => {
             assert_eq!(outcome, CommitOutcome::Committed);
             let expected = RingRows {
@@ -749,19 +794,19 @@ pub fn big_integers_are_refused_or_kept_exactly(new_store: NewStore<'_>) -> Resu
     let fine = subject("r", "fine", 1, 1, 1);
     let mut too_big = subject("r", "too-big", 1, 1, 2);
     too_big.created_at = u64::MAX;
-    match store.insert_subjects(&[fine.clone(), too_big.clone()]) {
+    match store.insert_subjects(&[fine.clone(), too_big.clone()], &mut Journal::default()) {
         Ok(inserted) => {
             assert_eq!(inserted, [true, true]);
-            assert_eq!(store.load_subject("r", "too-big")?, Some(too_big));
-            assert_eq!(store.load_subject("r", "fine")?, Some(fine));
+            assert_eq!(store.load_subject("r", "too-big")?.row, Some(too_big));
+            assert_eq!(store.load_subject("r", "fine")?.row, Some(fine));
         }
         Err(_) => {
             assert_eq!(
-                store.load_subject("r", "fine")?,
+                store.load_subject("r", "fine")?.row,
                 None,
                 "a refused batch must write nothing"
             );
-            assert_eq!(store.load_subject("r", "too-big")?, None);
+            assert_eq!(store.load_subject("r", "too-big")?.row, None);
         }
     }
     Ok(())
@@ -789,7 +834,10 @@ pub fn change_feed_announces_ring_changes_erasures_and_recreations(
     let rows = ring("r", 1, 1);
     create(store.as_ref(), &rows)?;
     let a1 = subject("r", "a", 1, 1, 1);
-    assert_eq!(store.insert_subjects(std::slice::from_ref(&a1))?, [true]);
+    assert_eq!(
+        store.insert_subjects(std::slice::from_ref(&a1), &mut Journal::default())?,
+        [true]
+    );
     assert_eq!(
         store.changes_since(0, 100)?,
         empty,
@@ -797,14 +845,26 @@ pub fn change_feed_announces_ring_changes_erasures_and_recreations(
     );
 
     let change = rotation(&rows);
-    assert_eq!(store.commit_ring(&change)?, CommitOutcome::Committed);
-    assert_eq!(store.commit_ring(&change)?, CommitOutcome::Conflict);
-    assert!(store.erase_subject(&tombstone(&a1, 1_700_007_000))?);
-    assert!(!store.erase_subject(&tombstone(&a1, 1_700_007_001))?);
+    assert_eq!(
+        store.commit_ring(&mut change.clone())?,
+        CommitOutcome::Committed
+    );
+    assert_eq!(
+        store.commit_ring(&mut change.clone())?,
+        CommitOutcome::Conflict
+    );
+    assert!(store.erase_subject(&tombstone(&a1, 1_700_007_000), &mut Journal::default())?);
+    assert!(!store.erase_subject(&tombstone(&a1, 1_700_007_001), &mut Journal::default())?);
     let a2 = subject("r", "a", 2, 2, 2);
     let never = tombstone(&subject("r", "never", 1, 0, 0), 1_700_007_002);
-    assert_eq!(store.insert_subjects(&[a2.clone(), never])?, [true, true]);
-    assert_eq!(store.insert_subjects(&[a2])?, [false]);
+    assert_eq!(
+        store.insert_subjects(&[a2.clone(), never], &mut Journal::default())?,
+        [true, true]
+    );
+    assert_eq!(
+        store.insert_subjects(&[a2], &mut Journal::default())?,
+        [false]
+    );
 
     let feed = store.changes_since(0, 100)?;
     assert!(feed.complete);
@@ -832,7 +892,10 @@ pub fn change_feed_positions_and_limits(new_store: NewStore<'_>) -> Result<(), K
     create(store.as_ref(), &rows)?;
     for _ in 0..4 {
         let change = rotation(&rows);
-        assert_eq!(store.commit_ring(&change)?, CommitOutcome::Committed);
+        assert_eq!(
+            store.commit_ring(&mut change.clone())?,
+            CommitOutcome::Committed
+        );
         rows = RingRows {
             ring: change.ring,
             versions: change.versions,
@@ -866,5 +929,204 @@ pub fn change_feed_positions_and_limits(new_store: NewStore<'_>) -> Result<(), K
     assert!(!short.complete, "four entries do not fit a limit of three");
     assert!(short.changes.is_empty());
     assert_eq!(short.latest, latest);
+    Ok(())
+}
+
+fn ledger(counter: u64, erasures: u64, rings: &[(&str, u64)]) -> LedgerRecord {
+    LedgerRecord {
+        counter,
+        erasures,
+        rings: rings.iter().map(|(n, g)| ((*n).to_owned(), *g)).collect(),
+        mac: [counter as u8; 32],
+    }
+}
+
+fn ledger_journal(expected: u64, next: LedgerRecord) -> Journal {
+    Journal {
+        ledger: Some(LedgerWrite {
+            expected_counter: Some(expected),
+            record: next,
+        }),
+        ..Journal::default()
+    }
+}
+
+/// `init_ledger` writes the ledger, the new meta value and retires the old one, once; every
+/// journaled change then writes the ledger only from the expected counter, or nothing at all
+/// ([`KeyError::LedgerMoved`]). Reads return the ledger with the number of tombstones.
+pub fn ledger_is_initialised_once_and_compare_and_set(
+    new_store: NewStore<'_>,
+) -> Result<(), KeyError> {
+    let store = new_store();
+    let view = store.load_ledger()?;
+    assert_eq!((view.ledger, view.tombstones), (None, 0), "a new store");
+    store.put_meta_if_absent("old_key", b"old")?;
+    let first = ledger(1, 0, &[]);
+    assert!(store.init_ledger(&first, ("new_key", b"new"), "old_key")?);
+    assert_eq!(store.get_meta("new_key")?.as_deref(), Some(&b"new"[..]));
+    assert_eq!(
+        store.get_meta("old_key")?,
+        None,
+        "the retired key is deleted"
+    );
+    assert!(
+        !store.init_ledger(&ledger(9, 9, &[]), ("new_key", b"other"), "old_key")?,
+        "a second initialisation is refused"
+    );
+    assert_eq!(store.get_meta("new_key")?.as_deref(), Some(&b"new"[..]));
+    assert_eq!(store.load_ledger()?.ledger, Some(first.clone()));
+
+    let rows = ring("r", 1, 1);
+    let second = ledger(2, 0, &[("r", 1)]);
+    assert!(store.create_ring(&rows, &mut ledger_journal(1, second.clone()))?);
+    let view = store.load_ring("r")?;
+    assert_eq!(
+        view.ledger.ledger,
+        Some(second.clone()),
+        "read with the ring"
+    );
+
+    // A stale ledger: nothing of the change is written.
+    let a = subject("r", "a", 1, 1, 1);
+    store.insert_subjects(std::slice::from_ref(&a), &mut Journal::default())?;
+    let feed_before = store.changes_since(0, 100)?;
+    match store.erase_subject(
+        &tombstone(&a, 1_700_008_000),
+        &mut ledger_journal(1, ledger(2, 1, &[("r", 1)])),
+    ) {
+        Err(KeyError::LedgerMoved) => {}
+        other => panic!("an erasure from a stale ledger must be refused, got {other:?}"),
+    }
+    assert_eq!(
+        store.load_subject("r", "a")?.row,
+        Some(a.clone()),
+        "still live"
+    );
+    assert_eq!(
+        store.changes_since(0, 100)?,
+        feed_before,
+        "nothing announced"
+    );
+    let mut stale = rotation(&rows);
+    stale.journal = ledger_journal(1, ledger(3, 0, &[("r", 2)]));
+    match store.commit_ring(&mut stale) {
+        Err(KeyError::LedgerMoved) => {}
+        other => panic!("a ring change from a stale ledger must be refused, got {other:?}"),
+    }
+    assert_eq!(
+        store.load_ring("r")?.rows,
+        Some(rows.clone()),
+        "ring unchanged"
+    );
+
+    // The current ledger: the erasure and the ledger commit together.
+    let third = ledger(3, 1, &[("r", 1)]);
+    assert!(store.erase_subject(
+        &tombstone(&a, 1_700_008_000),
+        &mut ledger_journal(2, third.clone())
+    )?);
+    let view = store.load_subject("r", "a")?;
+    assert_eq!(view.ledger.ledger, Some(third));
+    assert_eq!(view.ledger.tombstones, 1, "the tombstone is counted");
+    let never = tombstone(&subject("r", "never", 1, 0, 0), 1_700_008_001);
+    assert_eq!(
+        store.insert_subjects(
+            std::slice::from_ref(&never),
+            &mut ledger_journal(3, ledger(4, 2, &[("r", 1)]))
+        )?,
+        [true]
+    );
+    assert_eq!(store.load_ledger()?.tombstones, 2);
+    Ok(())
+}
+
+fn event(subject: &str) -> AuditEvent {
+    AuditEvent::new(1_700_009_000, "conformance", Action::SubjectCreated, "r").with_subject(subject)
+}
+
+fn audit_subjects(store: &dyn KeyStore) -> Vec<Option<String>> {
+    let size = store.tree_size().unwrap_or(0);
+    store
+        .read_entries(0, size)
+        .unwrap_or_default()
+        .iter()
+        .map(|bytes| AuditEntry::decode(bytes).map(|e| e.event.subject))
+        .collect::<Result<_, _>>()
+        .unwrap_or_default()
+}
+
+/// Audit events of a journal are appended in the transaction of the change: for inserted rows
+/// only, never for a refused change, and at the indexes the journal reports.
+pub fn audit_entries_commit_with_their_change_only(
+    new_store: NewStore<'_>,
+) -> Result<(), KeyError> {
+    let store = new_store();
+    let rows = ring("r", 1, 1);
+    create(store.as_ref(), &rows)?;
+    let a = subject("r", "a", 1, 1, 1);
+    store.insert_subjects(std::slice::from_ref(&a), &mut Journal::default())?;
+    assert_eq!(store.tree_size()?, 0, "an empty journal appends nothing");
+
+    let b = subject("r", "b", 1, 1, 2);
+    let c = subject("r", "c", 1, 1, 3);
+    let mut journal = Journal {
+        audit: vec![event("a"), event("b"), event("c")],
+        ..Journal::default()
+    };
+    assert_eq!(
+        store.insert_subjects(&[a.clone(), b, c], &mut journal)?,
+        [false, true, true]
+    );
+    assert_eq!(journal.appended, 0..2, "two rows inserted, two entries");
+    assert_eq!(
+        audit_subjects(store.as_ref()),
+        [Some("b".to_owned()), Some("c".to_owned())],
+        "the skipped row's event is not appended"
+    );
+
+    let mut stale = rotation(&rows);
+    stale.expected_generation = 7;
+    stale.journal.audit = vec![event("rotation")];
+    assert_eq!(store.commit_ring(&mut stale)?, CommitOutcome::Conflict);
+    let mut erased = Journal {
+        audit: vec![event("a")],
+        ..Journal::default()
+    };
+    let not_live = tombstone(&subject("r", "zz", 1, 1, 1), 1_700_009_001);
+    assert!(!store.erase_subject(&not_live, &mut erased)?);
+    assert_eq!(store.tree_size()?, 2, "refused changes append nothing");
+
+    let mut rotate = rotation(&rows);
+    rotate.journal.audit = vec![event("rotation")];
+    assert_eq!(store.commit_ring(&mut rotate)?, CommitOutcome::Committed);
+    assert_eq!(rotate.journal.appended, 2..3);
+    let mut erase = Journal {
+        audit: vec![event("a")],
+        ..Journal::default()
+    };
+    assert!(store.erase_subject(&tombstone(&a, 1_700_009_002), &mut erase)?);
+    assert_eq!(erase.appended, 3..4);
+    assert_eq!(store.tree_size()?, 4);
+    Ok(())
+}
+
+/// `purge` answers without error after an erasure and leaves the rows as they were. Whether it
+/// can confirm is the backend's property (SQLite confirms when no reader holds an older
+/// snapshot, tested in tests/erasure_integrity.rs; PostgreSQL never can): a store that cannot
+/// must answer `false`, never claim a purge it cannot check.
+pub fn purge_answers(new_store: NewStore<'_>) -> Result<(), KeyError> {
+    let store = new_store();
+    let rows = ring("r", 1, 1);
+    create(store.as_ref(), &rows)?;
+    let a = subject("r", "a", 1, 1, 1);
+    store.insert_subjects(std::slice::from_ref(&a), &mut Journal::default())?;
+    let dead = tombstone(&a, 1_700_010_000);
+    assert!(store.erase_subject(&dead, &mut Journal::default())?);
+    store.purge(std::time::Duration::from_secs(1))?;
+    assert_eq!(
+        store.load_subject("r", "a")?.row,
+        Some(dead),
+        "rows unchanged"
+    );
     Ok(())
 }

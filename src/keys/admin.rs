@@ -3,11 +3,13 @@
 //! on freshly loaded rows, seal the MACs, commit with compare-and-set, re-plan on conflict.
 
 use super::KeyError;
-use super::manager::{KeyManager, Rotation};
+use super::ledger::ring_change_events;
+use super::manager::{Destruction, KeyManager, Rotation};
 use super::ring::{self, RingInfo, RotationPolicy};
 use super::state::{Plan, RingHandle, broadcast, current, expire, lock};
-use super::store::{CommitOutcome, RingChange, RingRows};
+use super::store::{CommitOutcome, Journal, RingChange, RingRows};
 use super::subject::{random_key, unwrap_subject_key, wrap_subject_key};
+use crate::audit::{Action, AuditEvent};
 use crate::crypto::Suite;
 use crate::envelope::{Kek, KeyId};
 
@@ -28,10 +30,26 @@ impl KeyManager {
             .wrap(ring::version_wrap_aad(name, 1, suite).bytes(), &key)?;
         let mut rows = ring::new_ring(name, suite, policy, wrapped, now);
         self.seal_rows(&mut rows);
-        if !self.store.create_ring(&rows)? {
-            return Err(KeyError::RingExists(name.to_owned()));
+        for _ in 0..self.options.max_conflict_retries.max(1) {
+            let ledger = self.current_ledger()?;
+            let mut journal = Journal {
+                ledger: Some(self.next_ledger(&ledger, 0, Some((name, rows.ring.generation)))),
+                audit: vec![AuditEvent::new(
+                    now,
+                    &self.options.actor,
+                    Action::KeyRingCreated,
+                    name,
+                )],
+                ..Journal::default()
+            };
+            match self.store.create_ring(&rows, &mut journal) {
+                Ok(true) => return Ok(RingInfo::from_rows(&rows)),
+                Ok(false) => return Err(KeyError::RingExists(name.to_owned())),
+                Err(KeyError::LedgerMoved) => continue,
+                Err(e) => return Err(e),
+            }
         }
-        Ok(RingInfo::from_rows(&rows))
+        Err(KeyError::Conflict(format!("creation of key ring `{name}`")))
     }
 
     /// Creates the ring unless it exists; returns it either way (an existing ring keeps its
@@ -164,15 +182,24 @@ impl KeyManager {
     }
 
     /// Irreversibly deletes the material of `version`, which must be below
-    /// `min_decryption_version`. Data still under it can never be opened again. Returns false if it
-    /// was already destroyed.
-    pub fn destroy_version(&self, ring: &str, version: u32, now: u64) -> Result<bool, KeyError> {
+    /// `min_decryption_version`. Data still under it can never be opened again. The result says
+    /// whether this call destroyed it (false: it already was) and whether the material is
+    /// confirmed gone from the store's files ([`KeyManager::purge`] confirms it later if not).
+    pub fn destroy_version(
+        &self,
+        ring: &str,
+        version: u32,
+        now: u64,
+    ) -> Result<Destruction, KeyError> {
         let handle = self.handle(ring);
         let destroyed = self.modify_guarded(&handle, now, version.saturating_add(1), |rows| {
             ring::destroy_version(rows, version)
         })?;
         broadcast(&self.store_id, ring, expire);
-        Ok(destroyed.is_some())
+        Ok(Destruction {
+            newly_destroyed: destroyed.is_some(),
+            purged: self.store.purge(std::time::Duration::from_millis(500))?,
+        })
     }
 
     /// Replaces the rotation policy.
@@ -293,13 +320,27 @@ impl KeyManager {
                 .filter(|v| !rows.versions.contains(v))
                 .cloned()
                 .collect();
-            let change = RingChange {
+            let ledger = self.current_ledger()?;
+            let mut change = RingChange {
                 expected_generation: rows.ring.generation,
                 ring: next.ring.clone(),
                 versions: changed,
                 require_no_subject_keys_below: guard,
+                journal: Journal {
+                    ledger: Some(self.next_ledger(
+                        &ledger,
+                        0,
+                        Some((&handle.name, next.ring.generation)),
+                    )),
+                    audit: ring_change_events(&rows, &next, &self.options.actor, now),
+                    ..Journal::default()
+                },
             };
-            match self.store.commit_ring(&change)? {
+            let outcome = match self.store.commit_ring(&mut change) {
+                Err(KeyError::LedgerMoved) => CommitOutcome::Conflict,
+                other => other?,
+            };
+            match outcome {
                 CommitOutcome::Committed => {
                     self.install(handle, next.clone(), now, None)?;
                     return Ok(Some(next));

@@ -133,6 +133,14 @@ pub enum KeyError {
         /// Newest version this build knows.
         supported: u32,
     },
+    /// The store's ledger changed after the change was computed (another writer committed first);
+    /// the store wrote nothing. Stores return it; the manager reloads and retries.
+    #[error("the key store's ledger moved on; reload and retry")]
+    LedgerMoved,
+    /// The audit entry of a key operation could not be built or written; the operation was not
+    /// committed either.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     /// The random number generator failed (`crypto::fill_random`).
     #[error("random number generator failed")]
     Random,

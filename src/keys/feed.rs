@@ -47,6 +47,7 @@ struct Parts {
     store_id: [u8; 32],
     options: ManagerOptions,
     feed_position: Arc<AtomicU64>,
+    ledger_seen: Arc<AtomicU64>,
 }
 
 static FOLLOWERS: Mutex<Vec<Follower>> = Mutex::new(Vec::new());
@@ -68,6 +69,7 @@ pub(super) fn follow(manager: &KeyManager) {
             store_id: manager.store_id,
             options: manager.options.clone(),
             feed_position: Arc::clone(&manager.feed_position),
+            ledger_seen: Arc::clone(&manager.ledger_seen),
         },
         interval,
         next_poll: Instant::now() + interval,
@@ -114,6 +116,7 @@ impl KeyManager {
             store_id,
             options,
             feed_position,
+            ledger_seen,
         } = parts;
         Self {
             store,
@@ -123,6 +126,7 @@ impl KeyManager {
             options,
             rings,
             feed_position,
+            ledger_seen,
         }
     }
 

@@ -91,6 +91,19 @@ impl Integrity {
         Self { key }
     }
 
+    /// The key itself, to wrap it again (the ledger migration re-wraps it under a new label).
+    pub(crate) fn key(&self) -> &SecretKey {
+        &self.key
+    }
+
+    pub(crate) fn mac_of(&self, input: &Encoder) -> [u8; MAC_LEN] {
+        self.mac(input)
+    }
+
+    pub(crate) fn mac_eq(&self, a: &[u8; MAC_LEN], b: &[u8; MAC_LEN]) -> bool {
+        ct_eq(a, b)
+    }
+
     fn mac(&self, input: &Encoder) -> [u8; MAC_LEN] {
         let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(self.key.expose_secret()) {
             Ok(mac) => mac,

@@ -11,7 +11,11 @@
 
 use super::KeyError;
 use super::root::RootKeyProvider;
-use super::store::{ChangeFeed, CommitOutcome, KeyStore, RingChange, RingRows, SubjectRecord};
+use super::store::{
+    ChangeFeed, CommitOutcome, Journal, KeyStore, LedgerRecord, LedgerView, RingChange, RingRows,
+    RingView, SubjectRecord, SubjectView,
+};
+use crate::audit::{AuditError, AuditStore, BuildAppend, Hash};
 use crate::secret::SecretKey;
 use core::fmt;
 use std::cell::Cell;
@@ -56,23 +60,36 @@ impl KeyStore for GuardedStore {
         allowed()?;
         self.0.put_meta_if_absent(key, value)
     }
+    fn load_ledger(&self) -> Result<LedgerView, KeyError> {
+        allowed()?;
+        self.0.load_ledger()
+    }
+    fn init_ledger(
+        &self,
+        ledger: &LedgerRecord,
+        meta: (&str, &[u8]),
+        retire: &str,
+    ) -> Result<bool, KeyError> {
+        allowed()?;
+        self.0.init_ledger(ledger, meta, retire)
+    }
     fn ring_names(&self) -> Result<Vec<String>, KeyError> {
         allowed()?;
         self.0.ring_names()
     }
-    fn load_ring(&self, name: &str) -> Result<Option<RingRows>, KeyError> {
+    fn load_ring(&self, name: &str) -> Result<RingView, KeyError> {
         allowed()?;
         self.0.load_ring(name)
     }
-    fn create_ring(&self, rows: &RingRows) -> Result<bool, KeyError> {
+    fn create_ring(&self, rows: &RingRows, journal: &mut Journal) -> Result<bool, KeyError> {
         allowed()?;
-        self.0.create_ring(rows)
+        self.0.create_ring(rows, journal)
     }
-    fn commit_ring(&self, change: &RingChange) -> Result<CommitOutcome, KeyError> {
+    fn commit_ring(&self, change: &mut RingChange) -> Result<CommitOutcome, KeyError> {
         allowed()?;
         self.0.commit_ring(change)
     }
-    fn load_subject(&self, ring: &str, subject: &str) -> Result<Option<SubjectRecord>, KeyError> {
+    fn load_subject(&self, ring: &str, subject: &str) -> Result<SubjectView, KeyError> {
         allowed()?;
         self.0.load_subject(ring, subject)
     }
@@ -80,17 +97,29 @@ impl KeyStore for GuardedStore {
         allowed()?;
         self.0.subject_history(ring, subject)
     }
-    fn insert_subjects(&self, rows: &[SubjectRecord]) -> Result<Vec<bool>, KeyError> {
+    fn insert_subjects(
+        &self,
+        rows: &[SubjectRecord],
+        journal: &mut Journal,
+    ) -> Result<Vec<bool>, KeyError> {
         allowed()?;
-        self.0.insert_subjects(rows)
+        self.0.insert_subjects(rows, journal)
     }
     fn rewrap_subjects(&self, rows: &[(SubjectRecord, u32)]) -> Result<Vec<bool>, KeyError> {
         allowed()?;
         self.0.rewrap_subjects(rows)
     }
-    fn erase_subject(&self, tombstone: &SubjectRecord) -> Result<bool, KeyError> {
+    fn erase_subject(
+        &self,
+        tombstone: &SubjectRecord,
+        journal: &mut Journal,
+    ) -> Result<bool, KeyError> {
         allowed()?;
-        self.0.erase_subject(tombstone)
+        self.0.erase_subject(tombstone, journal)
+    }
+    fn purge(&self, wait: std::time::Duration) -> Result<bool, KeyError> {
+        allowed()?;
+        self.0.purge(wait)
     }
     fn subjects_wrapped_below(
         &self,
@@ -104,6 +133,32 @@ impl KeyStore for GuardedStore {
     fn changes_since(&self, after: u64, limit: usize) -> Result<ChangeFeed, KeyError> {
         allowed()?;
         self.0.changes_since(after, limit)
+    }
+}
+
+fn audit_allowed() -> Result<(), AuditError> {
+    allowed().map_err(|_| AuditError::Store {
+        message: "the audit log needs the key store; run this on the blocking pool".into(),
+        source: None,
+    })
+}
+
+impl AuditStore for GuardedStore {
+    fn tree_size(&self) -> Result<u64, AuditError> {
+        audit_allowed()?;
+        self.0.tree_size()
+    }
+    fn append(&self, build: &mut BuildAppend<'_>) -> Result<u64, AuditError> {
+        audit_allowed()?;
+        self.0.append(build)
+    }
+    fn read_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, AuditError> {
+        audit_allowed()?;
+        self.0.read_entries(start, end)
+    }
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, AuditError> {
+        audit_allowed()?;
+        self.0.read_hashes(indexes)
     }
 }
 

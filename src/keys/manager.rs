@@ -3,13 +3,13 @@
 
 use super::KeyError;
 use super::feed;
-use super::integrity::{INTEGRITY_KEY_AAD, INTEGRITY_KEY_META, Integrity};
+use super::integrity::Integrity;
 use super::io_guard::{GuardedRoot, GuardedStore};
 use super::root::RootKeyProvider;
 use super::state::RingHandle;
 use super::state::{MANAGERS, Rings, lock};
 use super::store::KeyStore;
-use super::subject::{KeySource, LiveSubject, random_key};
+use super::subject::{KeySource, LiveSubject};
 use crate::envelope::{self, EncryptionContext, Header, Kek};
 use crate::secret::{SecretBytes, SecretKey};
 use core::fmt;
@@ -42,6 +42,10 @@ pub struct ManagerOptions {
     /// then only `subject_cache_ttl_secs` and the ring's `propagation_secs` bound how long other
     /// processes' changes take to arrive.
     pub change_feed_poll_ms: u64,
+    /// The principal recorded in the audit log for the key operations this manager performs
+    /// (default `custodian`): name the service or the job. Operations that take an actor
+    /// ([`KeyManager::erase_subject_by`]) record that one instead.
+    pub actor: String,
 }
 
 impl Default for ManagerOptions {
@@ -54,6 +58,7 @@ impl Default for ManagerOptions {
             max_conflict_retries: 32,
             subject_rewrap_batch: 1_000,
             change_feed_poll_ms: 250,
+            actor: "custodian".into(),
         }
     }
 }
@@ -71,6 +76,22 @@ pub struct Erasure {
     pub erased_at: u64,
     /// False when the subject had already been erased (nothing changed).
     pub newly_erased: bool,
+    /// Whether the key material is confirmed gone from the store's files, not only from its
+    /// tables (for SQLite: the write-ahead log was checkpointed and truncated). `false` means
+    /// readers held older snapshots; [`KeyManager::purge`] confirms it later.
+    pub purged: bool,
+    /// Index of the erasure's entry in the store's audit log (`None` if it was erased before).
+    pub audit_index: Option<u64>,
+}
+
+/// What [`KeyManager::destroy_version`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Destruction {
+    /// False when the version had already been destroyed (nothing changed).
+    pub newly_destroyed: bool,
+    /// Whether the material is confirmed gone from the store's files, not only from its tables;
+    /// `false` means readers held older snapshots and [`KeyManager::purge`] must confirm it later.
+    pub purged: bool,
 }
 
 /// One generation of a subject's key, as recorded in the store.
@@ -150,6 +171,8 @@ pub struct KeyManager {
     pub(super) rings: Arc<Rings>,
     /// The store's change feed up to this position has been applied to the caches.
     pub(super) feed_position: Arc<AtomicU64>,
+    /// The highest ledger counter this manager has seen: an older ledger is a rollback.
+    pub(super) ledger_seen: Arc<AtomicU64>,
 }
 
 impl KeyManager {
@@ -171,21 +194,7 @@ impl KeyManager {
         // Every store and root access goes through the guards (see `io_guard`).
         let store: Arc<dyn KeyStore> = Arc::new(GuardedStore(store));
         let root: Arc<dyn RootKeyProvider> = Arc::new(GuardedRoot(root));
-        let blob = match store.get_meta(INTEGRITY_KEY_META)? {
-            Some(blob) => blob,
-            None => {
-                let key = random_key()?;
-                let blob = root.wrap(INTEGRITY_KEY_AAD, &key)?;
-                store.put_meta_if_absent(INTEGRITY_KEY_META, &blob)?
-            }
-        };
-        let key = root.unwrap(INTEGRITY_KEY_AAD, &blob).map_err(|e| match e {
-            KeyError::RootUnwrap(_) => KeyError::RootUnwrap(
-                "the store-integrity key (is this the root key the store was created with?)".into(),
-            ),
-            other => other,
-        })?;
-        let integrity = Arc::new(Integrity::new(key));
+        let integrity = Arc::new(Self::open_integrity(store.as_ref(), root.as_ref())?);
         let store_id = integrity.store_id();
         // Changes before now concern nothing this new manager has cached.
         let feed_position = Arc::new(AtomicU64::new(store.changes_since(u64::MAX, 0)?.latest));
@@ -203,6 +212,7 @@ impl KeyManager {
             options,
             rings,
             feed_position,
+            ledger_seen: Arc::new(AtomicU64::new(0)),
         };
         feed::follow(&manager);
         Ok(manager)

@@ -3,8 +3,11 @@
 
 use super::KeyError;
 use super::store::{
-    CHANGE_FEED_RETENTION, Change, ChangeFeed, CommitOutcome, KeyStore, RingChange, RingRows,
-    SubjectRecord, announces_change,
+    CHANGE_FEED_RETENTION, Change, ChangeFeed, CommitOutcome, Journal, KeyStore, LedgerRecord,
+    LedgerView, RingChange, RingRows, RingView, SubjectRecord, SubjectView, announces_change,
+};
+use crate::audit::{
+    AuditError, AuditEvent, AuditStore, BuildAppend, Hash, HashReader, PreparedAppend, check_batch,
 };
 use core::fmt;
 use std::collections::BTreeMap;
@@ -21,9 +24,47 @@ struct Data {
     changes: VecDeque<Change>,
     /// The newest position ever appended.
     latest: u64,
+    ledger: Option<LedgerRecord>,
+    /// The audit log's tables.
+    audit_entries: Vec<Vec<u8>>,
+    audit_hashes: Vec<Hash>,
 }
 
 impl Data {
+    fn view(&self) -> LedgerView {
+        LedgerView {
+            ledger: self.ledger.clone(),
+            tombstones: self.subjects.values().filter(|s| !s.is_live()).count() as u64,
+        }
+    }
+
+    /// The ledger compare-and-set of `journal`, checked before anything is written.
+    fn check_ledger(&self, journal: &Journal) -> Result<(), KeyError> {
+        match &journal.ledger {
+            Some(write) if self.ledger.as_ref().map(|l| l.counter) != write.expected_counter => {
+                Err(KeyError::LedgerMoved)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes the ledger of `journal` and appends `events` to the audit log (both already
+    /// checked: the caller holds the lock, so this is one atomic step with the row changes).
+    fn apply(&mut self, journal: &mut Journal, events: &[AuditEvent]) -> Result<(), KeyError> {
+        let size = self.audit_entries.len() as u64;
+        if !events.is_empty() {
+            let batch = PreparedAppend::new(events)?.build(size, &self.audit_hashes)?;
+            check_batch(size, self.audit_hashes.len() as u64, &batch)?;
+            self.audit_entries.extend(batch.entries);
+            self.audit_hashes.extend(batch.hashes);
+        }
+        journal.appended = size..self.audit_entries.len() as u64;
+        if let Some(write) = &journal.ledger {
+            self.ledger = Some(write.record.clone());
+        }
+        Ok(())
+    }
+
     fn announce(&mut self, ring: &str, subject: Option<&str>) {
         self.latest += 1;
         self.changes.push_back(Change {
@@ -68,24 +109,51 @@ impl KeyStore for MemoryKeyStore {
             .clone())
     }
 
+    fn load_ledger(&self) -> Result<LedgerView, KeyError> {
+        Ok(self.lock().view())
+    }
+
+    fn init_ledger(
+        &self,
+        ledger: &LedgerRecord,
+        meta: (&str, &[u8]),
+        retire: &str,
+    ) -> Result<bool, KeyError> {
+        let mut data = self.lock();
+        if data.ledger.is_some() {
+            return Ok(false);
+        }
+        data.ledger = Some(ledger.clone());
+        data.meta.insert(meta.0.to_owned(), meta.1.to_vec());
+        data.meta.remove(retire);
+        Ok(true)
+    }
+
     fn ring_names(&self) -> Result<Vec<String>, KeyError> {
         Ok(self.lock().rings.keys().cloned().collect())
     }
 
-    fn load_ring(&self, name: &str) -> Result<Option<RingRows>, KeyError> {
-        Ok(self.lock().rings.get(name).cloned())
+    fn load_ring(&self, name: &str) -> Result<RingView, KeyError> {
+        let data = self.lock();
+        Ok(RingView {
+            rows: data.rings.get(name).cloned(),
+            ledger: data.view(),
+        })
     }
 
-    fn create_ring(&self, rows: &RingRows) -> Result<bool, KeyError> {
+    fn create_ring(&self, rows: &RingRows, journal: &mut Journal) -> Result<bool, KeyError> {
         let mut data = self.lock();
         if data.rings.contains_key(&rows.ring.name) {
             return Ok(false);
         }
+        data.check_ledger(journal)?;
+        let events = journal.audit.clone();
+        data.apply(journal, &events)?;
         data.rings.insert(rows.ring.name.clone(), rows.clone());
         Ok(true)
     }
 
-    fn commit_ring(&self, change: &RingChange) -> Result<CommitOutcome, KeyError> {
+    fn commit_ring(&self, change: &mut RingChange) -> Result<CommitOutcome, KeyError> {
         let mut data = self.lock();
         let name = change.ring.name.as_str();
         if let Some(below) = change.require_no_subject_keys_below {
@@ -104,6 +172,12 @@ impl KeyStore for MemoryKeyStore {
         if rows.ring.generation != change.expected_generation {
             return Ok(CommitOutcome::Conflict);
         }
+        data.check_ledger(&change.journal)?;
+        let events = change.journal.audit.clone();
+        data.apply(&mut change.journal, &events)?;
+        let Some(rows) = data.rings.get_mut(name) else {
+            return Ok(CommitOutcome::Conflict);
+        };
         rows.ring = change.ring.clone();
         for v in &change.versions {
             match rows.versions.iter_mut().find(|r| r.version == v.version) {
@@ -116,16 +190,19 @@ impl KeyStore for MemoryKeyStore {
         Ok(CommitOutcome::Committed)
     }
 
-    fn load_subject(&self, ring: &str, subject: &str) -> Result<Option<SubjectRecord>, KeyError> {
-        Ok(self
-            .lock()
-            .subjects
-            .range(
-                (ring.to_owned(), subject.to_owned(), 0)
-                    ..=(ring.to_owned(), subject.to_owned(), u64::MAX),
-            )
-            .next_back()
-            .map(|(_, s)| s.clone()))
+    fn load_subject(&self, ring: &str, subject: &str) -> Result<SubjectView, KeyError> {
+        let data = self.lock();
+        Ok(SubjectView {
+            row: data
+                .subjects
+                .range(
+                    (ring.to_owned(), subject.to_owned(), 0)
+                        ..=(ring.to_owned(), subject.to_owned(), u64::MAX),
+                )
+                .next_back()
+                .map(|(_, s)| s.clone()),
+            ledger: data.view(),
+        })
     }
 
     fn subject_history(&self, ring: &str, subject: &str) -> Result<Vec<SubjectRecord>, KeyError> {
@@ -140,24 +217,40 @@ impl KeyStore for MemoryKeyStore {
             .collect())
     }
 
-    fn insert_subjects(&self, rows: &[SubjectRecord]) -> Result<Vec<bool>, KeyError> {
+    fn insert_subjects(
+        &self,
+        rows: &[SubjectRecord],
+        journal: &mut Journal,
+    ) -> Result<Vec<bool>, KeyError> {
         let mut data = self.lock();
-        Ok(rows
+        data.check_ledger(journal)?;
+        // Decide first, write after: the audit append may fail, and then nothing may change.
+        let mut seen = std::collections::BTreeSet::new();
+        let inserted: Vec<bool> = rows
             .iter()
             .map(|row| {
                 let key = (row.ring.clone(), row.subject.clone(), row.generation);
-                match data.subjects.entry(key) {
-                    std::collections::btree_map::Entry::Occupied(_) => false,
-                    std::collections::btree_map::Entry::Vacant(slot) => {
-                        slot.insert(row.clone());
-                        if announces_change(row) {
-                            data.announce(&row.ring, Some(&row.subject));
-                        }
-                        true
-                    }
-                }
+                !data.subjects.contains_key(&key) && seen.insert(key)
             })
-            .collect())
+            .collect();
+        let events: Vec<AuditEvent> = journal
+            .audit
+            .iter()
+            .zip(&inserted)
+            .filter(|(_, new)| **new)
+            .map(|(event, _)| event.clone())
+            .collect();
+        data.apply(journal, &events)?;
+        for (row, _) in rows.iter().zip(&inserted).filter(|(_, new)| **new) {
+            data.subjects.insert(
+                (row.ring.clone(), row.subject.clone(), row.generation),
+                row.clone(),
+            );
+            if announces_change(row) {
+                data.announce(&row.ring, Some(&row.subject));
+            }
+        }
+        Ok(inserted)
     }
 
     fn rewrap_subjects(&self, rows: &[(SubjectRecord, u32)]) -> Result<Vec<bool>, KeyError> {
@@ -179,21 +272,31 @@ impl KeyStore for MemoryKeyStore {
             .collect())
     }
 
-    fn erase_subject(&self, tombstone: &SubjectRecord) -> Result<bool, KeyError> {
+    fn erase_subject(
+        &self,
+        tombstone: &SubjectRecord,
+        journal: &mut Journal,
+    ) -> Result<bool, KeyError> {
         let mut data = self.lock();
         let key = (
             tombstone.ring.clone(),
             tombstone.subject.clone(),
             tombstone.generation,
         );
-        match data.subjects.get_mut(&key) {
-            Some(existing) if existing.is_live() => {
-                *existing = tombstone.clone();
-                data.announce(&tombstone.ring, Some(&tombstone.subject));
-                Ok(true)
-            }
-            _ => Ok(false),
+        if !data.subjects.get(&key).is_some_and(SubjectRecord::is_live) {
+            return Ok(false);
         }
+        data.check_ledger(journal)?;
+        let events = journal.audit.clone();
+        data.apply(journal, &events)?;
+        data.subjects.insert(key, tombstone.clone());
+        data.announce(&tombstone.ring, Some(&tombstone.subject));
+        Ok(true)
+    }
+
+    fn purge(&self, _wait: std::time::Duration) -> Result<bool, KeyError> {
+        // Nothing outlives a removed value here but freed heap memory.
+        Ok(true)
     }
 
     fn subjects_wrapped_below(
@@ -229,6 +332,40 @@ impl KeyStore for MemoryKeyStore {
             changes: if complete { changes } else { Vec::new() },
             complete,
         })
+    }
+}
+
+impl AuditStore for MemoryKeyStore {
+    fn tree_size(&self) -> Result<u64, AuditError> {
+        Ok(self.lock().audit_entries.len() as u64)
+    }
+
+    fn append(&self, build: &mut BuildAppend<'_>) -> Result<u64, AuditError> {
+        let mut data = self.lock();
+        let size = data.audit_entries.len() as u64;
+        let batch = build(size, &data.audit_hashes)?;
+        check_batch(size, data.audit_hashes.len() as u64, &batch)?;
+        data.audit_entries.extend(batch.entries);
+        data.audit_hashes.extend(batch.hashes);
+        Ok(size)
+    }
+
+    fn read_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, AuditError> {
+        let data = self.lock();
+        let log_size = data.audit_entries.len() as u64;
+        if start > end || end > log_size {
+            return Err(AuditError::SizeOutOfRange {
+                size: end,
+                log_size,
+            });
+        }
+        let range = usize::try_from(start).map_err(|_| AuditError::TreeTooLarge(start))?
+            ..usize::try_from(end).map_err(|_| AuditError::TreeTooLarge(end))?;
+        Ok(data.audit_entries.get(range).unwrap_or_default().to_vec())
+    }
+
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, AuditError> {
+        self.lock().audit_hashes.read_hashes(indexes)
     }
 }
 

@@ -13,11 +13,13 @@
 //! The schema and everything that is authenticated are specified in `docs/KEYSTORE.md`.
 
 mod admin;
+mod audit;
 mod cache;
 mod error;
 mod feed;
 mod integrity;
 mod io_guard;
+mod ledger;
 mod manager;
 mod memory;
 #[cfg(feature = "postgres")]
@@ -35,7 +37,8 @@ pub use error::KeyError;
 #[cfg(feature = "tokio")]
 pub(crate) use io_guard::without_io;
 pub use manager::{
-    Erasure, KeyManager, LiveVersions, ManagerOptions, RingWatch, Rotation, SubjectGeneration,
+    Destruction, Erasure, KeyManager, LiveVersions, ManagerOptions, RingWatch, Rotation,
+    SubjectGeneration,
 };
 pub use memory::MemoryKeyStore;
 #[cfg(feature = "postgres")]

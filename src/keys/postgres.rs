@@ -11,16 +11,22 @@
 use super::KeyError;
 use super::ring::{RotationPolicy, VersionState};
 use super::store::{
-    CHANGE_FEED_RETENTION, Change, ChangeFeed, CommitOutcome, KeyStore, MAC_LEN, RingChange,
-    RingRecord, RingRows, SubjectRecord, VersionRecord, announces_change, decode_digests,
-    encode_digests,
+    CHANGE_FEED_RETENTION, Change, ChangeFeed, CommitOutcome, Journal, KeyStore, LedgerRecord,
+    LedgerView, LedgerWrite, MAC_LEN, RingChange, RingRecord, RingRows, RingView, SubjectRecord,
+    SubjectView, VersionRecord, announces_change, decode_digests, decode_ledger, encode_digests,
+    encode_ledger_body,
+};
+use crate::audit::{
+    AuditError, AuditEvent, AuditStore, BuildAppend, Hash, PgAuditStore, PreparedAppend,
+    postgres as audit_pg,
 };
 use crate::crypto::Suite;
 use crate::postgres::{LOCK_CLASS_FEED, Postgres, PostgresError, bigint, classify, ring_lock_key};
 use core::fmt;
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Postgres as Pg, Transaction};
 use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
 
 /// A key store in PostgreSQL tables prefixed `custodian_` (schema in `docs/KEYSTORE.md`).
 ///
@@ -259,6 +265,121 @@ async fn announce(
     Ok(())
 }
 
+/// The ledger row as stored, and the number of tombstones, from one snapshot.
+type RawLedger = (Option<(i64, Vec<u8>, Vec<u8>)>, i64);
+
+async fn read_ledger(conn: &mut PgConnection, what: &str) -> Result<RawLedger, PostgresError> {
+    let row: Option<(i64, Vec<u8>, Vec<u8>)> =
+        sqlx::query_as("SELECT counter, body, mac FROM custodian_ledger WHERE id = 1")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| classify(what, e))?;
+    let tombstones: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM custodian_subject_keys WHERE wrapped_key IS NULL")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| classify(what, e))?;
+    Ok((row, tombstones))
+}
+
+fn ledger_view((row, tombstones): RawLedger) -> Result<LedgerView, KeyError> {
+    let bad = || KeyError::tampered("negative ledger counter", "", None);
+    Ok(LedgerView {
+        ledger: row
+            .map(|(counter, body, mac)| {
+                decode_ledger(u64::try_from(counter).map_err(|_| bad())?, &body, &mac)
+            })
+            .transpose()?,
+        tombstones: u64::try_from(tombstones).map_err(|_| bad())?,
+    })
+}
+
+/// A ledger write as bound parameters.
+struct LedgerParams {
+    expected: Option<i64>,
+    counter: i64,
+    body: Vec<u8>,
+    mac: Vec<u8>,
+}
+
+impl LedgerParams {
+    fn new(write: Option<&LedgerWrite>) -> Result<Option<Self>, PostgresError> {
+        write
+            .map(|w| {
+                Ok(Self {
+                    expected: w
+                        .expected_counter
+                        .map(|c| bigint("ledger counter", c))
+                        .transpose()?,
+                    counter: bigint("ledger counter", w.record.counter)?,
+                    body: encode_ledger_body(&w.record),
+                    mac: w.record.mac.to_vec(),
+                })
+            })
+            .transpose()
+    }
+}
+
+/// Why a journaled write wrote nothing, decided inside its transaction (which is then dropped,
+/// so rolled back).
+enum Refused {
+    LedgerMoved,
+    Audit(AuditError),
+}
+
+impl From<Refused> for KeyError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::LedgerMoved => KeyError::LedgerMoved,
+            Refused::Audit(e) => KeyError::Audit(e),
+        }
+    }
+}
+
+/// Writes a journal inside `tx`, as its last statements: the ledger by compare-and-set (the row
+/// is locked `FOR UPDATE`, so a concurrent writer waits and then sees this one's counter), then
+/// the audit entries under the audit log's lock. Lock order everywhere: ring locks, the feed
+/// lock, the ledger row, the audit lock. Returns the audit indexes appended.
+async fn write_journal(
+    tx: &mut Transaction<'static, Pg>,
+    ledger: Option<LedgerParams>,
+    events: Vec<AuditEvent>,
+    what: &str,
+) -> Result<Result<Range<u64>, Refused>, PostgresError> {
+    if let Some(ledger) = ledger {
+        let stored: Option<i64> =
+            sqlx::query_scalar("SELECT counter FROM custodian_ledger WHERE id = 1 FOR UPDATE")
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(|e| classify(what, e))?;
+        if stored != ledger.expected {
+            return Ok(Err(Refused::LedgerMoved));
+        }
+        sqlx::query(
+            "INSERT INTO custodian_ledger (id, counter, body, mac) VALUES (1, $1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET counter = excluded.counter, body = excluded.body,
+                 mac = excluded.mac",
+        )
+        .bind(ledger.counter)
+        .bind(ledger.body)
+        .bind(ledger.mac)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| classify(what, e))?;
+    }
+    if events.is_empty() {
+        return Ok(Ok(0..0));
+    }
+    let mut prepared = match PreparedAppend::new(&events) {
+        Ok(prepared) => prepared,
+        Err(e) => return Ok(Err(Refused::Audit(e))),
+    };
+    match audit_pg::append_in(tx, &mut prepared).await {
+        Ok(first) => Ok(Ok(first..first + events.len() as u64)),
+        Err(e) => Ok(Err(Refused::Audit(e))),
+    }
+}
+
 // ---- Rows read back. Values that cannot be decoded are reported as tampering. ----
 
 type RingRow = (
@@ -474,9 +595,72 @@ impl KeyStore for PgKeyStore {
         })
     }
 
-    fn load_ring(&self, name: &str) -> Result<Option<RingRows>, KeyError> {
+    fn load_ledger(&self) -> Result<LedgerView, KeyError> {
+        let raw = self.run(
+            "reading the key store's ledger".to_owned(),
+            |pool, what| async move {
+                let mut tx = pool
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await
+                    .map_err(|e| classify(&what, e))?;
+                let raw = read_ledger(&mut tx, &what).await?;
+                tx.commit().await.map_err(|e| classify(&what, e))?;
+                Ok(raw)
+            },
+        )?;
+        ledger_view(raw)
+    }
+
+    fn init_ledger(
+        &self,
+        ledger: &LedgerRecord,
+        meta: (&str, &[u8]),
+        retire: &str,
+    ) -> Result<bool, KeyError> {
+        let counter = bigint("ledger counter", ledger.counter)?;
+        let (body, mac) = (encode_ledger_body(ledger), ledger.mac.to_vec());
+        let (key, value, retire) = (meta.0.to_owned(), meta.1.to_vec(), retire.to_owned());
+        self.run(
+            "initialising the key store's ledger".to_owned(),
+            |pool, what| async move {
+                let mut tx = pool.begin().await.map_err(|e| classify(&what, e))?;
+                let inserted = sqlx::query(
+                    "INSERT INTO custodian_ledger (id, counter, body, mac) VALUES (1, $1, $2, $3)
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(counter)
+                .bind(body)
+                .bind(mac)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| classify(&what, e))?
+                .rows_affected();
+                if inserted == 0 {
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "INSERT INTO custodian_meta (key, value) VALUES ($1, $2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(&key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| classify(&what, e))?;
+                sqlx::query("DELETE FROM custodian_meta WHERE key = $1")
+                    .bind(&retire)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| classify(&what, e))?;
+                tx.commit().await.map_err(|e| classify(&what, e))?;
+                Ok(true)
+            },
+        )
+    }
+
+    fn load_ring(&self, name: &str) -> Result<RingView, KeyError> {
         let name = name.to_owned();
-        let loaded = self.run(
+        let (loaded, ledger) = self.run(
             format!("loading key ring `{name}`"),
             |pool, what| async move {
                 // One snapshot for the ring row and its versions.
@@ -484,13 +668,14 @@ impl KeyStore for PgKeyStore {
                     .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                     .await
                     .map_err(|e| classify(&what, e))?;
+                let ledger = read_ledger(&mut tx, &what).await?;
                 let ring: Option<RingRow> = sqlx::query_as(SELECT_RING)
                     .bind(&name)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(|e| classify(&what, e))?;
                 let Some(ring) = ring else {
-                    return Ok(None);
+                    return Ok((None, ledger));
                 };
                 let versions: Vec<VersionRow> = sqlx::query_as(SELECT_VERSIONS)
                     .bind(&name)
@@ -498,25 +683,31 @@ impl KeyStore for PgKeyStore {
                     .await
                     .map_err(|e| classify(&what, e))?;
                 tx.commit().await.map_err(|e| classify(&what, e))?;
-                Ok(Some((ring, versions)))
+                Ok((Some((ring, versions)), ledger))
             },
         )?;
+        let ledger = ledger_view(ledger)?;
         let Some((ring, versions)) = loaded else {
-            return Ok(None);
+            return Ok(RingView { rows: None, ledger });
         };
-        Ok(Some(RingRows {
-            ring: ring_record(ring)?,
-            versions: versions
-                .into_iter()
-                .map(version_record)
-                .collect::<Result<_, _>>()?,
-        }))
+        Ok(RingView {
+            rows: Some(RingRows {
+                ring: ring_record(ring)?,
+                versions: versions
+                    .into_iter()
+                    .map(version_record)
+                    .collect::<Result<_, _>>()?,
+            }),
+            ledger,
+        })
     }
 
-    fn create_ring(&self, rows: &RingRows) -> Result<bool, KeyError> {
+    fn create_ring(&self, rows: &RingRows, journal: &mut Journal) -> Result<bool, KeyError> {
         let ring = RingParams::new(&rows.ring)?;
         let versions = VersionParams::all(&rows.versions)?;
-        self.run(
+        let ledger = LedgerParams::new(journal.ledger.as_ref())?;
+        let events = journal.audit.clone();
+        let result = self.run(
             format!("creating key ring `{}`", ring.name),
             |pool, what| async move {
                 let mut tx = pool.begin().await.map_err(|e| classify(&what, e))?;
@@ -544,22 +735,35 @@ impl KeyStore for PgKeyStore {
                 .map_err(|e| classify(&what, e))?
                 .rows_affected();
                 if inserted == 0 {
-                    return Ok(false);
+                    return Ok(Ok(None));
                 }
                 upsert_versions(&mut tx, &versions, &what).await?;
+                let appended = match write_journal(&mut tx, ledger, events, &what).await? {
+                    Ok(appended) => appended,
+                    Err(refused) => return Ok(Err(refused)),
+                };
                 tx.commit().await.map_err(|e| classify(&what, e))?;
-                Ok(true)
+                Ok(Ok(Some(appended)))
             },
-        )
+        )?;
+        match result? {
+            Some(appended) => {
+                journal.appended = appended;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
-    fn commit_ring(&self, change: &RingChange) -> Result<CommitOutcome, KeyError> {
+    fn commit_ring(&self, change: &mut RingChange) -> Result<CommitOutcome, KeyError> {
+        let ledger = LedgerParams::new(change.journal.ledger.as_ref())?;
+        let events = change.journal.audit.clone();
         let ring = RingParams::new(&change.ring)?;
         let versions = VersionParams::all(&change.versions)?;
         let expected = bigint("expected ring generation", change.expected_generation)?;
         let guard = change.require_no_subject_keys_below.map(i64::from);
         let lock = ring_lock_key(&ring.name);
-        self.run(
+        let result = self.run(
             format!("committing a change to key ring `{}`", ring.name),
             |pool, what| async move {
                 let mut tx = pool.begin().await.map_err(|e| classify(&what, e))?;
@@ -590,7 +794,10 @@ impl KeyStore for PgKeyStore {
                     .await
                     .map_err(|e| classify(&what, e))?;
                     if count > 0 {
-                        return Ok(CommitOutcome::SubjectKeysDepend(count.unsigned_abs()));
+                        return Ok(Ok((
+                            CommitOutcome::SubjectKeysDepend(count.unsigned_abs()),
+                            0..0,
+                        )));
                     }
                 }
                 // A concurrent UPDATE of the same row makes this one wait, then re-check the
@@ -621,30 +828,48 @@ impl KeyStore for PgKeyStore {
                 .map_err(|e| classify(&what, e))?
                 .rows_affected();
                 if updated == 0 {
-                    return Ok(CommitOutcome::Conflict);
+                    return Ok(Ok((CommitOutcome::Conflict, 0..0)));
                 }
                 upsert_versions(&mut tx, &versions, &what).await?;
                 announce(&mut tx, &[(ring.name.clone(), None)], &what).await?;
+                let appended = match write_journal(&mut tx, ledger, events, &what).await? {
+                    Ok(appended) => appended,
+                    Err(refused) => return Ok(Err(refused)),
+                };
                 tx.commit().await.map_err(|e| classify(&what, e))?;
-                Ok(CommitOutcome::Committed)
-            },
-        )
-    }
-
-    fn load_subject(&self, ring: &str, subject: &str) -> Result<Option<SubjectRecord>, KeyError> {
-        let (ring, subject) = (ring.to_owned(), subject.to_owned());
-        let row: Option<SubjectRow> = self.run(
-            format!("loading the key of subject `{subject}` of key ring `{ring}`"),
-            |pool, what| async move {
-                sqlx::query_as(SELECT_NEWEST_SUBJECT)
-                    .bind(ring)
-                    .bind(subject)
-                    .fetch_optional(&pool)
-                    .await
-                    .map_err(|e| classify(&what, e))
+                Ok(Ok((CommitOutcome::Committed, appended)))
             },
         )?;
-        row.map(subject_record).transpose()
+        let (outcome, appended) = result?;
+        change.journal.appended = appended;
+        Ok(outcome)
+    }
+
+    fn load_subject(&self, ring: &str, subject: &str) -> Result<SubjectView, KeyError> {
+        let (ring, subject) = (ring.to_owned(), subject.to_owned());
+        let (row, ledger): (Option<SubjectRow>, RawLedger) = self.run(
+            format!("loading the key of subject `{subject}` of key ring `{ring}`"),
+            |pool, what| async move {
+                // One snapshot: the row and the ledger it is checked against.
+                let mut tx = pool
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await
+                    .map_err(|e| classify(&what, e))?;
+                let row = sqlx::query_as(SELECT_NEWEST_SUBJECT)
+                    .bind(ring)
+                    .bind(subject)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| classify(&what, e))?;
+                let ledger = read_ledger(&mut tx, &what).await?;
+                tx.commit().await.map_err(|e| classify(&what, e))?;
+                Ok((row, ledger))
+            },
+        )?;
+        Ok(SubjectView {
+            row: row.map(subject_record).transpose()?,
+            ledger: ledger_view(ledger)?,
+        })
     }
 
     fn subject_history(&self, ring: &str, subject: &str) -> Result<Vec<SubjectRecord>, KeyError> {
@@ -663,10 +888,16 @@ impl KeyStore for PgKeyStore {
         rows.into_iter().map(subject_record).collect()
     }
 
-    fn insert_subjects(&self, rows: &[SubjectRecord]) -> Result<Vec<bool>, KeyError> {
+    fn insert_subjects(
+        &self,
+        rows: &[SubjectRecord],
+        journal: &mut Journal,
+    ) -> Result<Vec<bool>, KeyError> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
+        let ledger = LedgerParams::new(journal.ledger.as_ref())?;
+        let events = journal.audit.clone();
         let columns = SubjectColumns::new(rows)?;
         let keys: Vec<(String, String, i64)> = columns
             .ring
@@ -677,7 +908,7 @@ impl KeyStore for PgKeyStore {
             .collect();
         let announces: Vec<bool> = rows.iter().map(announces_change).collect();
         let what = format!("inserting {} subject keys", rows.len());
-        self.run(what, |pool, what| async move {
+        let (inserted, appended) = self.run(what, |pool, what| async move {
             let mut tx = pool.begin().await.map_err(|e| classify(&what, e))?;
             lock_rings_shared(&mut tx, &columns.ring, &what).await?;
             // UNNEST yields the rows in array order, so within one call the first of two rows
@@ -709,9 +940,21 @@ impl KeyStore for PgKeyStore {
                 .map(|((ring, subject, _), _)| (ring, Some(subject)))
                 .collect();
             announce(&mut tx, &entries, &what).await?;
+            let events: Vec<AuditEvent> = events
+                .into_iter()
+                .zip(&inserted)
+                .filter(|(_, new)| **new)
+                .map(|(event, _)| event)
+                .collect();
+            let appended = match write_journal(&mut tx, ledger, events, &what).await? {
+                Ok(appended) => appended,
+                Err(refused) => return Ok(Err(refused)),
+            };
             tx.commit().await.map_err(|e| classify(&what, e))?;
-            Ok(inserted)
-        })
+            Ok(Ok((inserted, appended)))
+        })??;
+        journal.appended = appended;
+        Ok(inserted)
     }
 
     fn rewrap_subjects(&self, rows: &[(SubjectRecord, u32)]) -> Result<Vec<bool>, KeyError> {
@@ -760,7 +1003,13 @@ impl KeyStore for PgKeyStore {
         })
     }
 
-    fn erase_subject(&self, tombstone: &SubjectRecord) -> Result<bool, KeyError> {
+    fn erase_subject(
+        &self,
+        tombstone: &SubjectRecord,
+        journal: &mut Journal,
+    ) -> Result<bool, KeyError> {
+        let ledger = LedgerParams::new(journal.ledger.as_ref())?;
+        let events = journal.audit.clone();
         let erased_at = tombstone
             .erased_at
             .map(|t| bigint("erased_at", t))
@@ -768,7 +1017,7 @@ impl KeyStore for PgKeyStore {
         let generation = bigint("subject generation", tombstone.generation)?;
         let (ring, subject) = (tombstone.ring.clone(), tombstone.subject.clone());
         let (wrapped_by, mac) = (i64::from(tombstone.wrapped_by), tombstone.mac.to_vec());
-        self.run(
+        let result = self.run(
             format!("erasing the key of subject `{subject}` of key ring `{ring}`"),
             |pool, what| async move {
                 let mut tx = pool.begin().await.map_err(|e| classify(&what, e))?;
@@ -791,13 +1040,31 @@ impl KeyStore for PgKeyStore {
                 .map_err(|e| classify(&what, e))?
                 .rows_affected();
                 if n != 1 {
-                    return Ok(false);
+                    return Ok(Ok(None));
                 }
                 announce(&mut tx, &[(ring, Some(subject))], &what).await?;
+                let appended = match write_journal(&mut tx, ledger, events, &what).await? {
+                    Ok(appended) => appended,
+                    Err(refused) => return Ok(Err(refused)),
+                };
                 tx.commit().await.map_err(|e| classify(&what, e))?;
-                Ok(true)
+                Ok(Ok(Some(appended)))
             },
-        )
+        )?;
+        match result? {
+            Some(appended) => {
+                journal.appended = appended;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn purge(&self, _wait: std::time::Duration) -> Result<bool, KeyError> {
+        // PostgreSQL keeps an updated row's old version (with the wrapped key) until VACUUM
+        // reclaims it, and nothing a client can do confirms that the bytes left the data files,
+        // the WAL, replicas and backups. Say so instead of pretending (docs/KEYSTORE.md).
+        Ok(false)
     }
 
     fn subjects_wrapped_below(
@@ -886,6 +1153,31 @@ impl KeyStore for PgKeyStore {
             changes: if complete { changes } else { Vec::new() },
             complete,
         })
+    }
+}
+
+impl PgKeyStore {
+    /// The audit log kept in this store's database, over the same handle.
+    pub fn audit_store(&self) -> Result<PgAuditStore, AuditError> {
+        PgAuditStore::open(&self.pg)
+    }
+}
+
+impl AuditStore for PgKeyStore {
+    fn tree_size(&self) -> Result<u64, AuditError> {
+        self.audit_store()?.tree_size()
+    }
+
+    fn append(&self, build: &mut BuildAppend<'_>) -> Result<u64, AuditError> {
+        self.audit_store()?.append(build)
+    }
+
+    fn read_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, AuditError> {
+        self.audit_store()?.read_entries(start, end)
+    }
+
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, AuditError> {
+        self.audit_store()?.read_hashes(indexes)
     }
 }
 

@@ -6,21 +6,25 @@
 use super::KeyError;
 use super::ring::{RotationPolicy, VersionState};
 use super::store::{
-    CHANGE_FEED_RETENTION, Change, ChangeFeed, CommitOutcome, KeyStore, MAC_LEN, RingChange,
-    RingRecord, RingRows, SubjectRecord, VersionRecord, announces_change, decode_digests,
-    encode_digests,
+    CHANGE_FEED_RETENTION, Change, ChangeFeed, CommitOutcome, Journal, KeyStore, LedgerRecord,
+    LedgerView, MAC_LEN, RingChange, RingRecord, RingRows, RingView, SubjectRecord, SubjectView,
+    VersionRecord, announces_change, decode_digests, decode_ledger, encode_digests,
+    encode_ledger_body,
 };
+use crate::audit::{AuditError, AuditEvent, AuditStore, BuildAppend, Hash, PreparedAppend};
+use crate::audit::{SqliteAuditStore, sqlite as audit_sqlite};
 use crate::crypto::Suite;
 use crate::sqlite::Pool;
 use core::fmt;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Schema version this build writes; `MIGRATIONS[i]` upgrades from version `i` to `i + 1`.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY NOT NULL,
@@ -72,11 +76,26 @@ CREATE TABLE changes (
     subject TEXT
 ) STRICT;
 "#,
+    // The ledger, and an index that makes counting tombstones cheap. The audit tables are
+    // created with them (`audit::sqlite::create_tables`).
+    r#"
+CREATE TABLE ledger (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    counter INTEGER NOT NULL,
+    body    BLOB NOT NULL,
+    mac     BLOB NOT NULL
+) STRICT;
+CREATE INDEX subject_keys_tombstones ON subject_keys (ring) WHERE wrapped_key IS NULL;
+"#,
 ];
 
-/// A key store in one SQLite database file.
+/// A key store in one SQLite database file, with its audit log in the same file.
+///
+/// Key operations and erasures append their audit entries in their own transaction
+/// ([`KeyStore`] methods take a [`Journal`]); [`SqliteKeyStore::audit_store`] reads and appends
+/// to the same log.
 pub struct SqliteKeyStore {
-    pool: Pool,
+    pool: Arc<Pool>,
 }
 
 impl SqliteKeyStore {
@@ -91,7 +110,7 @@ impl SqliteKeyStore {
         busy_timeout: Duration,
     ) -> Result<Self, KeyError> {
         let store = Self {
-            pool: Pool::new(path.as_ref(), busy_timeout).map_err(KeyError::Store)?,
+            pool: Arc::new(Pool::new(path.as_ref(), busy_timeout).map_err(KeyError::Store)?),
         };
         store.with_conn(migrate)?;
         Ok(store)
@@ -113,15 +132,97 @@ impl SqliteKeyStore {
         )
     }
 
-    /// Moves the WAL's content into the database file and truncates the WAL, so that deleted key
-    /// bytes do not linger in it. Best effort: skipped if readers hold old snapshots for more than
-    /// half a second.
-    fn checkpoint(&self, conn: &Connection) {
-        // Wait briefly only: a checkpoint must not stall an erasure behind long readers.
-        let _ = conn.busy_timeout(Duration::from_millis(500));
-        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-        let _ = conn.busy_timeout(self.pool.busy_timeout());
+    /// The audit log kept in this store's file, over the same connections.
+    pub fn audit_store(&self) -> SqliteAuditStore {
+        SqliteAuditStore::from_pool(Arc::clone(&self.pool))
     }
+}
+
+/// Moves the WAL's content into the database file and truncates the WAL to zero bytes, so that
+/// deleted key bytes (already overwritten in the database file by `secure_delete`) do not linger
+/// in it. Waits at most `wait` for readers of older snapshots; returns whether it completed.
+fn checkpoint(conn: &Connection, wait: Duration, busy_timeout: Duration) -> Result<bool, KeyError> {
+    conn.busy_timeout(wait).map_err(store_err)?;
+    // (busy, WAL frames, frames checkpointed): busy = 1 when readers or writers stopped it.
+    let result = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    });
+    conn.busy_timeout(busy_timeout).map_err(store_err)?;
+    match result {
+        Ok((0, _, _)) => Ok(true),
+        Ok(_) => Ok(false),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(store_err(e)),
+    }
+}
+
+/// Writes `journal` inside the transaction `tx`: the ledger by compare-and-set (nothing is
+/// written and [`KeyError::LedgerMoved`] returned if it moved), then `events` appended to the
+/// audit log. The caller commits.
+fn write_journal(
+    tx: &rusqlite::Transaction<'_>,
+    journal: &mut Journal,
+    events: &[AuditEvent],
+) -> Result<(), KeyError> {
+    if let Some(write) = &journal.ledger {
+        let stored: Option<Int> = tx
+            .query_row("SELECT counter FROM ledger WHERE id = 1", [], |r| r.get(0))
+            .optional()
+            .map_err(store_err)?;
+        if stored.map(|c| c.0) != write.expected_counter {
+            return Err(KeyError::LedgerMoved);
+        }
+        let record = &write.record;
+        tx.execute(
+            "INSERT INTO ledger (id, counter, body, mac) VALUES (1, ?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET counter = excluded.counter, body = excluded.body,
+                 mac = excluded.mac",
+            params![
+                int(record.counter),
+                encode_ledger_body(record),
+                record.mac.as_slice()
+            ],
+        )
+        .map_err(store_err)?;
+    }
+    journal.appended = 0..0;
+    if !events.is_empty() {
+        let mut prepared = PreparedAppend::new(events)?;
+        let first = audit_sqlite::append_in(tx, &mut prepared)?;
+        journal.appended = first..first + events.len() as u64;
+    }
+    Ok(())
+}
+
+fn read_ledger(conn: &Connection) -> Result<LedgerView, KeyError> {
+    let row: Option<(Int, Vec<u8>, Vec<u8>)> = conn
+        .prepare_cached("SELECT counter, body, mac FROM ledger WHERE id = 1")
+        .and_then(|mut stmt| {
+            stmt.query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
+        })
+        .map_err(store_err)?;
+    let tombstones: Int = conn
+        .prepare_cached("SELECT count(*) FROM subject_keys WHERE wrapped_key IS NULL")
+        .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
+        .map_err(store_err)?;
+    Ok(LedgerView {
+        ledger: row
+            .map(|(counter, body, mac)| decode_ledger(counter.0, &body, &mac))
+            .transpose()?,
+        tombstones: tombstones.0,
+    })
 }
 
 /// A `u64` stored as SQLite's signed 64-bit INTEGER; values above `i64::MAX` are refused, and a
@@ -199,6 +300,8 @@ fn migrate(conn: &mut Connection) -> Result<u32, KeyError> {
             KeyError::Store(format!("migration from schema version {from} failed: {e}"))
         })?;
     }
+    audit_sqlite::create_tables(&tx)
+        .map_err(|e| KeyError::Store(format!("creating the audit tables failed: {e}")))?;
     tx.execute(
         "INSERT INTO schema_version (id, version) VALUES (1, ?1)
          ON CONFLICT (id) DO UPDATE SET version = excluded.version",
@@ -437,6 +540,52 @@ impl KeyStore for SqliteKeyStore {
         })
     }
 
+    fn load_ledger(&self) -> Result<LedgerView, KeyError> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction().map_err(store_err)?;
+            let view = read_ledger(&tx)?;
+            tx.commit().map_err(store_err)?;
+            Ok(view)
+        })
+    }
+
+    fn init_ledger(
+        &self,
+        ledger: &LedgerRecord,
+        meta: (&str, &[u8]),
+        retire: &str,
+    ) -> Result<bool, KeyError> {
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(store_err)?;
+            let inserted = tx
+                .execute(
+                    "INSERT INTO ledger (id, counter, body, mac) VALUES (1, ?1, ?2, ?3)
+                     ON CONFLICT (id) DO NOTHING",
+                    params![
+                        int(ledger.counter),
+                        encode_ledger_body(ledger),
+                        ledger.mac.as_slice()
+                    ],
+                )
+                .map_err(store_err)?;
+            if inserted == 0 {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![meta.0, meta.1],
+            )
+            .map_err(store_err)?;
+            tx.execute("DELETE FROM meta WHERE key = ?1", [retire])
+                .map_err(store_err)?;
+            tx.commit().map_err(store_err)?;
+            Ok(true)
+        })
+    }
+
     fn ring_names(&self) -> Result<Vec<String>, KeyError> {
         self.with_conn(|conn| {
             let mut stmt = conn
@@ -450,16 +599,18 @@ impl KeyStore for SqliteKeyStore {
         })
     }
 
-    fn load_ring(&self, name: &str) -> Result<Option<RingRows>, KeyError> {
+    fn load_ring(&self, name: &str) -> Result<RingView, KeyError> {
         self.with_conn(|conn| {
-            // One read transaction: the ring row and its versions come from the same snapshot.
+            // One read transaction: the ring row, its versions and the ledger come from the same
+            // snapshot.
             let tx = conn.transaction().map_err(store_err)?;
+            let ledger = read_ledger(&tx)?;
             let raw = tx
                 .prepare_cached(&format!("SELECT {RING_COLUMNS} FROM rings WHERE name = ?1"))
                 .and_then(|mut stmt| stmt.query_row([name], raw_ring).optional())
                 .map_err(store_err)?;
             let Some(raw) = raw else {
-                return Ok(None);
+                return Ok(RingView { rows: None, ledger });
             };
             let versions: Vec<RawVersion> = tx
                 .prepare_cached(&format!(
@@ -471,17 +622,20 @@ impl KeyStore for SqliteKeyStore {
                 })
                 .map_err(store_err)?;
             tx.commit().map_err(store_err)?;
-            Ok(Some(RingRows {
-                ring: raw.into_record()?,
-                versions: versions
-                    .into_iter()
-                    .map(RawVersion::into_record)
-                    .collect::<Result<_, _>>()?,
-            }))
+            Ok(RingView {
+                rows: Some(RingRows {
+                    ring: raw.into_record()?,
+                    versions: versions
+                        .into_iter()
+                        .map(RawVersion::into_record)
+                        .collect::<Result<_, _>>()?,
+                }),
+                ledger,
+            })
         })
     }
 
-    fn create_ring(&self, rows: &RingRows) -> Result<bool, KeyError> {
+    fn create_ring(&self, rows: &RingRows, journal: &mut Journal) -> Result<bool, KeyError> {
         self.with_conn(|conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -503,12 +657,14 @@ impl KeyStore for SqliteKeyStore {
             for v in &rows.versions {
                 upsert_version(&tx, v)?;
             }
+            let events = journal.audit.clone();
+            write_journal(&tx, journal, &events)?;
             tx.commit().map_err(store_err)?;
             Ok(true)
         })
     }
 
-    fn commit_ring(&self, change: &RingChange) -> Result<CommitOutcome, KeyError> {
+    fn commit_ring(&self, change: &mut RingChange) -> Result<CommitOutcome, KeyError> {
         self.with_conn(|conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -546,24 +702,31 @@ impl KeyStore for SqliteKeyStore {
                 upsert_version(&tx, v)?;
             }
             announce(&tx, &r.name, None)?;
+            let events = change.journal.audit.clone();
+            write_journal(&tx, &mut change.journal, &events)?;
             tx.commit().map_err(store_err)?;
-            if change.versions.iter().any(|v| v.wrapped_key.is_none()) {
-                self.checkpoint(conn);
-            }
             Ok(CommitOutcome::Committed)
         })
     }
 
-    fn load_subject(&self, ring: &str, subject: &str) -> Result<Option<SubjectRecord>, KeyError> {
-        let raw = self.with_conn(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {SUBJECT_COLUMNS} FROM subject_keys WHERE ring = ?1 AND subject = ?2
-                 ORDER BY generation DESC LIMIT 1"
-            ))
-            .and_then(|mut stmt| stmt.query_row([ring, subject], raw_subject).optional())
-            .map_err(store_err)
+    fn load_subject(&self, ring: &str, subject: &str) -> Result<SubjectView, KeyError> {
+        let (raw, ledger) = self.with_conn(|conn| {
+            let tx = conn.transaction().map_err(store_err)?;
+            let raw = tx
+                .prepare_cached(&format!(
+                    "SELECT {SUBJECT_COLUMNS} FROM subject_keys WHERE ring = ?1 AND subject = ?2
+                     ORDER BY generation DESC LIMIT 1"
+                ))
+                .and_then(|mut stmt| stmt.query_row([ring, subject], raw_subject).optional())
+                .map_err(store_err)?;
+            let ledger = read_ledger(&tx)?;
+            tx.commit().map_err(store_err)?;
+            Ok((raw, ledger))
         })?;
-        raw.map(RawSubject::into_record).transpose()
+        Ok(SubjectView {
+            row: raw.map(RawSubject::into_record).transpose()?,
+            ledger,
+        })
     }
 
     fn subject_history(&self, ring: &str, subject: &str) -> Result<Vec<SubjectRecord>, KeyError> {
@@ -581,7 +744,11 @@ impl KeyStore for SqliteKeyStore {
         raw.into_iter().map(RawSubject::into_record).collect()
     }
 
-    fn insert_subjects(&self, rows: &[SubjectRecord]) -> Result<Vec<bool>, KeyError> {
+    fn insert_subjects(
+        &self,
+        rows: &[SubjectRecord],
+        journal: &mut Journal,
+    ) -> Result<Vec<bool>, KeyError> {
         self.with_conn(|conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -618,6 +785,14 @@ impl KeyStore for SqliteKeyStore {
             {
                 announce(&tx, &row.ring, Some(&row.subject))?;
             }
+            let events: Vec<AuditEvent> = journal
+                .audit
+                .iter()
+                .zip(&inserted)
+                .filter(|(_, new)| **new)
+                .map(|(event, _)| event.clone())
+                .collect();
+            write_journal(&tx, journal, &events)?;
             tx.commit().map_err(store_err)?;
             Ok(inserted)
         })
@@ -657,7 +832,11 @@ impl KeyStore for SqliteKeyStore {
         })
     }
 
-    fn erase_subject(&self, tombstone: &SubjectRecord) -> Result<bool, KeyError> {
+    fn erase_subject(
+        &self,
+        tombstone: &SubjectRecord,
+        journal: &mut Journal,
+    ) -> Result<bool, KeyError> {
         self.with_conn(|conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -680,15 +859,19 @@ impl KeyStore for SqliteKeyStore {
                     ])
                 })
                 .map_err(store_err)?;
-            if n == 1 {
-                announce(&tx, &tombstone.ring, Some(&tombstone.subject))?;
+            if n == 0 {
+                return Ok(false);
             }
+            announce(&tx, &tombstone.ring, Some(&tombstone.subject))?;
+            let events = journal.audit.clone();
+            write_journal(&tx, journal, &events)?;
             tx.commit().map_err(store_err)?;
-            if n == 1 {
-                self.checkpoint(conn);
-            }
-            Ok(n == 1)
+            Ok(true)
         })
+    }
+
+    fn purge(&self, wait: Duration) -> Result<bool, KeyError> {
+        self.with_conn(|conn| checkpoint(conn, wait, self.pool.busy_timeout()))
     }
 
     fn subjects_wrapped_below(
@@ -777,6 +960,24 @@ fn announce(
         })
         .map_err(store_err)?;
     Ok(())
+}
+
+impl AuditStore for SqliteKeyStore {
+    fn tree_size(&self) -> Result<u64, AuditError> {
+        self.audit_store().tree_size()
+    }
+
+    fn append(&self, build: &mut BuildAppend<'_>) -> Result<u64, AuditError> {
+        self.audit_store().append(build)
+    }
+
+    fn read_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, AuditError> {
+        self.audit_store().read_entries(start, end)
+    }
+
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, AuditError> {
+        self.audit_store().read_hashes(indexes)
+    }
 }
 
 impl fmt::Debug for SqliteKeyStore {

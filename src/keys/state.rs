@@ -251,9 +251,12 @@ impl KeyManager {
     }
 
     pub(super) fn load_verified(&self, ring: &str) -> Result<RingRows, KeyError> {
-        let rows = self
-            .store
-            .load_ring(ring)?
+        let floor = self.ledger_floor();
+        let view = self.store.load_ring(ring)?;
+        let ledger = self.checked_ledger(&view.ledger, floor)?;
+        self.check_ring_in_ledger(ring, view.rows.as_ref(), ledger)?;
+        let rows = view
+            .rows
             .ok_or_else(|| KeyError::UnknownRing(ring.to_owned()))?;
         if rows.ring.name != ring {
             return Err(KeyError::tampered("ring row has another name", ring, None));

@@ -14,8 +14,10 @@
 
 use super::KeyError;
 use super::ring::{RotationPolicy, VersionState};
+use crate::audit::{AuditEvent, AuditStore};
 use crate::crypto::Suite;
 use core::fmt;
+use std::ops::Range;
 
 /// Length of every row MAC (HMAC-SHA256).
 pub const MAC_LEN: usize = 32;
@@ -117,6 +119,76 @@ pub struct RingRows {
     pub versions: Vec<VersionRecord>,
 }
 
+/// The store-wide ledger row: what the store as a whole must contain, MAC'd by the manager
+/// (docs/KEYSTORE.md, table `ledger`).
+///
+/// Row MACs alone cannot tell a current row from an older copy of it. The ledger can: it counts
+/// the erasure tombstones the store must hold (a restored live row or a deleted tombstone changes
+/// that count) and names every ring's current generation (a ring row rolled back to an older,
+/// validly MAC'd copy has another generation). Every change that erases a key or commits a ring
+/// change writes a new ledger in the same transaction, compare-and-set on `counter`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRecord {
+    /// Incremented by every write of the ledger; never decreases.
+    pub counter: u64,
+    /// How many tombstones (subject rows without key material) the store holds.
+    pub erasures: u64,
+    /// Every ring and its current generation, sorted by name.
+    pub rings: Vec<(String, u64)>,
+    /// HMAC over every field above.
+    pub mac: [u8; MAC_LEN],
+}
+
+/// The ledger as one read transaction saw it, with the facts it is checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerView {
+    /// The ledger row; `None` in a store created before the ledger existed (or if it was deleted).
+    pub ledger: Option<LedgerRecord>,
+    /// The number of tombstone rows actually stored.
+    pub tombstones: u64,
+}
+
+/// What a change writes besides its rows, in the same transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Journal {
+    /// The new ledger, written only if the stored ledger's counter is still
+    /// `expected_counter` (`None`: only if there is no ledger yet); otherwise the store writes
+    /// nothing and answers [`KeyError::LedgerMoved`].
+    pub ledger: Option<LedgerWrite>,
+    /// Audit events appended to the store's audit log in the same transaction. For
+    /// [`KeyStore::insert_subjects`], one event per row, appended only for the rows inserted.
+    pub audit: Vec<AuditEvent>,
+    /// Set by the store: the audit indexes it appended (empty if none).
+    pub appended: Range<u64>,
+}
+
+/// A ledger to write by compare-and-set.
+#[derive(Debug, Clone)]
+pub struct LedgerWrite {
+    /// The counter of the ledger the change was computed from; `None` if there was none.
+    pub expected_counter: Option<u64>,
+    /// The new ledger.
+    pub record: LedgerRecord,
+}
+
+/// A ring as one read transaction saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingView {
+    /// The ring and its versions, if the ring exists.
+    pub rows: Option<RingRows>,
+    /// The ledger.
+    pub ledger: LedgerView,
+}
+
+/// A subject's newest key row as one read transaction saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectView {
+    /// The newest generation's row, live or erased.
+    pub row: Option<SubjectRecord>,
+    /// The ledger.
+    pub ledger: LedgerView,
+}
+
 /// One atomic change to a ring: applied in a single transaction, only if the stored ring still has
 /// generation `expected_generation`.
 #[derive(Debug, Clone)]
@@ -130,6 +202,8 @@ pub struct RingChange {
     /// If set, the change is refused (inside the same transaction) while any live subject key of
     /// this ring is wrapped by a version below this one.
     pub require_no_subject_keys_below: Option<u32>,
+    /// The ledger and audit entries written with the change.
+    pub journal: Journal,
 }
 
 /// What became of a [`RingChange`].
@@ -179,7 +253,7 @@ pub struct ChangeFeed {
 /// from its caches, so an erasure or a rotation reaches every process and server within a second
 /// while the store is reachable. The feed is only a hint: every row it points at is read again and
 /// verified.
-pub trait KeyStore: Send + Sync + fmt::Debug {
+pub trait KeyStore: AuditStore + Send + Sync + fmt::Debug {
     /// Reads a store-wide value (such as the wrapped integrity key).
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, KeyError>;
 
@@ -187,27 +261,49 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
     /// (so that two processes initialising one store agree on the winner).
     fn put_meta_if_absent(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, KeyError>;
 
+    /// The ledger and the number of tombstones, read in one snapshot.
+    fn load_ledger(&self) -> Result<LedgerView, KeyError>;
+
+    /// In one transaction, if the store has no ledger yet: writes `ledger`, stores `meta`
+    /// (key, value) and deletes the meta key `retire` (the pre-ledger integrity key, so that an
+    /// older build, which would not keep the ledger, can no longer open the store). Returns
+    /// `false`, writing nothing, if a ledger exists.
+    fn init_ledger(
+        &self,
+        ledger: &LedgerRecord,
+        meta: (&str, &[u8]),
+        retire: &str,
+    ) -> Result<bool, KeyError>;
+
     /// Names of every ring, sorted.
     fn ring_names(&self) -> Result<Vec<String>, KeyError>;
 
-    /// A ring and all its versions, read in one consistent snapshot.
-    fn load_ring(&self, name: &str) -> Result<Option<RingRows>, KeyError>;
+    /// A ring, all its versions and the ledger, read in one consistent snapshot.
+    fn load_ring(&self, name: &str) -> Result<RingView, KeyError>;
 
-    /// Inserts a new ring with its versions; `Ok(false)` if a ring of that name exists.
-    fn create_ring(&self, rows: &RingRows) -> Result<bool, KeyError>;
+    /// Inserts a new ring with its versions and writes `journal`; `Ok(false)` (nothing written)
+    /// if a ring of that name exists.
+    fn create_ring(&self, rows: &RingRows, journal: &mut Journal) -> Result<bool, KeyError>;
 
-    /// Applies `change` atomically if the ring's generation is still the expected one.
-    fn commit_ring(&self, change: &RingChange) -> Result<CommitOutcome, KeyError>;
+    /// Applies `change` (with its journal) atomically if the ring's generation is still the
+    /// expected one.
+    fn commit_ring(&self, change: &mut RingChange) -> Result<CommitOutcome, KeyError>;
 
-    /// The newest generation of a subject's key row, live or erased.
-    fn load_subject(&self, ring: &str, subject: &str) -> Result<Option<SubjectRecord>, KeyError>;
+    /// The newest generation of a subject's key row, live or erased, and the ledger, in one
+    /// snapshot.
+    fn load_subject(&self, ring: &str, subject: &str) -> Result<SubjectView, KeyError>;
 
     /// Every generation of a subject's key row, oldest first (the erasure record).
     fn subject_history(&self, ring: &str, subject: &str) -> Result<Vec<SubjectRecord>, KeyError>;
 
-    /// Inserts rows in one transaction. Per row, `false` means a row with that ring, subject and
-    /// generation already existed (someone else created it first) and this one was skipped.
-    fn insert_subjects(&self, rows: &[SubjectRecord]) -> Result<Vec<bool>, KeyError>;
+    /// Inserts rows in one transaction, with `journal`. Per row, `false` means a row with that
+    /// ring, subject and generation already existed (someone else created it first) and this one
+    /// was skipped (and so was its audit event).
+    fn insert_subjects(
+        &self,
+        rows: &[SubjectRecord],
+        journal: &mut Journal,
+    ) -> Result<Vec<bool>, KeyError>;
 
     /// In one transaction, replaces the wrap of each live row (same ring, subject, generation) that
     /// is still wrapped by the paired `expected_wrapped_by`. Per row, `false` means it was erased or
@@ -215,9 +311,20 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
     fn rewrap_subjects(&self, rows: &[(SubjectRecord, u32)]) -> Result<Vec<bool>, KeyError>;
 
     /// Turns the live row with the tombstone's ring, subject and generation into `tombstone`
-    /// (material deleted, `erased_at` set); `Ok(false)` if that row is not live any more.
-    /// Implementations should overwrite the deleted bytes where the backend allows it.
-    fn erase_subject(&self, tombstone: &SubjectRecord) -> Result<bool, KeyError>;
+    /// (material deleted, `erased_at` set) and writes `journal`; `Ok(false)` (nothing written) if
+    /// that row is not live any more. Implementations overwrite the deleted bytes where the backend
+    /// allows it; [`KeyStore::purge`] confirms they are gone from the files.
+    fn erase_subject(
+        &self,
+        tombstone: &SubjectRecord,
+        journal: &mut Journal,
+    ) -> Result<bool, KeyError>;
+
+    /// Makes sure deleted key material no longer lingers in the backend's files (for SQLite:
+    /// a `TRUNCATE` checkpoint of the write-ahead log, which waits for readers of older snapshots
+    /// for at most `wait`). Returns whether that is confirmed; `false` means readers still hold
+    /// older snapshots (an online backup, a long query) and a later call is needed.
+    fn purge(&self, wait: std::time::Duration) -> Result<bool, KeyError>;
 
     /// Up to `limit` live subject rows of `ring` wrapped by a version below `version`.
     fn subjects_wrapped_below(
@@ -316,4 +423,80 @@ pub(crate) fn decode_digests(bytes: &[u8], ring: &str) -> Result<Vec<VersionDige
             })
         })
         .collect()
+}
+
+/// The `body` column of the ledger row in both SQL stores: `be64(erasures) ‖ be32(ring count) ‖`
+/// per ring sorted by name `be16(len) ‖ name ‖ be64(generation)` (docs/KEYSTORE.md).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn encode_ledger_body(ledger: &LedgerRecord) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12 + ledger.rings.len() * 40);
+    out.extend_from_slice(&ledger.erasures.to_be_bytes());
+    // INVARIANT: fewer than 2^32 rings; ring names are at most 64 bytes.
+    out.extend_from_slice(
+        &u32::try_from(ledger.rings.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    for (name, generation) in &ledger.rings {
+        out.extend_from_slice(&u16::try_from(name.len()).unwrap_or(u16::MAX).to_be_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&generation.to_be_bytes());
+    }
+    out
+}
+
+/// Decodes the ledger row; anything malformed is reported as tampering.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn decode_ledger(
+    counter: u64,
+    body: &[u8],
+    mac: &[u8],
+) -> Result<LedgerRecord, KeyError> {
+    let bad = || KeyError::tampered("malformed ledger row", "", None);
+    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = bytes.split_at_checked(n)?;
+        *bytes = rest;
+        Some(head)
+    }
+    let mut rest = body;
+    let erasures = u64::from_be_bytes(
+        take(&mut rest, 8)
+            .ok_or_else(bad)?
+            .try_into()
+            .map_err(|_| bad())?,
+    );
+    let count = u32::from_be_bytes(
+        take(&mut rest, 4)
+            .ok_or_else(bad)?
+            .try_into()
+            .map_err(|_| bad())?,
+    );
+    let mut rings = Vec::new();
+    for _ in 0..count {
+        let len = u16::from_be_bytes(
+            take(&mut rest, 2)
+                .ok_or_else(bad)?
+                .try_into()
+                .map_err(|_| bad())?,
+        );
+        let name = std::str::from_utf8(take(&mut rest, usize::from(len)).ok_or_else(bad)?)
+            .map_err(|_| bad())?
+            .to_owned();
+        let generation = u64::from_be_bytes(
+            take(&mut rest, 8)
+                .ok_or_else(bad)?
+                .try_into()
+                .map_err(|_| bad())?,
+        );
+        rings.push((name, generation));
+    }
+    if !rest.is_empty() {
+        return Err(bad());
+    }
+    Ok(LedgerRecord {
+        counter,
+        erasures,
+        rings,
+        mac: mac.try_into().map_err(|_| bad())?,
+    })
 }

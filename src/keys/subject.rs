@@ -11,7 +11,8 @@ use super::integrity::Encoder;
 use super::manager::{Erasure, KeyManager, SubjectGeneration};
 use super::ring::{RingKek, hkdf_sha256};
 use super::state::{RingHandle, RingSnapshot, broadcast};
-use super::store::SubjectRecord;
+use super::store::{Journal, SubjectRecord};
+use crate::audit::{Action, AuditEvent};
 use crate::crypto::{TAG_LEN, Tag, fill_random};
 use crate::envelope::{EnvelopeError, Kek, KeyId, StaticKek};
 use crate::secret::{KEY_LEN, SecretKey};
@@ -19,6 +20,10 @@ use core::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, RwLock};
 use zeroize::Zeroizing;
+
+/// How long an erasure waits for readers of older snapshots before it reports `purged: false`
+/// instead of blocking (the erasure itself is committed either way).
+const PURGE_WAIT_ON_ERASE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// HKDF salt of the subject-KEK derivation.
 pub(crate) const SUBJECT_KEK_SALT: &[u8] = b"custodian/v1/subject-kek";
@@ -234,7 +239,14 @@ impl KeyManager {
             keys.push(key);
         }
         let epoch = handle.erasures.load(Ordering::SeqCst);
-        let inserted = self.store.insert_subjects(&rows)?;
+        let mut journal = Journal {
+            audit: subjects
+                .iter()
+                .map(|subject| self.subject_event(ring, subject, Action::SubjectCreated, now))
+                .collect(),
+            ..Journal::default()
+        };
+        let inserted = self.store.insert_subjects(&rows, &mut journal)?;
         let mut created = 0;
         for ((subject, key), inserted) in subjects.iter().zip(keys).zip(&inserted) {
             if *inserted {
@@ -259,16 +271,39 @@ impl KeyManager {
     /// Erases the subject's key (crypto-shredding): every ciphertext sealed for `subject` in
     /// `ring`, under any version, fails with [`KeyError::SubjectErased`] from now on, in every
     /// manager of this process at once and in other processes once their subject cache expires.
-    /// The erasure time is recorded in the store. Erasing twice is harmless.
+    /// The erasure is recorded in the store (a tombstone, counted by the ledger) and in its audit
+    /// log, in the same transaction, by [`ManagerOptions::actor`](super::ManagerOptions::actor).
+    /// Erasing twice is harmless.
     pub fn erase_subject(&self, ring: &str, subject: &str, now: u64) -> Result<Erasure, KeyError> {
+        self.erase_subject_by(ring, subject, &self.options.actor, now)
+    }
+
+    /// [`KeyManager::erase_subject`], recording `actor` (who requested the erasure) in the audit
+    /// log.
+    pub fn erase_subject_by(
+        &self,
+        ring: &str,
+        subject: &str,
+        actor: &str,
+        now: u64,
+    ) -> Result<Erasure, KeyError> {
         KeyId::new(ring, 1)?.for_subject(subject)?;
+        let event = AuditEvent::new(now, actor, Action::SubjectErased, ring).with_subject(subject);
+        event.validate()?;
         let mut result = None;
         for _ in 0..self.options.max_conflict_retries.max(1) {
-            let current = self.store.load_subject(ring, subject)?;
-            if let Some(row) = &current {
+            let floor = self.ledger_floor();
+            let view = self.store.load_subject(ring, subject)?;
+            let ledger = self.checked_ledger(&view.ledger, floor)?;
+            if let Some(row) = &view.row {
                 self.integrity.verify_subject(row)?;
             }
-            match current {
+            let mut journal = Journal {
+                ledger: Some(self.next_ledger(ledger, 1, None)),
+                audit: vec![event.clone()],
+                ..Journal::default()
+            };
+            let (generation, written) = match view.row {
                 Some(row) if !row.is_live() => {
                     result = Some(Erasure {
                         ring: ring.to_owned(),
@@ -276,6 +311,8 @@ impl KeyManager {
                         generation: row.generation,
                         erased_at: row.erased_at.unwrap_or(now),
                         newly_erased: false,
+                        purged: false,
+                        audit_index: None,
                     });
                     break;
                 }
@@ -284,16 +321,10 @@ impl KeyManager {
                     tombstone.wrapped_key = None;
                     tombstone.erased_at = Some(now);
                     self.integrity.seal_subject(&mut tombstone);
-                    if self.store.erase_subject(&tombstone)? {
-                        result = Some(Erasure {
-                            ring: ring.to_owned(),
-                            subject: subject.to_owned(),
-                            generation: row.generation,
-                            erased_at: now,
-                            newly_erased: true,
-                        });
-                        break;
-                    }
+                    (
+                        row.generation,
+                        self.store.erase_subject(&tombstone, &mut journal),
+                    )
                 }
                 None => {
                     // No key yet: record the erasure anyway, so it can be shown later and any
@@ -309,24 +340,31 @@ impl KeyManager {
                         mac: [0; 32],
                     };
                     self.integrity.seal_subject(&mut tombstone);
-                    if self
+                    let inserted = self
                         .store
-                        .insert_subjects(std::slice::from_ref(&tombstone))?
-                        == [true]
-                    {
-                        result = Some(Erasure {
-                            ring: ring.to_owned(),
-                            subject: subject.to_owned(),
-                            generation: 1,
-                            erased_at: now,
-                            newly_erased: true,
-                        });
-                        break;
-                    }
+                        .insert_subjects(std::slice::from_ref(&tombstone), &mut journal);
+                    (1, inserted.map(|rows| rows == [true]))
                 }
+            };
+            match written {
+                Ok(true) => {
+                    result = Some(Erasure {
+                        ring: ring.to_owned(),
+                        subject: subject.to_owned(),
+                        generation,
+                        erased_at: now,
+                        newly_erased: true,
+                        purged: false,
+                        audit_index: Some(journal.appended.start),
+                    });
+                    break;
+                }
+                Ok(false) | Err(KeyError::LedgerMoved) => continue,
+                Err(e) => return Err(e),
             }
         }
-        let erasure = result.ok_or_else(|| KeyError::Conflict(format!("subject `{subject}`")))?;
+        let mut erasure =
+            result.ok_or_else(|| KeyError::Conflict(format!("subject `{subject}`")))?;
         let erased_at = erasure.erased_at;
         broadcast(&self.store_id, ring, |h| {
             h.erasures.fetch_add(1, Ordering::SeqCst);
@@ -334,7 +372,21 @@ impl KeyManager {
             h.subjects
                 .insert(subject, Arc::new(SubjectState::Erased { erased_at }), now);
         });
+        // The erasure is committed; whether its bytes already left the files is reported, not
+        // waited for (readers of older snapshots would stall it): see `purge`.
+        erasure.purged = self.store.purge(PURGE_WAIT_ON_ERASE)?;
         Ok(erasure)
+    }
+
+    /// Makes sure the key material of every erasure and destroyed version is gone from the
+    /// store's files, waiting up to `wait` for readers of older snapshots (an online backup, a
+    /// long report) to finish. Returns whether that is confirmed; call it again if not.
+    pub fn purge(&self, wait: std::time::Duration) -> Result<bool, KeyError> {
+        self.store.purge(wait)
+    }
+
+    fn subject_event(&self, ring: &str, subject: &str, action: Action, now: u64) -> AuditEvent {
+        AuditEvent::new(now, &self.options.actor, action, ring).with_subject(subject)
     }
 
     /// Every generation of the subject's key, oldest first, with creation and erasure times
@@ -394,7 +446,10 @@ impl KeyManager {
         for _ in 0..self.options.max_conflict_retries.max(1) {
             let epoch = handle.erasures.load(Ordering::SeqCst);
             let unchanged = || handle.erasures.load(Ordering::SeqCst) == epoch;
-            let row = self.store.load_subject(&handle.name, subject)?;
+            let floor = self.ledger_floor();
+            let view = self.store.load_subject(&handle.name, subject)?;
+            self.checked_ledger(&view.ledger, floor)?;
+            let row = view.row;
             if let Some(row) = &row {
                 self.integrity.verify_subject(row)?;
                 if row.ring != handle.name || row.subject != subject {
@@ -462,7 +517,15 @@ impl KeyManager {
             let (_, wrap_kek) = self.encrypting_key(handle, now, 1)?;
             let key = random_key()?;
             let row = self.new_subject_row(&wrap_kek, subject, generation, &key, now)?;
-            if self.store.insert_subjects(std::slice::from_ref(&row))? == [true] {
+            let mut journal = Journal {
+                audit: vec![self.subject_event(&handle.name, subject, Action::SubjectCreated, now)],
+                ..Journal::default()
+            };
+            if self
+                .store
+                .insert_subjects(std::slice::from_ref(&row), &mut journal)?
+                == [true]
+            {
                 let state = Arc::new(SubjectState::Live(SubjectKeys::new(generation, key)));
                 // Not cached if an erasure ran meanwhile; the seal in progress still uses it.
                 handle

@@ -5,11 +5,11 @@ use super::{LOCK_CLASS_MIGRATION, PostgresError, classify};
 use sqlx::postgres::PgPool;
 
 /// Schema version this build writes; `MIGRATIONS[i]` upgrades from version `i` to `i + 1`.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Each step is a list of statements, run in the migration's transaction. Integers are `BIGINT`
 /// (the store refuses values above `i64::MAX`; 32-bit unsigned values fit without loss).
-const MIGRATIONS: [&[&str]; 4] = [
+const MIGRATIONS: [&[&str]; 5] = [
     // 0 -> 1: the key store (docs/KEYSTORE.md).
     &[
         "CREATE TABLE custodian_meta (
@@ -115,6 +115,18 @@ const MIGRATIONS: [&[&str]; 4] = [
         "CREATE TRIGGER custodian_audit_hashes_no_truncate
             BEFORE TRUNCATE ON custodian_audit_hashes
             FOR EACH STATEMENT EXECUTE FUNCTION custodian_audit_append_only()",
+    ],
+    // 4 -> 5: the key store's ledger (docs/KEYSTORE.md), and an index that makes counting
+    // tombstones cheap.
+    &[
+        "CREATE TABLE custodian_ledger (
+            id      SMALLINT PRIMARY KEY CHECK (id = 1),
+            counter BIGINT   NOT NULL CHECK (counter >= 0),
+            body    BYTEA    NOT NULL,
+            mac     BYTEA    NOT NULL
+        )",
+        "CREATE INDEX custodian_subject_keys_tombstones
+            ON custodian_subject_keys (ring) WHERE wrapped_key IS NULL",
     ],
 ];
 
