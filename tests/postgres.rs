@@ -67,9 +67,9 @@ fn servers_starting_at_once_migrate_once() {
                     "SELECT count(*) FROM information_schema.tables WHERE table_schema = '{schema}'"
                 )
             ),
-            8,
+            10,
             "custodian_schema, _meta, _rings, _ring_versions, _subject_keys, _changes, \
-             _mfa_factor, _mfa_recovery_code"
+             _mfa_factor, _mfa_recovery_code, _audit_entries, _audit_hashes"
         );
         // Opening a store on the migrated schema is a no-op migration.
         let again = pg_support::handle_in(&url, &schema)
@@ -558,10 +558,19 @@ fn mfa_state_is_authenticated_and_old_rows_are_adopted_once() {
         Err(MfaError::StateTampered { .. })
     ));
 
-    // Back to schema version 2, as an older build left it; a new server migrates.
+    // Back to schema version 2, as an older build left it (no `state_mac` column, and none of
+    // the later tables); a new server migrates.
     execute(
         &url,
         format!("ALTER TABLE {schema}.custodian_mfa_factor DROP COLUMN state_mac"),
+    );
+    execute(
+        &url,
+        format!("DROP TABLE {schema}.custodian_audit_entries, {schema}.custodian_audit_hashes"),
+    );
+    execute(
+        &url,
+        format!("DROP FUNCTION {schema}.custodian_audit_append_only()"),
     );
     execute(
         &url,
