@@ -118,8 +118,9 @@ async fn read_hashes(conn: &mut PgConnection, indexes: &[u64]) -> Result<Vec<Has
         .collect()
 }
 
-/// Inserts a checked batch: entries from `size`, hashes from `stored`. Plain inserts: an index
-/// that exists already fails the primary key, nothing is overwritten.
+/// Inserts a checked batch, entries from `size` and hashes from `stored`, in one statement (one
+/// round trip). Plain inserts: an index that exists already fails the primary key, nothing is
+/// overwritten.
 async fn insert(
     conn: &mut PgConnection,
     size: u64,
@@ -130,15 +131,6 @@ async fn insert(
         .take(batch.entries.len())
         .map(to_bigint)
         .collect::<Result<_, _>>()?;
-    sqlx::query(
-        "INSERT INTO custodian_audit_entries (idx, entry)
-         SELECT * FROM UNNEST($1::bigint[], $2::bytea[])",
-    )
-    .bind(&entry_indexes)
-    .bind(&batch.entries)
-    .execute(&mut *conn)
-    .await
-    .map_err(db("inserting audit entries"))?;
     let hash_indexes: Vec<i64> = (stored..)
         .take(batch.hashes.len())
         .map(to_bigint)
@@ -148,15 +140,22 @@ async fn insert(
         .iter()
         .map(|h| h.as_bytes().as_slice())
         .collect();
+    // A data-modifying WITH runs to completion exactly once, whether or not it is read.
     sqlx::query(
-        "INSERT INTO custodian_audit_hashes (idx, hash)
-         SELECT * FROM UNNEST($1::bigint[], $2::bytea[])",
+        "WITH entries AS (
+             INSERT INTO custodian_audit_entries (idx, entry)
+             SELECT * FROM UNNEST($1::bigint[], $2::bytea[])
+         )
+         INSERT INTO custodian_audit_hashes (idx, hash)
+         SELECT * FROM UNNEST($3::bigint[], $4::bytea[])",
     )
+    .bind(&entry_indexes)
+    .bind(&batch.entries)
     .bind(&hash_indexes)
     .bind(&hashes)
     .execute(conn)
     .await
-    .map_err(db("inserting audit hashes"))?;
+    .map_err(db("inserting audit entries and hashes"))?;
     Ok(())
 }
 
