@@ -2,8 +2,14 @@
 //! and one per call; inclusion and consistency proofs, generated and verified, on a log of
 //! 1,000,000 entries (target <= 50 us each); checkpoint signing and verification. The baseline,
 //! measured in the same run, is one SHA-256 leaf hash of a typical entry.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
+//!
+//! Durable stores: appends to `SqliteAuditStore` (a file in the system's temporary folder) and,
+//! when `CUSTODIAN_PG_URL` names a server (`scripts/with-postgres cargo bench --all-features
+//! --bench audit`), to `PgAuditStore`, in batches of 1,000 events per `append_batch` (target: at
+//! least 50,000 entries/s) and one entry per commit (target: at least 2,000 entries/s). Every commit is
+//! durable: SQLite in WAL mode with `synchronous = FULL` (the key store's settings: the WAL is
+//! fsynced at each commit), PostgreSQL with its defaults (`fsync` and `synchronous_commit` on).
+//! Without a server the PostgreSQL part is skipped with a notice, except when `CI` is set.
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use custodian::SecretKey;
 use custodian::audit::{
@@ -155,5 +161,98 @@ fn bench_checkpoint(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_append, bench_proofs, bench_checkpoint);
+/// Appends to a durable store: 1,000 events per transaction, and one event per transaction.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn bench_durable_append<S: custodian::audit::AuditStore>(
+    c: &mut Criterion,
+    name: &str,
+    log: &AuditLog<S>,
+) {
+    let batch: Vec<AuditEvent> = (0..1000).map(event).collect();
+    let mut group = c.benchmark_group(format!("audit_append_{name}"));
+    group.throughput(Throughput::Elements(1000));
+    group.bench_function("batch_of_1000", |b| {
+        b.iter(|| log.append_batch(black_box(&batch)).unwrap())
+    });
+    group.throughput(Throughput::Elements(1));
+    let one = event(1);
+    group.bench_function("one_commit_per_entry", |b| {
+        b.iter(|| log.append(black_box(one.clone())).unwrap())
+    });
+    group.finish();
+}
+
+#[cfg(feature = "sqlite")]
+fn bench_sqlite(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::new(
+        custodian::audit::SqliteAuditStore::open(dir.path().join("audit.db")).unwrap(),
+    );
+    bench_durable_append(c, "sqlite", &log);
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn bench_sqlite(_: &mut Criterion) {
+    eprintln!("audit: feature `sqlite` is off, SQLite skipped");
+}
+
+#[cfg(feature = "postgres")]
+fn bench_postgres(c: &mut Criterion) {
+    use custodian::postgres::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    use custodian::postgres::{Postgres, sqlx};
+    use std::str::FromStr;
+
+    let Some(url) = std::env::var("CUSTODIAN_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CUSTODIAN_PG_URL is not set but CI is: run `scripts/with-postgres cargo bench --all-features --bench audit`"
+        );
+        eprintln!(
+            "audit: CUSTODIAN_PG_URL is not set, PostgreSQL skipped \
+             (run `scripts/with-postgres cargo bench --all-features --bench audit`)"
+        );
+        return;
+    };
+    // A fresh schema, so that every run starts from an empty log.
+    let schema = format!("custodian_bench_audit_{}", std::process::id());
+    let admin = Postgres::connect(&url).unwrap();
+    admin
+        .runtime()
+        .block_on(
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                .execute(admin.pool()),
+        )
+        .unwrap();
+    let options = PgConnectOptions::from_str(&url)
+        .unwrap()
+        .options([("search_path", schema.as_str())]);
+    let pg = {
+        let _entered = admin.runtime().enter();
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect_lazy_with(options);
+        Postgres::from_pool(pool).unwrap()
+    };
+    let log = AuditLog::new(custodian::audit::PgAuditStore::open(&pg).unwrap());
+    bench_durable_append(c, "postgres", &log);
+    // The pool runs on the admin handle's runtime: keep it until the process ends.
+    std::mem::forget(admin);
+}
+
+#[cfg(not(feature = "postgres"))]
+fn bench_postgres(_: &mut Criterion) {
+    eprintln!("audit: feature `postgres` is off, PostgreSQL skipped");
+}
+
+criterion_group!(
+    benches,
+    bench_append,
+    bench_sqlite,
+    bench_postgres,
+    bench_proofs,
+    bench_checkpoint
+);
 criterion_main!(benches);

@@ -70,7 +70,7 @@ fn servers_starting_at_once_migrate_once() {
             ),
             11,
             "custodian_schema, _meta, _rings, _ring_versions, _subject_keys, _changes, \
-             _mfa_factor, _mfa_recovery_code"
+             _mfa_factor, _mfa_recovery_code, _audit_entries, _audit_hashes, _ledger"
         );
         // Opening a store on the migrated schema is a no-op migration.
         let again = pg_support::handle_in(&url, &schema)
@@ -580,7 +580,8 @@ fn mfa_state_is_authenticated_and_old_rows_are_adopted_once() {
         Err(MfaError::StateTampered { .. })
     ));
 
-    // Back to schema version 2, as an older build left it; a new server migrates.
+    // Back to schema version 2, as an older build left it (no `state_mac` column, and none of
+    // the later tables); a new server migrates.
     execute(
         &url,
         format!("ALTER TABLE {schema}.custodian_mfa_factor DROP COLUMN state_mac"),

@@ -1,6 +1,6 @@
-//! Every store of this crate against the same contract (`custodian::conformance`): key stores and
-//! MFA factor stores, in memory, in SQLite and in PostgreSQL; and the key manager end to end on
-//! PostgreSQL.
+//! Every store of this crate against the same contract (`custodian::conformance`,
+//! `custodian::audit::conformance`): key stores, MFA factor stores and audit stores, in memory, in
+//! SQLite and in PostgreSQL; and the key manager end to end on PostgreSQL.
 //!
 //! PostgreSQL tests need `CUSTODIAN_PG_URL`: run `scripts/with-postgres cargo test --release
 //! --all-features`. Without it they print a loud skip notice, or fail when `CI` is set.
@@ -60,6 +60,23 @@ fn sqlite_key_store() {
     });
 }
 
+#[test]
+fn memory_audit_store() {
+    custodian::audit::conformance::check_store(custodian::audit::MemoryAuditStore::new).unwrap();
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn sqlite_audit_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    custodian::audit::conformance::check_store(|| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        custodian::audit::SqliteAuditStore::open(dir.path().join(format!("audit-{n}.db"))).unwrap()
+    })
+    .unwrap();
+}
+
 #[cfg(feature = "postgres")]
 mod pg_support;
 
@@ -93,6 +110,16 @@ mod postgres {
             let pg = pg_support::handle_in(&url, &schema);
             Arc::new(PgFactorStore::open(pg).unwrap()) as Arc<dyn FactorStore>
         });
+    }
+
+    #[test]
+    fn pg_audit_store() {
+        let Some(url) = pg_support::url() else { return };
+        custodian::audit::conformance::check_store(|| {
+            let schema = pg_support::fresh_schema(&url);
+            custodian::audit::PgAuditStore::open(&pg_support::handle_in(&url, &schema)).unwrap()
+        })
+        .unwrap();
     }
 
     fn ctx(record: &str) -> EncryptionContext {

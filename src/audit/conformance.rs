@@ -1,5 +1,5 @@
-//! One definition of a correct [`AuditStore`], to run against every backend (memory today; SQLite
-//! and PostgreSQL when they exist), in the manner of object_store's integration suite.
+//! One definition of a correct [`AuditStore`], to run against every backend (memory, SQLite and
+//! PostgreSQL in `tests/store_conformance.rs`), in the manner of object_store's integration suite.
 //!
 //! [`check_store`] takes a factory of fresh, empty stores and runs every check on a new one; it
 //! returns the first failure as [`AuditError::StoreContract`] naming the check, or the store's own

@@ -11,7 +11,8 @@
 //!   hashes that a memory, SQLite or PostgreSQL table can back;
 //! - [`inclusion_proof`], [`consistency_proof`] and their pure verifiers;
 //! - [`AuditEvent`], [`AuditEntry`], [`Action`]: what is recorded, in a canonical binary form;
-//! - [`AuditLog`] over an [`AuditStore`] ([`MemoryAuditStore`] today);
+//! - [`AuditLog`] over an [`AuditStore`]: [`MemoryAuditStore`], `SqliteAuditStore` (feature
+//!   `sqlite`), `PgAuditStore` (feature `postgres`);
 //! - [`CheckpointSigner`], [`CheckpointVerifier`]: signed checkpoints;
 //! - [`verify`], [`verify_checkpoint_consistency`], [`ErasureReceipt`], [`verify_receipt`];
 //! - [`conformance`]: the checks every [`AuditStore`] backend must pass.

@@ -118,8 +118,9 @@ async fn read_hashes(conn: &mut PgConnection, indexes: &[u64]) -> Result<Vec<Has
         .collect()
 }
 
-/// Inserts a checked batch: entries from `size`, hashes from `stored`. Plain inserts: an index
-/// that exists already fails the primary key, nothing is overwritten.
+/// Inserts a checked batch, entries from `size` and hashes from `stored`, in one statement (one
+/// round trip). Plain inserts: an index that exists already fails the primary key, nothing is
+/// overwritten.
 async fn insert(
     conn: &mut PgConnection,
     size: u64,
@@ -130,15 +131,6 @@ async fn insert(
         .take(batch.entries.len())
         .map(to_bigint)
         .collect::<Result<_, _>>()?;
-    sqlx::query(
-        "INSERT INTO custodian_audit_entries (idx, entry)
-         SELECT * FROM UNNEST($1::bigint[], $2::bytea[])",
-    )
-    .bind(&entry_indexes)
-    .bind(&batch.entries)
-    .execute(&mut *conn)
-    .await
-    .map_err(db("inserting audit entries"))?;
     let hash_indexes: Vec<i64> = (stored..)
         .take(batch.hashes.len())
         .map(to_bigint)
@@ -148,15 +140,22 @@ async fn insert(
         .iter()
         .map(|h| h.as_bytes().as_slice())
         .collect();
+    // A data-modifying WITH runs to completion exactly once, whether or not it is read.
     sqlx::query(
-        "INSERT INTO custodian_audit_hashes (idx, hash)
-         SELECT * FROM UNNEST($1::bigint[], $2::bytea[])",
+        "WITH entries AS (
+             INSERT INTO custodian_audit_entries (idx, entry)
+             SELECT * FROM UNNEST($1::bigint[], $2::bytea[])
+         )
+         INSERT INTO custodian_audit_hashes (idx, hash)
+         SELECT * FROM UNNEST($3::bigint[], $4::bytea[])",
     )
+    .bind(&entry_indexes)
+    .bind(&batch.entries)
     .bind(&hash_indexes)
     .bind(&hashes)
     .execute(conn)
     .await
-    .map_err(db("inserting audit hashes"))?;
+    .map_err(db("inserting audit entries and hashes"))?;
     Ok(())
 }
 
@@ -458,5 +457,119 @@ impl AuditStore for PgAuditStore {
             let mut conn = pool.acquire().await.map_err(db("reading audit hashes"))?;
             read_hashes(&mut conn, &indexes).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Action, AuditEvent, AuditLog, MemoryAuditStore};
+    use sqlx::AssertSqlSafe;
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    use std::str::FromStr;
+
+    fn event(i: u64) -> AuditEvent {
+        AuditEvent::new(i, "actor", Action::MfaVerified, format!("user-{i}/phone"))
+    }
+
+    /// A handle on a new schema of the server `scripts/with-postgres` started; `None` (after a
+    /// notice) without one, outside CI.
+    fn fresh_handle() -> Option<Postgres> {
+        let Ok(url) = std::env::var("CUSTODIAN_PG_URL") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CUSTODIAN_PG_URL is not set but CI is: run through scripts/with-postgres"
+            );
+            eprintln!("SKIPPED: needs CUSTODIAN_PG_URL (scripts/with-postgres)");
+            return None;
+        };
+        let admin = Postgres::connect(&url).unwrap();
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let schema = format!(
+            "custodian_unit_audit_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        admin
+            .runtime()
+            .block_on(
+                sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(admin.pool()),
+            )
+            .unwrap();
+        let options = PgConnectOptions::from_str(&url)
+            .unwrap()
+            .options([("search_path", schema.as_str())]);
+        let _entered = admin.runtime().enter();
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_lazy_with(options);
+        let pg = Postgres::from_pool(pool).unwrap();
+        // The pool runs on the admin handle's runtime, which must outlive it: the test process
+        // ends soon after.
+        std::mem::forget(admin);
+        Some(pg)
+    }
+
+    #[test]
+    fn append_in_commits_with_the_callers_transaction() {
+        let Some(pg) = fresh_handle() else { return };
+        let log = AuditLog::new(PgAuditStore::open(&pg).unwrap());
+        log.append(event(0)).unwrap();
+
+        // Rolled back with the caller's transaction: nothing stored.
+        let pool = pg.pool().clone();
+        let first = pg
+            .runtime()
+            .block_on(async move {
+                let mut tx = pool.begin().await?;
+                let mut prepared = PreparedAppend::new(&[event(1)]).unwrap();
+                let first = append_in(&mut tx, &mut prepared).await.unwrap();
+                tx.rollback().await?;
+                Ok::<_, sqlx::Error>(first)
+            })
+            .unwrap();
+        assert_eq!(first, 1);
+        assert_eq!(log.tree_size().unwrap(), 1);
+
+        // Committed with it, next to another change: stored, the tree of single appends.
+        let pool = pg.pool().clone();
+        let first = pg
+            .runtime()
+            .block_on(async move {
+                let mut tx = pool.begin().await?;
+                sqlx::query("CREATE TABLE other_change (x BIGINT)")
+                    .execute(&mut *tx)
+                    .await?;
+                let mut prepared = PreparedAppend::new(&[event(1), event(2)]).unwrap();
+                let first = append_in(&mut tx, &mut prepared).await.unwrap();
+                tx.commit().await?;
+                Ok::<_, sqlx::Error>(first)
+            })
+            .unwrap();
+        assert_eq!(first, 1);
+        assert_eq!(log.tree_size().unwrap(), 3);
+        let memory = AuditLog::new(MemoryAuditStore::new());
+        memory
+            .append_batch(&[event(0), event(1), event(2)])
+            .unwrap();
+        assert_eq!(log.root(3).unwrap(), memory.root(3).unwrap());
+        assert_eq!(
+            log.store_entries(0..3).unwrap(),
+            memory.store_entries(0..3).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_failed_build_rolls_back_and_frees_the_lock() {
+        let Some(pg) = fresh_handle() else { return };
+        let store = PgAuditStore::open(&pg).unwrap();
+        let log = AuditLog::new(store.clone());
+        let refused = store.append(&mut |_, _| Err(AuditError::StoreContract("no".into())));
+        assert!(refused.is_err());
+        // The lock was released with the transaction: the next append does not wait for it.
+        let started = Instant::now();
+        log.append(event(0)).unwrap();
+        assert!(started.elapsed() < pg.timeout());
+        assert_eq!(log.tree_size().unwrap(), 1);
     }
 }
