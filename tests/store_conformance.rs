@@ -65,6 +65,24 @@ fn memory_audit_store() {
     custodian::audit::conformance::check_store(custodian::audit::MemoryAuditStore::new).unwrap();
 }
 
+/// Every key store is also the audit store of its key operations: the same contract holds.
+#[test]
+fn memory_key_store_as_audit_store() {
+    custodian::audit::conformance::check_store(custodian::keys::MemoryKeyStore::new).unwrap();
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn sqlite_key_store_as_audit_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let counter = std::sync::atomic::AtomicUsize::new(0);
+    custodian::audit::conformance::check_store(|| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        custodian::keys::SqliteKeyStore::open(dir.path().join(format!("keys-{n}.db"))).unwrap()
+    })
+    .unwrap();
+}
+
 #[cfg(feature = "sqlite")]
 #[test]
 fn sqlite_audit_store() {
@@ -110,6 +128,16 @@ mod postgres {
             let pg = pg_support::handle_in(&url, &schema);
             Arc::new(PgFactorStore::open(pg).unwrap()) as Arc<dyn FactorStore>
         });
+    }
+
+    #[test]
+    fn pg_key_store_as_audit_store() {
+        let Some(url) = pg_support::url() else { return };
+        custodian::audit::conformance::check_store(|| {
+            let schema = pg_support::fresh_schema(&url);
+            custodian::keys::PgKeyStore::open(pg_support::handle_in(&url, &schema)).unwrap()
+        })
+        .unwrap();
     }
 
     #[test]
