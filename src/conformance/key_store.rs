@@ -10,7 +10,8 @@ use crate::audit::{Action, AuditEntry, AuditEvent};
 use crate::crypto::Suite;
 use crate::keys::store::{
     ChangeFeed, CommitOutcome, Journal, KeyStore, LedgerRecord, LedgerWrite, RingChange,
-    RingRecord, RingRows, SubjectRecord, VersionDigest, VersionRecord,
+    RingRecord, RingRows, SubjectRecord, TOMBSTONE_BUCKETS, VersionDigest, VersionRecord,
+    tombstone_bucket,
 };
 use crate::keys::{KeyError, RotationPolicy, VersionState};
 use std::sync::{Arc, Barrier};
@@ -91,6 +92,10 @@ pub const ALL: &[(&str, Check)] = &[
         audit_entries_commit_with_their_change_only,
     ),
     ("purge_answers", purge_answers),
+    (
+        "tombstone_buckets_match_the_documented_function",
+        tombstone_buckets_match_the_documented_function,
+    ),
 ];
 
 /// Runs every check of [`ALL`] in order; panics naming the check where a store call fails (an
@@ -932,10 +937,13 @@ pub fn change_feed_positions_and_limits(new_store: NewStore<'_>) -> Result<(), K
     Ok(())
 }
 
+/// A ledger row; stores keep its counts without interpreting them.
 fn ledger(counter: u64, erasures: u64, rings: &[(&str, u64)]) -> LedgerRecord {
+    let mut buckets = vec![0; TOMBSTONE_BUCKETS];
+    buckets[usize::from(tombstone_bucket("a"))] = erasures;
     LedgerRecord {
         counter,
-        erasures,
+        erasures: buckets,
         rings: rings.iter().map(|(n, g)| ((*n).to_owned(), *g)).collect(),
         mac: [counter as u8; 32],
     }
@@ -959,7 +967,14 @@ pub fn ledger_is_initialised_once_and_compare_and_set(
 ) -> Result<(), KeyError> {
     let store = new_store();
     let view = store.load_ledger()?;
-    assert_eq!((view.ledger, view.tombstones), (None, 0), "a new store");
+    assert_eq!(view.ledger, None, "a new store");
+    assert_eq!(
+        view.tombstones,
+        (0..TOMBSTONE_BUCKETS as u16)
+            .map(|b| (b, 0))
+            .collect::<Vec<_>>(),
+        "load_ledger counts every bucket"
+    );
     store.put_meta_if_absent("old_key", b"old")?;
     let first = ledger(1, 0, &[]);
     assert!(store.init_ledger(&first, ("new_key", b"new"), "old_key")?);
@@ -984,6 +999,10 @@ pub fn ledger_is_initialised_once_and_compare_and_set(
         view.ledger.ledger,
         Some(second.clone()),
         "read with the ring"
+    );
+    assert!(
+        view.ledger.tombstones.is_empty(),
+        "a ring read counts nothing"
     );
 
     // A stale ledger: nothing of the change is written.
@@ -1027,7 +1046,11 @@ pub fn ledger_is_initialised_once_and_compare_and_set(
     )?);
     let view = store.load_subject("r", "a")?;
     assert_eq!(view.ledger.ledger, Some(third));
-    assert_eq!(view.ledger.tombstones, 1, "the tombstone is counted");
+    assert_eq!(
+        view.ledger.tombstones,
+        [(tombstone_bucket("a"), 1)],
+        "a subject read counts the subject's bucket"
+    );
     let never = tombstone(&subject("r", "never", 1, 0, 0), 1_700_008_001);
     assert_eq!(
         store.insert_subjects(
@@ -1036,7 +1059,65 @@ pub fn ledger_is_initialised_once_and_compare_and_set(
         )?,
         [true]
     );
-    assert_eq!(store.load_ledger()?.tombstones, 2);
+    let all = store.load_ledger()?.tombstones;
+    assert_eq!(all.iter().map(|(_, n)| n).sum::<u64>(), 2);
+    assert!(all.contains(&(
+        tombstone_bucket("never"),
+        if tombstone_bucket("never") == tombstone_bucket("a") {
+            2
+        } else {
+            1
+        }
+    )));
+    Ok(())
+}
+
+/// The store counts tombstones in exactly the buckets [`tombstone_bucket`] computes, for short,
+/// multi-byte and astral-plane subject ids too (the SQL stores compute it in SQL).
+pub fn tombstone_buckets_match_the_documented_function(
+    new_store: NewStore<'_>,
+) -> Result<(), KeyError> {
+    let store = new_store();
+    create(store.as_ref(), &ring("r", 1, 1))?;
+    let ids = [
+        "a",
+        "ab",
+        "abc",
+        "cus_42",
+        "cus_000123",
+        "é€x",
+        "x😀",
+        "😀😀😀",
+        "Zürich-7",
+        "0",
+    ];
+    let rows: Vec<SubjectRecord> = ids
+        .iter()
+        .map(|id| tombstone(&subject("r", id, 1, 0, 0), 1_700_011_000))
+        .collect();
+    assert_eq!(
+        store.insert_subjects(&rows, &mut Journal::default())?,
+        vec![true; ids.len()]
+    );
+    let mut expected = vec![0u64; TOMBSTONE_BUCKETS];
+    for id in ids {
+        expected[usize::from(tombstone_bucket(id))] += 1;
+    }
+    let counted = store.load_ledger()?.tombstones;
+    assert_eq!(
+        counted,
+        (0u16..).zip(expected).collect::<Vec<_>>(),
+        "every bucket's count"
+    );
+    for id in ids {
+        let view = store.load_subject("r", id)?;
+        let bucket = tombstone_bucket(id);
+        assert_eq!(
+            view.ledger.tombstones,
+            [(bucket, counted[usize::from(bucket)].1)],
+            "the bucket of `{id}`"
+        );
+    }
     Ok(())
 }
 

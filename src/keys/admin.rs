@@ -33,7 +33,7 @@ impl KeyManager {
         for _ in 0..self.options.max_conflict_retries.max(1) {
             let ledger = self.current_ledger()?;
             let mut journal = Journal {
-                ledger: Some(self.next_ledger(&ledger, 0, Some((name, rows.ring.generation)))),
+                ledger: Some(self.next_ledger(&ledger, None, Some((name, rows.ring.generation)))),
                 audit: vec![AuditEvent::new(
                     now,
                     &self.options.actor,
@@ -329,7 +329,7 @@ impl KeyManager {
                 journal: Journal {
                     ledger: Some(self.next_ledger(
                         &ledger,
-                        0,
+                        None,
                         Some((&handle.name, next.ring.generation)),
                     )),
                     audit: ring_change_events(&rows, &next, &self.options.actor, now),

@@ -18,7 +18,9 @@ use super::KeyError;
 use super::integrity::{Encoder, Integrity};
 use super::manager::KeyManager;
 use super::ring::VersionState;
-use super::store::{LedgerRecord, LedgerView, LedgerWrite, MAC_LEN, RingRows};
+use super::store::{
+    LedgerRecord, LedgerView, LedgerWrite, MAC_LEN, RingRows, TOMBSTONE_BUCKETS, tombstone_bucket,
+};
 use crate::audit::{Action, AuditEvent};
 use std::sync::atomic::Ordering;
 
@@ -33,9 +35,13 @@ impl Integrity {
     pub(crate) fn ledger_mac(&self, l: &LedgerRecord) -> [u8; MAC_LEN] {
         let mut e = Encoder::label("custodian/v1/mac/ledger");
         e.u64(l.counter)
-            .u64(l.erasures)
-            // INVARIANT: fewer than 2^32 rings.
-            .u32(u32::try_from(l.rings.len()).unwrap_or(u32::MAX));
+            // INVARIANT: TOMBSTONE_BUCKETS (256) counts.
+            .u32(u32::try_from(l.erasures.len()).unwrap_or(u32::MAX));
+        for count in &l.erasures {
+            e.u64(*count);
+        }
+        // INVARIANT: fewer than 2^32 rings.
+        e.u32(u32::try_from(l.rings.len()).unwrap_or(u32::MAX));
         for (name, generation) in &l.rings {
             e.str(name).u64(*generation);
         }
@@ -46,8 +52,8 @@ impl Integrity {
         l.mac = self.ledger_mac(l);
     }
 
-    /// The ledger of `view`, checked: present, MAC valid, rings sorted and unique, and as many
-    /// tombstones stored as it counts.
+    /// The ledger of `view`, checked: present, MAC valid, one count per bucket, rings sorted and
+    /// unique, and as many tombstones stored in each bucket the view counted as the ledger says.
     pub(crate) fn verify_ledger<'a>(
         &self,
         view: &'a LedgerView,
@@ -58,6 +64,13 @@ impl Integrity {
             .ok_or_else(|| KeyError::tampered("the ledger row is missing", "", None))?;
         if !self.mac_eq(&self.ledger_mac(ledger), &ledger.mac) {
             return Err(KeyError::tampered("the ledger row fails its MAC", "", None));
+        }
+        if ledger.erasures.len() != TOMBSTONE_BUCKETS {
+            return Err(KeyError::tampered(
+                "the ledger has the wrong number of buckets",
+                "",
+                None,
+            ));
         }
         if !ledger
             .rings
@@ -70,12 +83,14 @@ impl Integrity {
                 None,
             ));
         }
-        if view.tombstones != ledger.erasures {
-            return Err(KeyError::tampered(
-                "the number of erasure tombstones differs from the ledger's (a tombstone was deleted or an erased key restored)",
-                "",
-                None,
-            ));
+        for (bucket, stored) in &view.tombstones {
+            if ledger.erasures.get(usize::from(*bucket)) != Some(stored) {
+                return Err(KeyError::tampered(
+                    "the number of erasure tombstones differs from the ledger's (a tombstone was deleted or an erased key restored)",
+                    "",
+                    None,
+                ));
+            }
         }
         Ok(ledger)
     }
@@ -147,17 +162,23 @@ impl KeyManager {
         }
     }
 
-    /// The ledger after a change: counter + 1, `erased` more tombstones, and `ring` (if any) at
-    /// `generation`.
+    /// The ledger after a change: counter + 1, one more tombstone in the bucket of `erased` (a
+    /// subject id), and `ring` (if any) at `generation`.
     pub(super) fn next_ledger(
         &self,
         current: &LedgerRecord,
-        erased: u64,
+        erased: Option<&str>,
         ring: Option<(&str, u64)>,
     ) -> LedgerWrite {
         let mut record = current.clone();
         record.counter = current.counter.saturating_add(1);
-        record.erasures = current.erasures.saturating_add(erased);
+        if let Some(count) = erased.and_then(|subject| {
+            record
+                .erasures
+                .get_mut(usize::from(tombstone_bucket(subject)))
+        }) {
+            *count = count.saturating_add(1);
+        }
         if let Some((name, generation)) = ring {
             match record.rings.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
                 Ok(i) => {
@@ -210,7 +231,12 @@ impl KeyManager {
                             rings.push((name, rows.ring.generation));
                         }
                     }
-                    let erasures = store.load_ledger()?.tombstones;
+                    let mut erasures = vec![0; TOMBSTONE_BUCKETS];
+                    for (bucket, count) in store.load_ledger()?.tombstones {
+                        if let Some(slot) = erasures.get_mut(usize::from(bucket)) {
+                            *slot = count;
+                        }
+                    }
                     let ledger = LedgerRecord {
                         counter: 1,
                         erasures,
@@ -223,7 +249,7 @@ impl KeyManager {
                     Integrity::new(super::subject::random_key()?),
                     LedgerRecord {
                         counter: 1,
-                        erasures: 0,
+                        erasures: vec![0; TOMBSTONE_BUCKETS],
                         rings: Vec::new(),
                         mac: [0; MAC_LEN],
                     },

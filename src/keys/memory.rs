@@ -4,7 +4,8 @@
 use super::KeyError;
 use super::store::{
     CHANGE_FEED_RETENTION, Change, ChangeFeed, CommitOutcome, Journal, KeyStore, LedgerRecord,
-    LedgerView, RingChange, RingRows, RingView, SubjectRecord, SubjectView, announces_change,
+    LedgerView, RingChange, RingRows, RingView, SubjectRecord, SubjectView, TOMBSTONE_BUCKETS,
+    announces_change, tombstone_bucket,
 };
 use crate::audit::{
     AuditError, AuditEvent, AuditStore, BuildAppend, Hash, HashReader, PreparedAppend, check_batch,
@@ -31,10 +32,21 @@ struct Data {
 }
 
 impl Data {
-    fn view(&self) -> LedgerView {
+    /// The ledger with the tombstone counts of `buckets` (all of them for `None`).
+    fn view(&self, buckets: Option<u16>) -> LedgerView {
+        let mut counts = vec![0u64; TOMBSTONE_BUCKETS];
+        for s in self.subjects.values().filter(|s| !s.is_live()) {
+            if let Some(count) = counts.get_mut(usize::from(tombstone_bucket(&s.subject))) {
+                *count += 1;
+            }
+        }
+        let all = (0u16..).zip(counts);
         LedgerView {
             ledger: self.ledger.clone(),
-            tombstones: self.subjects.values().filter(|s| !s.is_live()).count() as u64,
+            tombstones: match buckets {
+                None => all.collect(),
+                Some(bucket) => all.filter(|(b, _)| *b == bucket).collect(),
+            },
         }
     }
 
@@ -110,7 +122,7 @@ impl KeyStore for MemoryKeyStore {
     }
 
     fn load_ledger(&self) -> Result<LedgerView, KeyError> {
-        Ok(self.lock().view())
+        Ok(self.lock().view(None))
     }
 
     fn init_ledger(
@@ -137,7 +149,10 @@ impl KeyStore for MemoryKeyStore {
         let data = self.lock();
         Ok(RingView {
             rows: data.rings.get(name).cloned(),
-            ledger: data.view(),
+            ledger: LedgerView {
+                ledger: data.ledger.clone(),
+                tombstones: Vec::new(),
+            },
         })
     }
 
@@ -201,7 +216,7 @@ impl KeyStore for MemoryKeyStore {
                 )
                 .next_back()
                 .map(|(_, s)| s.clone()),
-            ledger: data.view(),
+            ledger: data.view(Some(tombstone_bucket(subject))),
         })
     }
 

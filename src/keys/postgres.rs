@@ -13,8 +13,8 @@ use super::ring::{RotationPolicy, VersionState};
 use super::store::{
     CHANGE_FEED_RETENTION, Change, ChangeFeed, CommitOutcome, Journal, KeyStore, LedgerRecord,
     LedgerView, LedgerWrite, MAC_LEN, RingChange, RingRecord, RingRows, RingView, SubjectRecord,
-    SubjectView, VersionRecord, announces_change, decode_digests, decode_ledger, encode_digests,
-    encode_ledger_body,
+    SubjectView, TOMBSTONE_BUCKETS, VersionRecord, announces_change, decode_digests, decode_ledger,
+    encode_digests, encode_ledger_body, tombstone_bucket,
 };
 use crate::audit::{
     AuditError, AuditEvent, AuditStore, BuildAppend, Hash, PgAuditStore, PreparedAppend,
@@ -265,32 +265,84 @@ async fn announce(
     Ok(())
 }
 
-/// The ledger row as stored, and the number of tombstones, from one snapshot.
-type RawLedger = (Option<(i64, Vec<u8>, Vec<u8>)>, i64);
+/// Which tombstone counts a read takes with the ledger: none (ring reads), one bucket's
+/// (subject reads) or every bucket's (`None`: opening the store).
+#[derive(Clone, Copy)]
+enum Counts {
+    None,
+    Bucket(i32),
+    All,
+}
 
-async fn read_ledger(conn: &mut PgConnection, what: &str) -> Result<RawLedger, PostgresError> {
+/// The ledger row as stored, and the tombstone counts, from one snapshot.
+type RawLedger = (Option<(i64, Vec<u8>, Vec<u8>)>, Vec<(i32, i64)>);
+
+async fn read_ledger(
+    conn: &mut PgConnection,
+    counts: Counts,
+    what: &str,
+) -> Result<RawLedger, PostgresError> {
     let row: Option<(i64, Vec<u8>, Vec<u8>)> =
         sqlx::query_as("SELECT counter, body, mac FROM custodian_ledger WHERE id = 1")
             .fetch_optional(&mut *conn)
             .await
             .map_err(|e| classify(what, e))?;
-    let tombstones: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM custodian_subject_keys WHERE wrapped_key IS NULL")
+    let tombstones = match counts {
+        Counts::None => Vec::new(),
+        Counts::Bucket(bucket) => {
+            let count: i64 = sqlx::query_scalar(concat!(
+                "SELECT count(*) FROM custodian_subject_keys WHERE wrapped_key IS NULL AND ",
+                crate::postgres::bucket_sql!(),
+                " = $1"
+            ))
+            .bind(bucket)
             .fetch_one(&mut *conn)
             .await
             .map_err(|e| classify(what, e))?;
+            vec![(bucket, count)]
+        }
+        Counts::All => sqlx::query_as(concat!(
+            "SELECT ",
+            crate::postgres::bucket_sql!(),
+            ", count(*) FROM custodian_subject_keys WHERE wrapped_key IS NULL GROUP BY 1"
+        ))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| classify(what, e))?,
+    };
     Ok((row, tombstones))
 }
 
-fn ledger_view((row, tombstones): RawLedger) -> Result<LedgerView, KeyError> {
-    let bad = || KeyError::tampered("negative ledger counter", "", None);
+fn ledger_view((row, found): RawLedger, all: bool) -> Result<LedgerView, KeyError> {
+    let bad = || KeyError::tampered("negative ledger counter or tombstone count", "", None);
+    let mut tombstones = found
+        .into_iter()
+        .map(|(bucket, count)| {
+            Ok((
+                u16::try_from(bucket).map_err(|_| bad())?,
+                u64::try_from(count).map_err(|_| bad())?,
+            ))
+        })
+        .collect::<Result<Vec<_>, KeyError>>()?;
+    if all {
+        tombstones = (0u16..)
+            .take(TOMBSTONE_BUCKETS)
+            .map(|bucket| {
+                let count = tombstones
+                    .iter()
+                    .find(|(b, _)| *b == bucket)
+                    .map_or(0, |c| c.1);
+                (bucket, count)
+            })
+            .collect();
+    }
     Ok(LedgerView {
         ledger: row
             .map(|(counter, body, mac)| {
                 decode_ledger(u64::try_from(counter).map_err(|_| bad())?, &body, &mac)
             })
             .transpose()?,
-        tombstones: u64::try_from(tombstones).map_err(|_| bad())?,
+        tombstones,
     })
 }
 
@@ -603,12 +655,12 @@ impl KeyStore for PgKeyStore {
                     .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                     .await
                     .map_err(|e| classify(&what, e))?;
-                let raw = read_ledger(&mut tx, &what).await?;
+                let raw = read_ledger(&mut tx, Counts::All, &what).await?;
                 tx.commit().await.map_err(|e| classify(&what, e))?;
                 Ok(raw)
             },
         )?;
-        ledger_view(raw)
+        ledger_view(raw, true)
     }
 
     fn init_ledger(
@@ -668,7 +720,7 @@ impl KeyStore for PgKeyStore {
                     .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                     .await
                     .map_err(|e| classify(&what, e))?;
-                let ledger = read_ledger(&mut tx, &what).await?;
+                let ledger = read_ledger(&mut tx, Counts::None, &what).await?;
                 let ring: Option<RingRow> = sqlx::query_as(SELECT_RING)
                     .bind(&name)
                     .fetch_optional(&mut *tx)
@@ -686,7 +738,7 @@ impl KeyStore for PgKeyStore {
                 Ok((Some((ring, versions)), ledger))
             },
         )?;
-        let ledger = ledger_view(ledger)?;
+        let ledger = ledger_view(ledger, false)?;
         let Some((ring, versions)) = loaded else {
             return Ok(RingView { rows: None, ledger });
         };
@@ -846,6 +898,7 @@ impl KeyStore for PgKeyStore {
     }
 
     fn load_subject(&self, ring: &str, subject: &str) -> Result<SubjectView, KeyError> {
+        let bucket = Counts::Bucket(i32::from(tombstone_bucket(subject)));
         let (ring, subject) = (ring.to_owned(), subject.to_owned());
         let (row, ledger): (Option<SubjectRow>, RawLedger) = self.run(
             format!("loading the key of subject `{subject}` of key ring `{ring}`"),
@@ -861,14 +914,14 @@ impl KeyStore for PgKeyStore {
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(|e| classify(&what, e))?;
-                let ledger = read_ledger(&mut tx, &what).await?;
+                let ledger = read_ledger(&mut tx, bucket, &what).await?;
                 tx.commit().await.map_err(|e| classify(&what, e))?;
                 Ok((row, ledger))
             },
         )?;
         Ok(SubjectView {
             row: row.map(subject_record).transpose()?,
-            ledger: ledger_view(ledger)?,
+            ledger: ledger_view(ledger, false)?,
         })
     }
 

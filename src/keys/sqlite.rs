@@ -8,8 +8,8 @@ use super::ring::{RotationPolicy, VersionState};
 use super::store::{
     CHANGE_FEED_RETENTION, Change, ChangeFeed, CommitOutcome, Journal, KeyStore, LedgerRecord,
     LedgerView, MAC_LEN, RingChange, RingRecord, RingRows, RingView, SubjectRecord, SubjectView,
-    VersionRecord, announces_change, decode_digests, decode_ledger, encode_digests,
-    encode_ledger_body,
+    TOMBSTONE_BUCKETS, VersionRecord, announces_change, decode_digests, decode_ledger,
+    encode_digests, encode_ledger_body, tombstone_bucket,
 };
 use crate::audit::{AuditError, AuditEvent, AuditStore, BuildAppend, Hash, PreparedAppend};
 use crate::audit::{SqliteAuditStore, sqlite as audit_sqlite};
@@ -20,6 +20,16 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// `tombstone_bucket(subject)` in SQL (docs/KEYSTORE.md): the same text in the index and in the
+/// queries, so that SQLite uses the index.
+macro_rules! bucket_sql {
+    () => {
+        "((coalesce(unicode(substr(subject, -1, 1)), 0) \
+         + 31 * coalesce(unicode(substr(subject, -2, 1)), 0) \
+         + 961 * coalesce(unicode(substr(subject, -3, 1)), 0)) % 256)"
+    };
+}
 
 /// Schema version this build writes; `MIGRATIONS[i]` upgrades from version `i` to `i + 1`.
 pub const SCHEMA_VERSION: u32 = 3;
@@ -78,15 +88,17 @@ CREATE TABLE changes (
 "#,
     // The ledger, and an index that makes counting tombstones cheap. The audit tables are
     // created with them (`audit::sqlite::create_tables`).
-    r#"
-CREATE TABLE ledger (
+    concat!(
+        "CREATE TABLE ledger (
     id      INTEGER PRIMARY KEY CHECK (id = 1),
     counter INTEGER NOT NULL,
     body    BLOB NOT NULL,
     mac     BLOB NOT NULL
 ) STRICT;
-CREATE INDEX subject_keys_tombstones ON subject_keys (ring) WHERE wrapped_key IS NULL;
-"#,
+CREATE INDEX subject_keys_tombstones ON subject_keys (",
+        bucket_sql!(),
+        ") WHERE wrapped_key IS NULL;"
+    ),
 ];
 
 /// A key store in one SQLite database file, with its audit log in the same file.
@@ -205,7 +217,18 @@ fn write_journal(
     Ok(())
 }
 
-fn read_ledger(conn: &Connection) -> Result<LedgerView, KeyError> {
+/// Which tombstone counts a read takes with the ledger.
+#[derive(Clone, Copy)]
+enum Counts {
+    /// None (ring reads).
+    None,
+    /// One bucket's, through the partial expression index (subject reads).
+    Bucket(u16),
+    /// Every bucket's (opening the store).
+    All,
+}
+
+fn read_ledger(conn: &Connection, counts: Counts) -> Result<LedgerView, KeyError> {
     let row: Option<(Int, Vec<u8>, Vec<u8>)> = conn
         .prepare_cached("SELECT counter, body, mac FROM ledger WHERE id = 1")
         .and_then(|mut stmt| {
@@ -213,15 +236,48 @@ fn read_ledger(conn: &Connection) -> Result<LedgerView, KeyError> {
                 .optional()
         })
         .map_err(store_err)?;
-    let tombstones: Int = conn
-        .prepare_cached("SELECT count(*) FROM subject_keys WHERE wrapped_key IS NULL")
-        .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
-        .map_err(store_err)?;
+    let tombstones = match counts {
+        Counts::None => Vec::new(),
+        Counts::Bucket(bucket) => {
+            let count: Int = conn
+                .prepare_cached(concat!(
+                    "SELECT count(*) FROM subject_keys WHERE wrapped_key IS NULL AND ",
+                    bucket_sql!(),
+                    " = ?1"
+                ))
+                .and_then(|mut stmt| stmt.query_row([bucket], |r| r.get(0)))
+                .map_err(store_err)?;
+            vec![(bucket, count.0)]
+        }
+        Counts::All => {
+            let found: Vec<(u16, Int)> = conn
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    bucket_sql!(),
+                    ", count(*) FROM subject_keys WHERE wrapped_key IS NULL GROUP BY 1"
+                ))
+                .and_then(|mut stmt| {
+                    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .and_then(Iterator::collect)
+                })
+                .map_err(store_err)?;
+            (0u16..)
+                .take(TOMBSTONE_BUCKETS)
+                .map(|bucket| {
+                    let count = found
+                        .iter()
+                        .find(|(b, _)| *b == bucket)
+                        .map_or(0, |c| c.1.0);
+                    (bucket, count)
+                })
+                .collect()
+        }
+    };
     Ok(LedgerView {
         ledger: row
             .map(|(counter, body, mac)| decode_ledger(counter.0, &body, &mac))
             .transpose()?,
-        tombstones: tombstones.0,
+        tombstones,
     })
 }
 
@@ -543,7 +599,7 @@ impl KeyStore for SqliteKeyStore {
     fn load_ledger(&self) -> Result<LedgerView, KeyError> {
         self.with_conn(|conn| {
             let tx = conn.transaction().map_err(store_err)?;
-            let view = read_ledger(&tx)?;
+            let view = read_ledger(&tx, Counts::All)?;
             tx.commit().map_err(store_err)?;
             Ok(view)
         })
@@ -604,7 +660,7 @@ impl KeyStore for SqliteKeyStore {
             // One read transaction: the ring row, its versions and the ledger come from the same
             // snapshot.
             let tx = conn.transaction().map_err(store_err)?;
-            let ledger = read_ledger(&tx)?;
+            let ledger = read_ledger(&tx, Counts::None)?;
             let raw = tx
                 .prepare_cached(&format!("SELECT {RING_COLUMNS} FROM rings WHERE name = ?1"))
                 .and_then(|mut stmt| stmt.query_row([name], raw_ring).optional())
@@ -719,7 +775,7 @@ impl KeyStore for SqliteKeyStore {
                 ))
                 .and_then(|mut stmt| stmt.query_row([ring, subject], raw_subject).optional())
                 .map_err(store_err)?;
-            let ledger = read_ledger(&tx)?;
+            let ledger = read_ledger(&tx, Counts::Bucket(tombstone_bucket(subject)))?;
             tx.commit().map_err(store_err)?;
             Ok((raw, ledger))
         })?;
@@ -1017,6 +1073,35 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Counting one bucket's tombstones reads the partial expression index, not the table: a
+    /// subject read costs O(tombstones / 256), not O(tombstones).
+    #[test]
+    fn the_bucket_count_uses_the_tombstone_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteKeyStore::open(dir.path().join("keys.db")).unwrap();
+        store
+            .with_conn(|conn| {
+                let plan: Vec<String> = conn
+                    .prepare(concat!(
+                        "EXPLAIN QUERY PLAN SELECT count(*) FROM subject_keys ",
+                        "WHERE wrapped_key IS NULL AND ",
+                        bucket_sql!(),
+                        " = 7"
+                    ))
+                    .unwrap()
+                    .query_map([], |r| r.get::<_, String>(3))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                assert!(
+                    plan.iter().any(|step| step.contains("subject_keys_tombstones")),
+                    "{plan:?}"
+                );
+                Ok(())
+            })
+            .unwrap();
     }
 
     #[test]

@@ -119,20 +119,40 @@ pub struct RingRows {
     pub versions: Vec<VersionRecord>,
 }
 
+/// Number of buckets the ledger counts tombstones in.
+pub const TOMBSTONE_BUCKETS: usize = 256;
+
+/// The bucket of a subject's tombstones: from the code points of the subject id's last three
+/// characters `c1` (last), `c2`, `c3` (0 where the id is shorter),
+/// `(c1 + 31·c2 + 961·c3) mod 256`. Both SQL stores compute the same expression in SQL over their
+/// `subject` column (docs/KEYSTORE.md), so counting one bucket reads only that bucket's rows.
+pub fn tombstone_bucket(subject: &str) -> u16 {
+    let mut last = subject.chars().rev().map(u32::from);
+    let (c1, c2, c3) = (
+        last.next().unwrap_or(0),
+        last.next().unwrap_or(0),
+        last.next().unwrap_or(0),
+    );
+    // At most 0x10FFFF · 993, far below u32::MAX; the result is below 256.
+    u16::try_from((c1 + 31 * c2 + 961 * c3) % 256).unwrap_or(0)
+}
+
 /// The store-wide ledger row: what the store as a whole must contain, MAC'd by the manager
 /// (docs/KEYSTORE.md, table `ledger`).
 ///
 /// Row MACs alone cannot tell a current row from an older copy of it. The ledger can: it counts
-/// the erasure tombstones the store must hold (a restored live row or a deleted tombstone changes
-/// that count) and names every ring's current generation (a ring row rolled back to an older,
-/// validly MAC'd copy has another generation). Every change that erases a key or commits a ring
-/// change writes a new ledger in the same transaction, compare-and-set on `counter`.
+/// the erasure tombstones the store must hold, per [`tombstone_bucket`] (a restored live row or a
+/// deleted tombstone changes its bucket's count), and names every ring's current generation (a
+/// ring row rolled back to an older, validly MAC'd copy has another generation). Every change
+/// that erases a key or commits a ring change writes a new ledger in the same transaction,
+/// compare-and-set on `counter`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerRecord {
     /// Incremented by every write of the ledger; never decreases.
     pub counter: u64,
-    /// How many tombstones (subject rows without key material) the store holds.
-    pub erasures: u64,
+    /// How many tombstones (subject rows without key material) the store holds in each bucket
+    /// ([`TOMBSTONE_BUCKETS`] entries).
+    pub erasures: Vec<u64>,
     /// Every ring and its current generation, sorted by name.
     pub rings: Vec<(String, u64)>,
     /// HMAC over every field above.
@@ -144,8 +164,9 @@ pub struct LedgerRecord {
 pub struct LedgerView {
     /// The ledger row; `None` in a store created before the ledger existed (or if it was deleted).
     pub ledger: Option<LedgerRecord>,
-    /// The number of tombstone rows actually stored.
-    pub tombstones: u64,
+    /// Tombstone rows actually stored, as `(bucket, count)`: for a subject read, the subject's
+    /// bucket; for [`KeyStore::load_ledger`], every bucket; for a ring read, none.
+    pub tombstones: Vec<(u16, u64)>,
 }
 
 /// What a change writes besides its rows, in the same transaction.
@@ -261,7 +282,8 @@ pub trait KeyStore: AuditStore + Send + Sync + fmt::Debug {
     /// (so that two processes initialising one store agree on the winner).
     fn put_meta_if_absent(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, KeyError>;
 
-    /// The ledger and the number of tombstones, read in one snapshot.
+    /// The ledger and the number of tombstones in every bucket, read in one snapshot (this
+    /// counts every tombstone: managers call it when they open the store).
     fn load_ledger(&self) -> Result<LedgerView, KeyError>;
 
     /// In one transaction, if the store has no ledger yet: writes `ledger`, stores `meta`
@@ -278,7 +300,8 @@ pub trait KeyStore: AuditStore + Send + Sync + fmt::Debug {
     /// Names of every ring, sorted.
     fn ring_names(&self) -> Result<Vec<String>, KeyError>;
 
-    /// A ring, all its versions and the ledger, read in one consistent snapshot.
+    /// A ring, all its versions and the ledger (without tombstone counts), read in one
+    /// consistent snapshot.
     fn load_ring(&self, name: &str) -> Result<RingView, KeyError>;
 
     /// Inserts a new ring with its versions and writes `journal`; `Ok(false)` (nothing written)
@@ -289,8 +312,8 @@ pub trait KeyStore: AuditStore + Send + Sync + fmt::Debug {
     /// expected one.
     fn commit_ring(&self, change: &mut RingChange) -> Result<CommitOutcome, KeyError>;
 
-    /// The newest generation of a subject's key row, live or erased, and the ledger, in one
-    /// snapshot.
+    /// The newest generation of a subject's key row, live or erased, the ledger and the number
+    /// of tombstones in the subject's [`tombstone_bucket`], in one snapshot.
     fn load_subject(&self, ring: &str, subject: &str) -> Result<SubjectView, KeyError>;
 
     /// Every generation of a subject's key row, oldest first (the erasure record).
@@ -425,12 +448,21 @@ pub(crate) fn decode_digests(bytes: &[u8], ring: &str) -> Result<Vec<VersionDige
         .collect()
 }
 
-/// The `body` column of the ledger row in both SQL stores: `be64(erasures) ‖ be32(ring count) ‖`
-/// per ring sorted by name `be16(len) ‖ name ‖ be64(generation)` (docs/KEYSTORE.md).
+/// The `body` column of the ledger row in both SQL stores: `be16(bucket count) ‖` that many
+/// `be64(tombstones)` `‖ be32(ring count) ‖` per ring sorted by name
+/// `be16(len) ‖ name ‖ be64(generation)` (docs/KEYSTORE.md).
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn encode_ledger_body(ledger: &LedgerRecord) -> Vec<u8> {
-    let mut out = Vec::with_capacity(12 + ledger.rings.len() * 40);
-    out.extend_from_slice(&ledger.erasures.to_be_bytes());
+    let mut out = Vec::with_capacity(6 + ledger.erasures.len() * 8 + ledger.rings.len() * 40);
+    // INVARIANT: TOMBSTONE_BUCKETS entries.
+    out.extend_from_slice(
+        &u16::try_from(ledger.erasures.len())
+            .unwrap_or(u16::MAX)
+            .to_be_bytes(),
+    );
+    for count in &ledger.erasures {
+        out.extend_from_slice(&count.to_be_bytes());
+    }
     // INVARIANT: fewer than 2^32 rings; ring names are at most 64 bytes.
     out.extend_from_slice(
         &u32::try_from(ledger.rings.len())
@@ -459,12 +491,24 @@ pub(crate) fn decode_ledger(
         Some(head)
     }
     let mut rest = body;
-    let erasures = u64::from_be_bytes(
-        take(&mut rest, 8)
+    let buckets = u16::from_be_bytes(
+        take(&mut rest, 2)
             .ok_or_else(bad)?
             .try_into()
             .map_err(|_| bad())?,
     );
+    if usize::from(buckets) != TOMBSTONE_BUCKETS {
+        return Err(bad());
+    }
+    let mut erasures = Vec::with_capacity(TOMBSTONE_BUCKETS);
+    for _ in 0..buckets {
+        erasures.push(u64::from_be_bytes(
+            take(&mut rest, 8)
+                .ok_or_else(bad)?
+                .try_into()
+                .map_err(|_| bad())?,
+        ));
+    }
     let count = u32::from_be_bytes(
         take(&mut rest, 4)
             .ok_or_else(bad)?

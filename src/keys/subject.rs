@@ -299,7 +299,7 @@ impl KeyManager {
                 self.integrity.verify_subject(row)?;
             }
             let mut journal = Journal {
-                ledger: Some(self.next_ledger(ledger, 1, None)),
+                ledger: Some(self.next_ledger(ledger, Some(subject), None)),
                 audit: vec![event.clone()],
                 ..Journal::default()
             };

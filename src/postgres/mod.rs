@@ -37,6 +37,7 @@
 
 mod factor_store;
 mod schema;
+pub(crate) use schema::bucket_sql;
 
 pub use factor_store::PgFactorStore;
 pub use schema::{Migrated, SCHEMA_VERSION};

@@ -4,6 +4,17 @@
 use super::{LOCK_CLASS_MIGRATION, PostgresError, classify};
 use sqlx::postgres::PgPool;
 
+/// `tombstone_bucket(subject)` in SQL (docs/KEYSTORE.md; `ascii('')` is 0): the same text as
+/// the index of schema version 5, so that PostgreSQL uses the index.
+macro_rules! bucket_sql {
+    () => {
+        "((ascii(substr(subject, length(subject), 1)) \
+         + 31 * ascii(substr(subject, length(subject) - 1, 1)) \
+         + 961 * ascii(substr(subject, length(subject) - 2, 1))) % 256)"
+    };
+}
+pub(crate) use bucket_sql;
+
 /// Schema version this build writes; `MIGRATIONS[i]` upgrades from version `i` to `i + 1`.
 pub const SCHEMA_VERSION: u32 = 5;
 
@@ -125,8 +136,11 @@ const MIGRATIONS: [&[&str]; 5] = [
             body    BYTEA    NOT NULL,
             mac     BYTEA    NOT NULL
         )",
-        "CREATE INDEX custodian_subject_keys_tombstones
-            ON custodian_subject_keys (ring) WHERE wrapped_key IS NULL",
+        concat!(
+            "CREATE INDEX custodian_subject_keys_tombstones ON custodian_subject_keys (",
+            bucket_sql!(),
+            ") WHERE wrapped_key IS NULL"
+        ),
     ],
 ];
 
