@@ -157,6 +157,10 @@ pub enum MfaError {
     /// The factor store did not answer in time or could not be reached.
     #[error("MFA store unavailable: {0}")]
     StoreUnavailable(String),
+    /// The outcome could not be written to the audit log, so it is refused (no step-up is
+    /// returned). The factor's new state may already be stored: a code is spent all the same.
+    #[error("MFA outcome not recorded in the audit log, so it is refused: {0}")]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 impl MfaError {
