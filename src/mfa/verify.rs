@@ -45,7 +45,7 @@ impl Phase {
 /// The mutable part of a factor, to be persisted atomically after every verification.
 ///
 /// Serializes with its field names (`phase`, `last_step`, `failures`, `retry_at`, `locked`); it
-/// holds no secret (the seed is in the [`Factor`](super::Factor), which does not serialize).
+/// holds no secret (the seed is in the [`Factor`], which does not serialize).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct FactorState {
     phase: Phase,
