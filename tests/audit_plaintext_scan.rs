@@ -139,13 +139,16 @@ const CUSTOMERS: [Customer; 2] = [
 #[test]
 fn no_plaintext_secret_code_or_key_reaches_the_audit_log() {
     let mut needles = Needles::default();
-    let store: Arc<dyn AuditStore> = Arc::new(MemoryAuditStore::new());
+    // One store for everything: the key store's own audit log, which key operations and erasures
+    // write in their own transaction, also takes the reveals and the MFA outcomes.
+    let key_store = Arc::new(MemoryKeyStore::new());
+    let store: Arc<dyn AuditStore> = key_store.clone();
 
     // Keys this test knows the bytes of.
     let root_bytes = [0x5a; 32];
     needles.key("root key", &root_bytes);
     let custodian = Custodian::builder()
-        .key_store(MemoryKeyStore::new())
+        .with_store(key_store)
         .root_key(LocalRootKey::new(&SecretKey::from_bytes(root_bytes)))
         .clock(|| NOW)
         .audit_store(Arc::clone(&store))
@@ -312,7 +315,7 @@ fn no_plaintext_secret_code_or_key_reaches_the_audit_log() {
         .unwrap();
     assert_eq!(shown.field("number").unwrap().expose_secret(), card_number);
 
-    // Rotation and erasure (recorded by the key store once it writes the same log).
+    // Rotation and erasure, recorded by the key store in the same log.
     custodian.rotate().unwrap();
     custodian.rotate_index_keys().unwrap();
     custodian.erase_subject("cus_43").unwrap();
@@ -334,6 +337,31 @@ fn no_plaintext_secret_code_or_key_reaches_the_audit_log() {
     let _checkpoint = custodian.audit().checkpoint(&signer, NOW + 100).unwrap();
 
     let (entries, export) = dump(custodian.audit());
+    let actions: Vec<Action> = entries
+        .iter()
+        .map(|bytes| {
+            custodian::audit::AuditEntry::decode(bytes)
+                .unwrap()
+                .event
+                .action
+        })
+        .collect();
+    for expected in [
+        Action::SubjectErased,
+        Action::KeyRingRotated { version: 2 },
+        Action::RecoveryCodeUsed,
+        Action::MfaVerified,
+    ] {
+        assert!(
+            actions.contains(&expected),
+            "{expected:?} missing: {actions:?}"
+        );
+    }
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::FieldsRevealed { .. }))
+    );
     assert!(
         entries.len() >= 2 * 5 + 1 + 6,
         "the flow recorded too little to be a test: {} entries",

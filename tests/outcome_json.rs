@@ -157,6 +157,10 @@ fn rotation_and_erasure() {
             "generation": 1,
             "erased_at": NOW,
             "newly_erased": true,
+            "purged": true,
+            // The key store's own audit log: two rings created, the subject's key, the rotation,
+            // then this erasure.
+            "audit_index": 4,
         })
     );
 }
