@@ -36,6 +36,7 @@
 //! # }
 //! ```
 
+use crate::audit::{AuditLog, AuditStore};
 use crate::envelope::EncryptionContext;
 use crate::facade::{Custodian, CustodianBuilder, Error};
 use crate::keys::{Erasure, KeyError, KeyStore, RootKeyProvider, Rotation, without_io};
@@ -341,6 +342,12 @@ impl AsyncMfa {
         &self.verifier
     }
 
+    /// The audit log the service records into ([`MfaService::with_audit`]), if any. Appends run
+    /// on the blocking pool with the operation they record.
+    pub fn audit(&self) -> Option<&AuditLog<Arc<dyn AuditStore>>> {
+        self.service.audit()
+    }
+
     async fn blocking<T, F>(&self, op: F) -> Result<T, MfaError>
     where
         F: FnOnce(&MfaService, &Verifier) -> Result<T, MfaError> + Send + 'static,
@@ -410,9 +417,15 @@ impl AsyncMfa {
     }
 
     /// [`MfaService::admin_reset`].
-    pub async fn admin_reset(&self, user: &str, factor_id: &str) -> Result<(), MfaError> {
-        let (user, factor_id) = (user.to_owned(), factor_id.to_owned());
-        self.blocking(move |s, _| s.admin_reset(&user, &factor_id))
+    pub async fn admin_reset(
+        &self,
+        admin: &str,
+        user: &str,
+        factor_id: &str,
+        now: u64,
+    ) -> Result<(), MfaError> {
+        let (admin, user, factor_id) = (admin.to_owned(), user.to_owned(), factor_id.to_owned());
+        self.blocking(move |s, _| s.admin_reset(&admin, &user, &factor_id, now))
             .await
     }
 

@@ -1,25 +1,32 @@
 //! [`Custodian`]: the small facade most shop backends need.
 //!
-//! It owns a [`KeyManager`] (key store + root key), a clock, and the names of two key rings: one for
-//! customer data (default `customers`) and one for blind-index keys (default `blind-index`).
+//! It owns a [`KeyManager`] (key store + root key), a clock, the names of two key rings (one for
+//! customer data, default `customers`, and one for blind-index keys, default `blind-index`), and an
+//! audit log that [`Custodian::reveal`] records into.
 
+use crate::audit::{
+    Action, AuditError, AuditEvent, AuditLog, AuditStore, Decision, Hash, MemoryAuditStore, Outcome,
+};
 use crate::crypto::Suite;
-use crate::envelope::{EncryptionContext, EnvelopeError};
+use crate::envelope::{EncryptionContext, EnvelopeError, Header};
 use crate::keys::{
     Erasure, KeyError, KeyManager, KeyStore, ManagerOptions, RingWatch, RootKeyProvider, Rotation,
     RotationPolicy,
 };
+use crate::rbac::{Policy, RequestContext, Visibility};
 use crate::record::encrypted::{from_plaintext, to_plaintext};
 use crate::record::{
     BlindIndex, DEFAULT_TOKEN_LEN, Encrypted, IndexKey, IndexKeySource, IndexScope, Normalizer,
     RecordError,
 };
+use crate::reveal::{Denied, RevealRequest, Revealed, RevealedField, SealedRecord};
 use crate::secret::SecretBytes;
 use core::fmt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use thiserror::Error;
+use zeroize::Zeroizing;
 
 /// Where the facade reads the time (seconds since the Unix epoch). Every layer below takes `now` as
 /// an argument; the facade asks its clock, so tests can move time by hand.
@@ -46,7 +53,7 @@ impl<F: Fn() -> u64 + Send + Sync> Clock for F {
     }
 }
 
-/// Errors of the facade: key management or the record layer.
+/// Errors of the facade: key management, the record layer, access control and the audit log.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -56,12 +63,30 @@ pub enum Error {
     /// From typed fields or blind indexes.
     #[error(transparent)]
     Record(#[from] RecordError),
+    /// [`Custodian::reveal`] was denied by the policy; the denial is recorded, nothing was
+    /// decrypted.
+    #[error("{0}")]
+    Denied(Box<Denied>),
+    /// The audit entry could not be written, so nothing is returned (fail closed).
+    #[error("not recorded in the audit log, so refused: {0}")]
+    Audit(#[from] AuditError),
+    /// A [`SealedRecord`] that cannot be revealed as given (the message says why).
+    #[error("invalid sealed record: {0}")]
+    InvalidRecord(String),
 }
 
 impl Error {
     /// Whether the value belonged to a customer whose key was erased (crypto-shredded).
     pub fn is_subject_erased(&self) -> bool {
         matches!(self, Error::Keys(KeyError::SubjectErased { .. }))
+    }
+
+    /// The denial, when [`Custodian::reveal`] was denied by the policy.
+    pub fn denied(&self) -> Option<&Denied> {
+        match self {
+            Error::Denied(denied) => Some(denied),
+            _ => None,
+        }
     }
 }
 
@@ -106,6 +131,7 @@ struct Settings {
     index_ring: String,
     suite: Suite,
     policy: RotationPolicy,
+    audit: Option<Arc<dyn AuditStore>>,
 }
 
 impl Custodian {
@@ -121,6 +147,7 @@ impl Custodian {
                 index_ring: "blind-index".into(),
                 suite: Suite::default(),
                 policy: RotationPolicy::default(),
+                audit: None,
             },
         }
     }
@@ -181,6 +208,23 @@ impl<S, R> CustodianBuilder<S, R> {
         self.settings.policy = policy;
         self
     }
+
+    /// The store of the audit log that [`Custodian::reveal`] records into (see
+    /// [`Custodian::audit`]). Pass the same store to `MfaService::with_audit` to keep one tree.
+    ///
+    /// Without it, the log is kept **in memory** ([`MemoryAuditStore`]): it is lost when the
+    /// process ends and is not shared with other processes. Give a durable store in production.
+    pub fn audit_store(mut self, store: Arc<dyn AuditStore>) -> Self {
+        self.settings.audit = Some(store);
+        self
+    }
+}
+
+/// The audit store of a facade built without [`CustodianBuilder::audit_store`]: today a fresh
+/// [`MemoryAuditStore`]. The one place to change when the key store's own audit tables become the
+/// default (so that key operations and reveals land in one tree).
+fn default_audit_store(_keys: &Arc<dyn KeyStore>) -> Arc<dyn AuditStore> {
+    Arc::new(MemoryAuditStore::new())
 }
 
 impl CustodianBuilder<Arc<dyn KeyStore>, Arc<dyn RootKeyProvider>> {
@@ -194,7 +238,9 @@ impl CustodianBuilder<Arc<dyn KeyStore>, Arc<dyn RootKeyProvider>> {
             index_ring,
             suite,
             policy,
+            audit,
         } = self.settings;
+        let audit = AuditLog::new(audit.unwrap_or_else(|| default_audit_store(&self.store)));
         let keys = KeyManager::with_options(self.store, self.root, options)?;
         let now = clock.now();
         keys.ensure_ring(&data_ring, suite, policy, now)?;
@@ -204,6 +250,7 @@ impl CustodianBuilder<Arc<dyn KeyStore>, Arc<dyn RootKeyProvider>> {
             clock,
             data_ring,
             index_ring,
+            audit,
         })
     }
 }
@@ -232,6 +279,7 @@ pub struct Custodian {
     clock: Arc<dyn Clock>,
     data_ring: String,
     index_ring: String,
+    audit: AuditLog<Arc<dyn AuditStore>>,
 }
 
 impl fmt::Debug for Custodian {
@@ -239,6 +287,7 @@ impl fmt::Debug for Custodian {
         f.debug_struct("Custodian")
             .field("data_ring", &self.data_ring)
             .field("index_ring", &self.index_ring)
+            .field("audit", &self.audit)
             .finish_non_exhaustive()
     }
 }
@@ -252,6 +301,210 @@ impl Custodian {
     /// The current time according to the facade's clock.
     pub fn now(&self) -> u64 {
         self.clock.now()
+    }
+
+    /// The audit log: what [`Custodian::reveal`] recorded, checkpoints, proofs, the JSON-lines
+    /// export. Its store is the one given to [`CustodianBuilder::audit_store`], or a memory store.
+    pub fn audit(&self) -> &AuditLog<Arc<dyn AuditStore>> {
+        &self.audit
+    }
+
+    // ---- access-checked reveal ----
+
+    /// Checks `request` against `policy`, decrypts the fields of `record` that the decision's
+    /// field view shows, masks the masked ones, records who saw which fields, and returns them.
+    ///
+    /// - **Denied** (including "step-up required" when no fresh [`StepUp`](crate::mfa::StepUp) of
+    ///   the principal was given): an `access_decision` entry (deny, the deciding rule, the
+    ///   policy's digest; outcome denied) is written, nothing is decrypted, and the answer is
+    ///   [`Error::Denied`].
+    /// - **Allowed**: hidden fields are not decrypted at all; full and masked ones are, each with
+    ///   the context `EncryptionContext::for_field(record.table(), resource id, field)`. Then one
+    ///   atomic batch appends an `access_decision` entry (allow, rule, digest) and a
+    ///   `fields_revealed` entry naming every field shown, in full or masked (a masked field shows
+    ///   part of its value, so it counts). Actor: the principal's id; resource:
+    ///   `table/record id`; subject: the subject id in the opened ciphertexts' headers.
+    /// - Fail closed: if any shown field does not open (an erased customer, a wrong context), the
+    ///   reveal fails and records nothing, since nothing was shown; if the entries cannot be
+    ///   written, it fails with [`Error::Audit`] and returns nothing.
+    ///
+    /// ```
+    /// use custodian::keys::{LocalRootKey, MemoryKeyStore};
+    /// use custodian::rbac::{Policy, Principal, Resource};
+    /// use custodian::{Custodian, EncryptionContext, RevealRequest, SealedRecord};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let policy = Policy::from_toml(r#"
+    ///     version = 1
+    ///     [resource_types.customer]
+    ///     actions = ["view"]
+    ///     fields = { name = "text", email = "email", phone = "phone" }
+    ///     [roles.support]
+    ///     [[rules]]
+    ///     name = "support-views-customers"
+    ///     effect = "allow"
+    ///     roles = ["support"]
+    ///     permissions = ["customer:view"]
+    ///     fields = { name = "full", email = "masked" }
+    /// "#, "inline.toml")?;
+    /// let custodian = Custodian::builder()
+    ///     .key_store(MemoryKeyStore::new())
+    ///     .root_key(LocalRootKey::random()?)
+    ///     .build()?;
+    ///
+    /// let seal = |field: &str, value: &str| -> Result<Vec<u8>, custodian::Error> {
+    ///     let context = EncryptionContext::for_field("customers", "42", field)?;
+    ///     custodian.encrypt("cus_42", &context, value.as_bytes())
+    /// };
+    /// let (name, email, phone) = (seal("name", "Jane Doe")?, seal("email", "jane@example.com")?,
+    ///     seal("phone", "+1 555 0100")?);
+    /// let record = SealedRecord::new("customers")
+    ///     .field("name", &name)
+    ///     .field("email", &email)
+    ///     .field("phone", &phone);
+    ///
+    /// let agent = Principal::new("emp-17", "store-3").with_role("support");
+    /// let customer = Resource::new("customer", "42", "store-3");
+    /// let shown = custodian.reveal(&policy, &RevealRequest::new(&agent, "view", &customer), &record)?;
+    /// assert_eq!(shown.field("name").unwrap().expose_secret(), "Jane Doe");
+    /// assert_eq!(shown.field("email").unwrap().expose_secret(), "j***@example.com");
+    /// assert!(shown.field("phone").is_none()); // hidden, and never decrypted
+    ///
+    /// let trail = custodian.audit().export_json_lines(shown.audit_entries())?;
+    /// assert!(trail.contains(r#""type":"fields_revealed","fields":["name","email"]"#));
+    /// assert!(!trail.contains("Jane"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn reveal(
+        &self,
+        policy: &Policy,
+        request: &RevealRequest<'_>,
+        record: &SealedRecord<'_>,
+    ) -> Result<Revealed, Error> {
+        let now = self.now();
+        let principal = request.principal;
+        let resource = request.resource;
+        let mut context = RequestContext::at(now);
+        if let Some(step_up) = request.step_up {
+            context = context.with_step_up(principal, step_up);
+        }
+        if let Some(justification) = &request.justification {
+            context = context.with_justification(justification.clone());
+        }
+        let decision = policy.check(principal, request.action, resource, &context);
+        let policy_digest = Hash::from_hex(policy.digest()).ok_or_else(|| AuditError::Store {
+            message: format!("the policy digest `{}` is not SHA-256 hex", policy.digest()),
+            source: None,
+        })?;
+        let audit_resource = format!("{}/{}", record.table(), resource.id());
+        let decision_event = |verdict| {
+            AuditEvent::new(
+                now,
+                principal.id(),
+                Action::AccessDecision {
+                    decision: verdict,
+                    rule: decision.reason().rule().map(str::to_owned),
+                    policy_digest,
+                },
+                audit_resource.as_str(),
+            )
+        };
+
+        if !decision.is_allowed() {
+            let entry = self
+                .audit
+                .append(decision_event(Decision::Deny).with_outcome(Outcome::Denied))?;
+            return Err(Error::Denied(Box::new(Denied {
+                decision: decision.into_owned(),
+                audit_entry: entry.index,
+            })));
+        }
+
+        // Which fields to open: only those the view shows. A hidden field's bytes are not read.
+        let view = decision.view();
+        let mut shown = Vec::new();
+        for (index, (name, ciphertext)) in record.fields.iter().enumerate() {
+            if record
+                .fields
+                .iter()
+                .take(index)
+                .any(|(earlier, _)| earlier == name)
+            {
+                return Err(Error::InvalidRecord(format!(
+                    "field `{name}` is given twice"
+                )));
+            }
+            let Some((_, kind, visibility)) = view.iter().find(|(field, _, _)| field == name)
+            else {
+                continue;
+            };
+            if visibility != Visibility::Hidden {
+                let field_context =
+                    EncryptionContext::for_field(record.table(), resource.id(), name.as_str())?;
+                shown.push((name, kind, visibility, field_context, ciphertext.as_ref()));
+            }
+        }
+        let items: Vec<(&EncryptionContext, &[u8])> = shown
+            .iter()
+            .map(|(_, _, _, field_context, ciphertext)| (field_context, *ciphertext))
+            .collect();
+        let opened = self.keys.open_many(&items, now);
+
+        let mut fields = Vec::with_capacity(shown.len());
+        let mut subject: Option<String> = None;
+        for ((name, kind, visibility, _, ciphertext), result) in shown.iter().zip(opened) {
+            let plaintext = result?;
+            let text = std::str::from_utf8(plaintext.expose_secret()).map_err(|_| {
+                Error::Record(RecordError::Serialize(format!(
+                    "the opened value of field `{name}` is not UTF-8 text"
+                )))
+            })?;
+            let value = match visibility {
+                Visibility::Masked => Zeroizing::new(kind.mask(text)),
+                _ => Zeroizing::new(text.to_owned()),
+            };
+            // The header was authenticated by the open above.
+            if let Some(owner) = Header::parse(ciphertext)?.key_id().subject() {
+                match &subject {
+                    None => subject = Some(owner.to_owned()),
+                    Some(first) if first != owner => {
+                        return Err(Error::InvalidRecord(format!(
+                            "field `{name}` belongs to another subject than the record's other fields"
+                        )));
+                    }
+                    Some(_) => {}
+                }
+            }
+            fields.push(RevealedField {
+                name: (*name).clone(),
+                visibility: *visibility,
+                value,
+            });
+        }
+
+        let mut events = vec![decision_event(Decision::Allow)];
+        if !fields.is_empty() {
+            events.push(AuditEvent::new(
+                now,
+                principal.id(),
+                Action::FieldsRevealed {
+                    fields: fields.iter().map(|field| field.name.clone()).collect(),
+                },
+                audit_resource.as_str(),
+            ));
+        }
+        if let Some(subject) = &subject {
+            for event in &mut events {
+                event.subject = Some(subject.clone());
+            }
+        }
+        let audit_entries = self.audit.append_batch(&events)?;
+        Ok(Revealed {
+            record: audit_resource,
+            fields,
+            audit_entries,
+        })
     }
 
     // ---- bytes and strings ----

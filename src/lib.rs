@@ -9,7 +9,9 @@
 //! - [`keys`]: the key hierarchy (root key, versioned key rings, per-subject keys), rotation,
 //!   crypto-shredding and the durable key store;
 //! - [`audit`]: a tamper-evident audit log (RFC 9162 Merkle tree, signed C2SP checkpoints,
-//!   inclusion and consistency proofs, erasure receipts) over a storage trait.
+//!   inclusion and consistency proofs, erasure receipts) over a storage trait;
+//! - [`reveal`]: the inputs and answer of [`Custodian::reveal`], which checks access, decrypts only
+//!   the fields the policy shows and records who saw them.
 //!
 //! # Quick start
 //!
@@ -61,12 +63,14 @@ pub mod mfa;
 pub mod postgres;
 pub mod rbac;
 pub mod record;
+pub mod reveal;
 pub mod secret;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 pub use envelope::{EncryptionContext, EnvelopeError, Header, Kek, KeyId, StaticKek};
 pub use facade::{Clock, Custodian, CustodianBuilder, Error, Missing, SystemClock};
+pub use reveal::{Denied, RevealRequest, Revealed, RevealedField, SealedRecord};
 pub use secret::{SecretBytes, SecretKey};
 
 /// The README's examples, compiled and run as doc tests (they use the SQLite, PostgreSQL and async

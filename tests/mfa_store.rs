@@ -406,7 +406,9 @@ fn admin_reset_unlocks() {
             .state()
             .is_locked()
     );
-    store.admin_reset("user-1", "phone").unwrap();
+    store
+        .admin_reset("admin-1", "user-1", "phone", now)
+        .unwrap();
     store
         .verify(&verifier, "user-1", "phone", &code_at(now), now)
         .unwrap();

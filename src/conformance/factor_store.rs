@@ -469,7 +469,9 @@ pub fn edited_states_are_refused_as_tampered(factory: Factory<'_>) {
     );
     assert!(is_tampered(service.load("u1", "phone")));
     assert!(is_tampered(service.factors("u1")));
-    assert!(is_tampered(service.admin_reset("u1", "phone")));
+    assert!(is_tampered(
+        service.admin_reset("admin-1", "u1", "phone", NOW)
+    ));
 
     // Clear a lock.
     let store = factory();

@@ -64,7 +64,7 @@ impl Default for ManagerOptions {
 }
 
 /// The record of an erasure.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Erasure {
     /// Key ring.
     pub ring: String,
@@ -118,7 +118,7 @@ pub struct LiveVersions {
 }
 
 /// What a rotation did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Rotation {
     /// Key ring.
     pub ring: String,

@@ -6,10 +6,16 @@
 //! else (a malformed URI, a bad policy, a short secret) is a configuration or input mistake and says
 //! precisely what is wrong and how to fix it. No message ever contains secret material.
 
+use serde::Serialize;
 use thiserror::Error;
 
 /// Why a code was refused. For the audit log: never show it to the person who typed the code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Serializes as `{"type":"wrong_code"}`, `{"type":"throttled","retry_at":1700000060}`, and so
+/// on: the variant's snake-case name, with its fields beside it (the shape of the audit log's
+/// actions). It never holds the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RejectReason {
     /// The code is not made of exactly the configured number of ASCII digits.
@@ -151,6 +157,10 @@ pub enum MfaError {
     /// The factor store did not answer in time or could not be reached.
     #[error("MFA store unavailable: {0}")]
     StoreUnavailable(String),
+    /// The outcome could not be written to the audit log, so it is refused (no step-up is
+    /// returned). The factor's new state may already be stored: a code is spent all the same.
+    #[error("MFA outcome not recorded in the audit log, so it is refused: {0}")]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 impl MfaError {

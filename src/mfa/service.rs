@@ -12,6 +12,20 @@
 //! under the service's state key: a row whose lifecycle columns were edited, copied from another
 //! user or factor, or written without the key is refused ([`MfaError::StateTampered`]), never
 //! honoured.
+//!
+//! # Audit
+//!
+//! With [`MfaService::with_audit`], every outcome is appended to an audit log (docs/AUDIT.md,
+//! "What custodian records"): enrollments, confirmations, verified, failed and replayed codes,
+//! locks, unlocks and recovery codes. Actor: the user (the administrator for
+//! [`admin_reset`](MfaService::admin_reset)); resource: `user/factor` (`user/recovery-code` for a
+//! recovery code). No code, seed or hash is ever recorded.
+//!
+//! The entry is appended right after the factor store commits the change, not in the same
+//! transaction (the factor stores have no audit table yet). If the append fails, the operation
+//! fails closed: it returns [`MfaError::Audit`] and no [`StepUp`], even though the factor's new
+//! state (a consumed code, a counted failure) is already stored. A crash between the two writes
+//! loses the entry.
 
 use super::enrollment::Factor;
 use super::error::{MfaError, RejectReason, excerpt};
@@ -22,6 +36,7 @@ use super::state_mac;
 use super::step_up::{RECOVERY_CODE_FACTOR, StepUp, StepUpMethod};
 use super::store::{ConsumeOutcome, FactorRecord, FactorStore, StateWrite};
 use super::verify::{FactorState, Phase, Rejected, Verified, Verifier};
+use crate::audit::{Action, AuditEvent, AuditLog, AuditStore, Outcome};
 use crate::envelope::Kek;
 use crate::secret::SecretKey;
 use core::fmt;
@@ -42,13 +57,14 @@ pub struct StoredFactor {
 /// Factors and recovery codes of every user, in a [`FactorStore`], with seeds sealed under `kek`
 /// and factor states authenticated with `state_key`.
 ///
-/// Cheap to clone (three `Arc`s); share one per application. Every method is one or a few store
+/// Cheap to clone (a few `Arc`s); share one per application. Every method is one or a few store
 /// round trips; none holds a lock of its own, so verifications of different users run in parallel.
 #[derive(Clone)]
 pub struct MfaService {
     store: Arc<dyn FactorStore>,
     kek: Arc<dyn Kek>,
     state_key: Arc<SecretKey>,
+    audit: Option<Arc<AuditLog<Arc<dyn AuditStore>>>>,
 }
 
 impl fmt::Debug for MfaService {
@@ -57,6 +73,7 @@ impl fmt::Debug for MfaService {
             .field("store", &self.store)
             .field("kek", self.kek.key_id())
             .field("state_key", &self.state_key)
+            .field("audit", &self.audit)
             .finish()
     }
 }
@@ -87,7 +104,67 @@ impl MfaService {
             store,
             kek,
             state_key: Arc::new(state_key),
+            audit: None,
         }
+    }
+
+    /// Records every outcome in the audit log kept in `store` (see the module documentation for
+    /// what is recorded, and why an outcome that cannot be recorded is refused).
+    ///
+    /// Share the facade's log with `Arc::clone(custodian.audit().store())`, so that one tree
+    /// holds reveals and MFA outcomes alike.
+    #[must_use]
+    pub fn with_audit(mut self, store: Arc<dyn AuditStore>) -> Self {
+        self.audit = Some(Arc::new(AuditLog::new(store)));
+        self
+    }
+
+    /// The audit log, if [`with_audit`](Self::with_audit) gave one.
+    pub fn audit(&self) -> Option<&AuditLog<Arc<dyn AuditStore>>> {
+        self.audit.as_deref()
+    }
+
+    /// Appends `events` atomically, or does nothing without an audit log.
+    fn record(&self, events: impl FnOnce() -> Vec<AuditEvent>) -> Result<(), MfaError> {
+        if let Some(log) = &self.audit {
+            log.append_batch(&events())?;
+        }
+        Ok(())
+    }
+
+    /// Records a refused code: failed (or replayed), and locked if this refusal locked the factor.
+    fn record_rejection(
+        &self,
+        user: &str,
+        factor_id: &str,
+        before: &FactorState,
+        rejected: &Rejected,
+        now: u64,
+    ) -> Result<(), MfaError> {
+        self.record(|| {
+            let reason = rejected.reason();
+            let action = match reason {
+                RejectReason::Replayed => Action::MfaReplayed,
+                _ => Action::MfaFailed,
+            };
+            let mut events = vec![factor_event(
+                now,
+                user,
+                factor_id,
+                action,
+                rejection_outcome(reason),
+            )];
+            if rejected.state().is_locked() && !before.is_locked() {
+                events.push(factor_event(
+                    now,
+                    user,
+                    factor_id,
+                    Action::MfaLocked,
+                    Outcome::Success,
+                ));
+            }
+            events
+        })
     }
 
     /// The state MAC of a row (docs/MFA.md, "State MAC").
@@ -229,6 +306,15 @@ impl MfaService {
                 ),
             };
             if self.store.put_pending(&record, replaces, !stepped_up)? {
+                self.record(|| {
+                    vec![factor_event(
+                        now,
+                        user,
+                        factor_id,
+                        Action::MfaEnrolled,
+                        Outcome::Success,
+                    )]
+                })?;
                 return Ok(factor);
             }
             // Refused: either the row changed, or the user has an active factor and no valid
@@ -238,6 +324,17 @@ impl MfaService {
                 .iter()
                 .any(|row| row.state.phase() == Phase::Active);
             if has_active && !stepped_up {
+                // Adding a factor next to an active one without a step-up is what a hijacked
+                // session would try: record the refusal.
+                self.record(|| {
+                    vec![factor_event(
+                        now,
+                        user,
+                        factor_id,
+                        Action::MfaEnrolled,
+                        Outcome::Denied,
+                    )]
+                })?;
                 return Err(match step_up_check {
                     Some(Err(e)) => e,
                     _ => MfaError::StepUpRequired {
@@ -346,7 +443,9 @@ impl MfaService {
     /// Verifies a login code and persists the outcome atomically. On success returns the step-up.
     ///
     /// Every refusal is the same [`MfaError::Rejected`]; match on its [`RejectReason`] only to
-    /// write the audit log.
+    /// write your own logs. With an audit log, the outcome is recorded (`mfa_verified`,
+    /// `mfa_failed`, `mfa_replayed`, `mfa_locked`), and a success whose entry cannot be written
+    /// is refused with [`MfaError::Audit`].
     pub fn verify(
         &self,
         verifier: &Verifier,
@@ -355,7 +454,9 @@ impl MfaService {
         code: &str,
         now: u64,
     ) -> Result<StepUp, MfaError> {
-        self.check_and_persist(user, factor_id, |factor| verifier.verify(factor, code, now))
+        self.check_and_persist(user, factor_id, now, Action::MfaVerified, |factor| {
+            verifier.verify(factor, code, now)
+        })
     }
 
     /// Confirms a pending enrollment with its first code, persisting the outcome atomically.
@@ -367,7 +468,7 @@ impl MfaService {
         code: &str,
         now: u64,
     ) -> Result<StepUp, MfaError> {
-        self.check_and_persist(user, factor_id, |factor| {
+        self.check_and_persist(user, factor_id, now, Action::MfaConfirmed, |factor| {
             verifier.confirm_enrollment(factor, code, now)
         })
     }
@@ -376,6 +477,8 @@ impl MfaService {
         &self,
         user: &str,
         factor_id: &str,
+        now: u64,
+        on_success: Action,
         check: impl Fn(&Factor) -> Result<Verified, Rejected>,
     ) -> Result<StepUp, MfaError> {
         for _ in 0..CAS_ATTEMPTS {
@@ -387,6 +490,16 @@ impl MfaService {
                         .store
                         .compare_and_set(user, &self.write_over(&row, &state)?)?
                     {
+                        // Fail closed: no step-up leaves here unless its entry was written.
+                        self.record(|| {
+                            vec![factor_event(
+                                now,
+                                user,
+                                factor_id,
+                                on_success,
+                                Outcome::Success,
+                            )]
+                        })?;
                         return Ok(step_up);
                     }
                 }
@@ -396,12 +509,28 @@ impl MfaService {
                             .store
                             .compare_and_set(user, &self.write_over(&row, rejected.state())?)?
                     {
+                        self.record_rejection(
+                            user,
+                            factor_id,
+                            stored.factor.state(),
+                            &rejected,
+                            now,
+                        )?;
                         return Err(rejected.into());
                     }
                 }
             }
             // Lost the race: another request changed the factor. Decide again on fresh state.
         }
+        self.record(|| {
+            vec![factor_event(
+                now,
+                user,
+                factor_id,
+                Action::MfaFailed,
+                Outcome::Failure,
+            )]
+        })?;
         Err(MfaError::Rejected(RejectReason::Conflict))
     }
 
@@ -419,9 +548,29 @@ impl MfaService {
         })
     }
 
-    /// An administrator's reset: clears failures, throttle and lock. Log who did it.
-    pub fn admin_reset(&self, user: &str, factor_id: &str) -> Result<(), MfaError> {
-        self.update(user, factor_id, |factor| Ok(factor.state().admin_reset()))
+    /// An administrator's reset: clears failures, throttle and lock (the replay mark stays).
+    ///
+    /// `admin` is the id of whoever asked for it: the audit log records it as the actor of an
+    /// `mfa_unlocked` entry at `now`.
+    pub fn admin_reset(
+        &self,
+        admin: &str,
+        user: &str,
+        factor_id: &str,
+        now: u64,
+    ) -> Result<(), MfaError> {
+        self.update(user, factor_id, |factor| Ok(factor.state().admin_reset()))?;
+        self.record(|| {
+            vec![
+                AuditEvent::new(
+                    now,
+                    admin,
+                    Action::MfaUnlocked,
+                    factor_resource(user, factor_id),
+                )
+                .with_outcome(Outcome::Success),
+            ]
+        })
     }
 
     fn update(
@@ -470,7 +619,48 @@ impl MfaService {
 
     /// Uses a recovery code: consumes it (a concurrent second use of the same code loses), lifts
     /// locks and throttles on the user's factors, and returns a step-up of method recovery code.
+    ///
+    /// With an audit log it records `recovery_code_used` (resource `user/recovery-code`; a failure
+    /// when the code is unknown or lost a race) and `mfa_unlocked` for each factor whose lock it
+    /// lifted, in one batch.
     pub fn use_recovery_code(&self, user: &str, code: &str, now: u64) -> Result<StepUp, MfaError> {
+        let result = self.consume_recovery_code(user, code, now);
+        match &result {
+            Ok((_, unlocked)) => self.record(|| {
+                let mut events = vec![factor_event(
+                    now,
+                    user,
+                    RECOVERY_CODE_FACTOR,
+                    Action::RecoveryCodeUsed,
+                    Outcome::Success,
+                )];
+                events.extend(unlocked.iter().map(|factor| {
+                    factor_event(now, user, factor, Action::MfaUnlocked, Outcome::Success)
+                }));
+                events
+            })?,
+            Err(MfaError::Rejected(_)) => self.record(|| {
+                vec![factor_event(
+                    now,
+                    user,
+                    RECOVERY_CODE_FACTOR,
+                    Action::RecoveryCodeUsed,
+                    Outcome::Failure,
+                )]
+            })?,
+            Err(_) => {}
+        }
+        result.map(|(step_up, _)| step_up)
+    }
+
+    /// The work of [`use_recovery_code`](Self::use_recovery_code); also returns the factors whose
+    /// lock it lifted.
+    fn consume_recovery_code(
+        &self,
+        user: &str,
+        code: &str,
+        now: u64,
+    ) -> Result<(StepUp, Vec<String>), MfaError> {
         for _ in 0..CAS_ATTEMPTS {
             let stored = self.store.recovery_codes(user)?;
             let mut ids = Vec::with_capacity(stored.len());
@@ -486,20 +676,22 @@ impl MfaService {
             let id = *ids
                 .get(index)
                 .ok_or(MfaError::CorruptRecord("recovery code index"))?;
-            let resets = self
-                .checked_factors(user)?
+            let rows = self.checked_factors(user)?;
+            let resets = rows
                 .iter()
                 .filter(|row| row.state.admin_reset() != row.state)
                 .map(|row| self.write_over(row, &row.state.admin_reset()))
                 .collect::<Result<Vec<_>, MfaError>>()?;
             match self.store.consume_recovery_code(user, id, &resets)? {
                 ConsumeOutcome::Consumed => {
-                    return Ok(StepUp::new(
-                        user,
-                        RECOVERY_CODE_FACTOR,
-                        StepUpMethod::RecoveryCode,
-                        now,
-                    ));
+                    let unlocked = rows
+                        .into_iter()
+                        .filter(|row| row.state.is_locked())
+                        .map(|row| row.factor)
+                        .collect();
+                    let step_up =
+                        StepUp::new(user, RECOVERY_CODE_FACTOR, StepUpMethod::RecoveryCode, now);
+                    return Ok((step_up, unlocked));
                 }
                 // Someone else used this code between our read and our delete.
                 ConsumeOutcome::CodeGone => return Err(MfaError::Rejected(RejectReason::Conflict)),
@@ -507,5 +699,33 @@ impl MfaService {
             }
         }
         Err(MfaError::Rejected(RejectReason::Conflict))
+    }
+}
+
+/// The audit resource of a factor: `user/factor`.
+fn factor_resource(user: &str, factor_id: &str) -> String {
+    format!("{user}/{factor_id}")
+}
+
+/// An MFA event whose actor is the user themself.
+fn factor_event(
+    now: u64,
+    user: &str,
+    factor_id: &str,
+    action: Action,
+    outcome: Outcome,
+) -> AuditEvent {
+    AuditEvent::new(now, user, action, factor_resource(user, factor_id)).with_outcome(outcome)
+}
+
+/// A code that was checked and wrong is a failure; one refused before any check (throttle, lock,
+/// a factor that cannot log in) is denied.
+fn rejection_outcome(reason: RejectReason) -> Outcome {
+    match reason {
+        RejectReason::Throttled { .. }
+        | RejectReason::Locked
+        | RejectReason::NotActive
+        | RejectReason::EnrollmentExpired => Outcome::Denied,
+        _ => Outcome::Failure,
     }
 }

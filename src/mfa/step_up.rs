@@ -5,8 +5,11 @@
 //! [`StepUp::verified_at`], and the MFA layer itself asks for a fresh one before a factor is
 //! disabled, replaced, added next to an active one, or unlocked.
 
-/// How the user proved possession.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+use serde::Serialize;
+
+/// How the user proved possession. Serializes as `"totp"` or `"recovery_code"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum StepUpMethod {
     /// A TOTP code of an active factor (or the code that confirmed its enrollment).
     Totp,
@@ -18,7 +21,12 @@ pub enum StepUpMethod {
 pub const RECOVERY_CODE_FACTOR: &str = "recovery-code";
 
 /// A successful second-factor verification: user, factor, method and time.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// It serializes (`{"user":..,"factor":..,"method":"totp","verified_at":..}`), to record it or
+/// to keep it in a server-side session, but it does not deserialize: a step-up read back from
+/// anything a client could have touched would be a verification claimed, not made. Rebuild a
+/// stored one with [`StepUp::assume_verified_by_this_server`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StepUp {
     user: String,
     factor: String,

@@ -12,10 +12,13 @@ use super::error::{MfaError, RejectReason};
 use super::otp::normalize_code;
 use super::step_up::{StepUp, StepUpMethod};
 use core::fmt;
+use serde::Serialize;
 use subtle::{Choice, ConditionallySelectable};
 
-/// Where a factor is in its life cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Where a factor is in its life cycle. Serializes as `{"type":"pending","expires_at":..}`,
+/// `{"type":"active"}` or `{"type":"disabled"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Phase {
     /// Secret generated and shown; waiting for one valid code until `expires_at` (Unix seconds).
     Pending {
@@ -40,7 +43,10 @@ impl Phase {
 }
 
 /// The mutable part of a factor, to be persisted atomically after every verification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Serializes with its field names (`phase`, `last_step`, `failures`, `retry_at`, `locked`); it
+/// holds no secret (the seed is in the [`Factor`], which does not serialize).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct FactorState {
     phase: Phase,
     last_step: Option<u64>,
@@ -437,7 +443,9 @@ impl Verifier {
 }
 
 /// A code was accepted. Persist [`Verified::state`] (compare-and-set) before acting on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Serializes as `{"step":..,"state":{..},"step_up":{..}}`; the code itself is never kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[must_use = "persist the new state, or the same code can be used again"]
 pub struct Verified {
     step: u64,
@@ -470,7 +478,10 @@ impl Verified {
 
 /// A code was refused. Shows the caller only "code rejected, try later"; the reason is for the
 /// audit log. Persist [`Rejected::state`] (compare-and-set): it counts the failure.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// Serializes as `{"reason":{"type":..},"state":{..}}`, for the audit trail or a SIEM; never send
+/// it to the person who typed the code.
+#[derive(Clone, PartialEq, Eq, Serialize)]
 #[must_use = "persist the new state, or failures are never counted"]
 pub struct Rejected {
     reason: RejectReason,

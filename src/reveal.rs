@@ -1,0 +1,263 @@
+//! The inputs and the answer of [`Custodian::reveal`](crate::Custodian::reveal): access check,
+//! field view, decryption of exactly the fields the view shows, and the audit entry saying who saw
+//! which fields of which record, in one call.
+//!
+//! The types are made to be hard to misuse:
+//!
+//! - the request names the principal, action and resource with the RBAC types; the time is the
+//!   facade's clock, and MFA comes only as a [`StepUp`] (made by a verification, and counted only
+//!   if it is the principal's own), never as a bare timestamp;
+//! - a [`SealedRecord`] gives ciphertexts by field name only: each is opened with the context
+//!   `EncryptionContext::for_field(table, resource id, field)`, so a ciphertext of another record
+//!   or another field does not open, and the record checked is the record decrypted;
+//! - a hidden field is never decrypted (nor even parsed), a masked one is decrypted and masked
+//!   before it leaves;
+//! - [`Revealed`] zeroizes its values on drop and prints none of them in `Debug`; serializing it
+//!   is the disclosure the audit entry records.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+
+use serde::{Serialize, Serializer};
+use zeroize::Zeroizing;
+
+use crate::mfa::StepUp;
+use crate::rbac::{Justification, OwnedDecision, Principal, Reason, Resource, Visibility};
+
+/// Who asks to see which resource, for what action, with which proof of a recent MFA step-up and
+/// which justification.
+///
+/// ```
+/// use custodian::RevealRequest;
+/// use custodian::rbac::{Justification, Principal, Resource};
+///
+/// let agent = Principal::new("emp-17", "store-3").with_role("support");
+/// let customer = Resource::new("customer", "42", "store-3");
+/// let request = RevealRequest::new(&agent, "view", &customer)
+///     .with_justification(Justification::ticket("SUP-5521").naming("customer", "42"));
+/// # let _ = request;
+/// ```
+#[derive(Debug, Clone)]
+pub struct RevealRequest<'a> {
+    pub(crate) principal: &'a Principal,
+    pub(crate) action: &'a str,
+    pub(crate) resource: &'a Resource,
+    pub(crate) step_up: Option<&'a StepUp>,
+    pub(crate) justification: Option<Justification>,
+}
+
+impl<'a> RevealRequest<'a> {
+    /// `principal` asks to `action` (for example `view`) `resource`, whose id is the record id the
+    /// fields were sealed under.
+    pub fn new(principal: &'a Principal, action: &'a str, resource: &'a Resource) -> Self {
+        Self {
+            principal,
+            action,
+            resource,
+            step_up: None,
+            justification: None,
+        }
+    }
+
+    /// The principal's last MFA verification. A step-up of another user is ignored (fail closed);
+    /// whether it is recent enough is the policy's `mfa_within`, against the facade's clock.
+    #[must_use]
+    pub fn with_step_up(mut self, step_up: &'a StepUp) -> Self {
+        self.step_up = Some(step_up);
+        self
+    }
+
+    /// Why the principal needs the data (a ticket), for rules with a `justification` condition.
+    #[must_use]
+    pub fn with_justification(mut self, justification: Justification) -> Self {
+        self.justification = Some(justification);
+        self
+    }
+}
+
+/// The encrypted fields of one record as stored: a table name and, per field, the binary
+/// ciphertext made by [`Custodian::encrypt`](crate::Custodian::encrypt) (or `encrypt_many`) with
+/// `EncryptionContext::for_field(table, record id, field)`.
+///
+/// Give every field the row has: which of them are opened is the policy's decision, not the
+/// caller's. Fields the policy does not declare are hidden, so never opened.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedRecord<'a> {
+    pub(crate) table: String,
+    pub(crate) fields: Vec<(String, Cow<'a, [u8]>)>,
+}
+
+impl<'a> SealedRecord<'a> {
+    /// A record of `table` (the `table` of the fields' encryption context, such as `customers`).
+    pub fn new(table: impl Into<String>) -> Self {
+        Self {
+            table: table.into(),
+            fields: Vec::new(),
+        }
+    }
+
+    /// Adds the ciphertext of `field` (borrowed or owned).
+    #[must_use]
+    pub fn field(mut self, field: impl Into<String>, ciphertext: impl Into<Cow<'a, [u8]>>) -> Self {
+        self.fields.push((field.into(), ciphertext.into()));
+        self
+    }
+
+    /// The table.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The field names, in the order given.
+    pub fn field_names(&self) -> impl Iterator<Item = &str> {
+        self.fields.iter().map(|(name, _)| name.as_str())
+    }
+
+    /// The same record owning its ciphertexts, to move to another thread or task.
+    pub fn into_owned(self) -> SealedRecord<'static> {
+        SealedRecord {
+            table: self.table,
+            fields: self
+                .fields
+                .into_iter()
+                .map(|(name, bytes)| (name, Cow::Owned(bytes.into_owned())))
+                .collect(),
+        }
+    }
+}
+
+impl fmt::Debug for SealedRecord<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedRecord")
+            .field("table", &self.table)
+            .field("fields", &self.field_names().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// What a principal may see of a record, after the audit entry saying so was written.
+///
+/// JSON: `{"record":"customers/42","fields":[{"name":"name","visibility":"full","value":"Jane
+/// Doe"},{"name":"email","visibility":"masked","value":"j***@example.com"}],"audit_entries":
+/// {"start":7,"end":9}}`. Hidden fields are absent. The values zeroize on drop and `Debug`
+/// redacts them.
+#[derive(Serialize)]
+pub struct Revealed {
+    pub(crate) record: String,
+    pub(crate) fields: Vec<RevealedField>,
+    pub(crate) audit_entries: Range<u64>,
+}
+
+impl Revealed {
+    /// The audit resource of the record: `table/record id`.
+    pub fn record(&self) -> &str {
+        &self.record
+    }
+
+    /// The fields shown, in the order of the [`SealedRecord`].
+    pub fn fields(&self) -> &[RevealedField] {
+        &self.fields
+    }
+
+    /// One shown field, or `None` if it is hidden (or was not in the record).
+    pub fn field(&self, name: &str) -> Option<&RevealedField> {
+        self.fields.iter().find(|field| field.name == name)
+    }
+
+    /// The indexes of the audit entries this reveal wrote: the access decision, then (if any field
+    /// is shown) the fields revealed.
+    pub fn audit_entries(&self) -> Range<u64> {
+        self.audit_entries.clone()
+    }
+}
+
+impl fmt::Debug for Revealed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Revealed")
+            .field("record", &self.record)
+            .field("fields", &self.fields)
+            .field("audit_entries", &self.audit_entries)
+            .finish()
+    }
+}
+
+/// One shown field: its name, whether it is shown in full or masked, and the value as shown.
+#[derive(Serialize)]
+pub struct RevealedField {
+    pub(crate) name: String,
+    pub(crate) visibility: Visibility,
+    #[serde(rename = "value", serialize_with = "serialize_exposed")]
+    pub(crate) value: Zeroizing<String>,
+}
+
+impl RevealedField {
+    /// The field name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// [`Visibility::Full`] or [`Visibility::Masked`] (hidden fields are not in a [`Revealed`]).
+    pub fn visibility(&self) -> Visibility {
+        self.visibility
+    }
+
+    /// The value as the principal may see it: the plaintext, or its mask.
+    pub fn expose_secret(&self) -> &str {
+        &self.value
+    }
+}
+
+impl fmt::Debug for RevealedField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RevealedField")
+            .field("name", &self.name)
+            .field("visibility", &self.visibility)
+            .field("value", &"[REDACTED]")
+            .finish()
+    }
+}
+
+fn serialize_exposed<S: Serializer>(value: &Zeroizing<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(value)
+}
+
+/// A reveal the policy denied. The denial is in the audit log (entry
+/// [`audit_entry`](Denied::audit_entry)); nothing was decrypted.
+#[derive(Debug, Clone)]
+pub struct Denied {
+    pub(crate) decision: OwnedDecision,
+    pub(crate) audit_entry: u64,
+}
+
+impl Denied {
+    /// Why, as the policy said.
+    pub fn reason(&self) -> Reason<'_> {
+        self.decision.reason()
+    }
+
+    /// `Some(seconds)` when an MFA step-up at most that old would lift the denial (an HTTP service
+    /// answers 401 and asks for a code), `None` otherwise.
+    pub fn step_up_required(&self) -> Option<u64> {
+        match self.decision.reason() {
+            Reason::StepUpRequired { within_secs, .. } => Some(within_secs),
+            _ => None,
+        }
+    }
+
+    /// The whole decision, with its RBAC audit record.
+    pub fn decision(&self) -> &OwnedDecision {
+        &self.decision
+    }
+
+    /// The index of the `access_decision` entry that records the denial.
+    pub fn audit_entry(&self) -> u64 {
+        self.audit_entry
+    }
+}
+
+impl fmt::Display for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "access denied: {}", self.reason())
+    }
+}
