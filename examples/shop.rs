@@ -9,7 +9,8 @@
 //! the root key file, the key store, the audit log and the shop database there (run it twice to
 //! reopen them).
 
-use custodian::audit::{CheckpointSigner, SqliteAuditStore, verify};
+use custodian::audit::{CheckpointVerifier, verify, verify_receipt};
+use custodian::keys::Erasure;
 use custodian::keys::{LocalRootKey, SqliteKeyStore, generate_key_file};
 use custodian::mask;
 use custodian::rbac::{Justification, Policy, Principal, Resource};
@@ -20,7 +21,6 @@ use serde::{Deserialize, Serialize};
 use std::error::Error;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 const CUSTOMERS: usize = 10_000;
@@ -58,8 +58,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     let custodian = Custodian::builder()
         .key_store(SqliteKeyStore::open(folder.join("keys.db"))?)
         .root_key(root)
-        // A durable audit log of its own for now; the key store's own tables are planned.
-        .audit_store(Arc::new(SqliteAuditStore::open(folder.join("audit.db"))?))
+        // The audit log lives in keys.db too: key operations commit their entries with them.
+        .audit_origin("shop.example/audit")
         .build()?;
     let policy = Policy::from_path(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -159,7 +159,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // 5. Erase one customer: crypto-shred their key and delete their index token.
     let erased = 4242;
-    custodian.erase_subject(&format!("cus_{erased:05}"))?;
+    let erasure = custodian.erase_subject_by(&format!("cus_{erased:05}"), "dpo-1")?;
     shop.execute(
         "UPDATE customers SET email_idx = NULL WHERE id = ?1",
         params![erased],
@@ -174,6 +174,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     if read_email(&custodian, &shop, erased).is_ok() {
         return Err("an erased customer's data still opened".into());
     }
+    print_erasure_receipt(&custodian, &erasure)?;
 
     // 6. The audit trail: its tail, a signed checkpoint, and a verification of every entry.
     print_audit_trail(&custodian)?;
@@ -328,8 +329,8 @@ fn print_audit_trail(custodian: &Custodian) -> Result<(), Box<dyn Error>> {
     let size = audit.tree_size()?;
     println!("audit trail: {size} entries; the last ones as JSON lines:");
     print!("{}", audit.export_json_lines(size.saturating_sub(5)..size)?);
-    // A throwaway signing key for the demo; a deployment derives it from its key hierarchy.
-    let signer = CheckpointSigner::generate("shop.example/audit")?;
+    // The signing key lives in the key store, wrapped by the root key.
+    let signer = custodian.checkpoint_signer();
     let now = custodian.now();
     let checkpoint = audit.checkpoint(&signer, now)?;
     println!("signed checkpoint:\n{}", checkpoint.as_str());
@@ -347,6 +348,30 @@ fn print_audit_trail(custodian: &Custodian) -> Result<(), Box<dyn Error>> {
             Err(e) => println!("with one bit of entry 0 flipped: {e}"),
         }
     }
+    Ok(())
+}
+
+/// Prints the erasure's receipt (its audit entry, an inclusion proof and a signed checkpoint) and
+/// verifies it as a data-protection officer's recipient would: with the published key alone.
+fn print_erasure_receipt(custodian: &Custodian, erasure: &Erasure) -> Result<(), Box<dyn Error>> {
+    println!(
+        "erasure of {}: newly erased {}, key bytes purged from the files {}",
+        erasure.subject, erasure.newly_erased, erasure.purged
+    );
+    if !erasure.newly_erased {
+        println!("(erased by an earlier run: its receipt was issued then)");
+        return Ok(());
+    }
+    let receipt = custodian.erasure_receipt(erasure)?;
+    let json = serde_json::to_string(&receipt)?;
+    println!("erasure receipt ({} bytes of JSON): {json}", json.len());
+    let published = custodian.checkpoint_signer().verifier().verifier_key();
+    let verifier = CheckpointVerifier::from_verifier_key(&published)?;
+    let checked = verify_receipt(&serde_json::from_str(&json)?, &verifier, custodian.now())?;
+    println!(
+        "receipt verified with {published} against a checkpoint of {} entries",
+        checked.tree_size()
+    );
     Ok(())
 }
 

@@ -36,7 +36,7 @@
 //! # }
 //! ```
 
-use crate::audit::{AuditLog, AuditStore};
+use crate::audit::{AuditLog, AuditStore, ErasureReceipt, SignedCheckpoint};
 use crate::envelope::EncryptionContext;
 use crate::facade::{Custodian, CustodianBuilder, Error};
 use crate::keys::{Erasure, KeyError, KeyStore, RootKeyProvider, Rotation, without_io};
@@ -315,6 +315,24 @@ impl AsyncCustodian {
     pub async fn erase_subject(&self, subject: &str) -> Result<Erasure, Error> {
         let subject = subject.to_owned();
         self.blocking(move |c| c.erase_subject(&subject)).await
+    }
+
+    /// [`Custodian::erase_subject_by`], on the blocking pool.
+    pub async fn erase_subject_by(&self, subject: &str, actor: &str) -> Result<Erasure, Error> {
+        let (subject, actor) = (subject.to_owned(), actor.to_owned());
+        self.blocking(move |c| c.erase_subject_by(&subject, &actor))
+            .await
+    }
+
+    /// [`Custodian::erasure_receipt`], on the blocking pool.
+    pub async fn erasure_receipt(&self, erasure: &Erasure) -> Result<ErasureReceipt, Error> {
+        let erasure = erasure.clone();
+        self.blocking(move |c| c.erasure_receipt(&erasure)).await
+    }
+
+    /// [`Custodian::checkpoint`], on the blocking pool.
+    pub async fn checkpoint(&self) -> Result<SignedCheckpoint, Error> {
+        self.blocking(Custodian::checkpoint).await
     }
 }
 

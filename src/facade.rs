@@ -5,7 +5,8 @@
 //! audit log that [`Custodian::reveal`] records into.
 
 use crate::audit::{
-    Action, AuditError, AuditEvent, AuditLog, AuditStore, Decision, Hash, MemoryAuditStore, Outcome,
+    Action, AuditError, AuditEvent, AuditLog, AuditStore, CheckpointSigner, Decision,
+    ErasureReceipt, Hash, Outcome, SignedCheckpoint,
 };
 use crate::crypto::Suite;
 use crate::envelope::{EncryptionContext, EnvelopeError, Header};
@@ -132,6 +133,7 @@ struct Settings {
     suite: Suite,
     policy: RotationPolicy,
     audit: Option<Arc<dyn AuditStore>>,
+    audit_origin: String,
 }
 
 impl Custodian {
@@ -148,6 +150,7 @@ impl Custodian {
                 suite: Suite::default(),
                 policy: RotationPolicy::default(),
                 audit: None,
+                audit_origin: DEFAULT_AUDIT_ORIGIN.into(),
             },
         }
     }
@@ -209,22 +212,37 @@ impl<S, R> CustodianBuilder<S, R> {
         self
     }
 
-    /// The store of the audit log that [`Custodian::reveal`] records into (see
-    /// [`Custodian::audit`]). Pass the same store to `MfaService::with_audit` to keep one tree.
+    /// Another store for the audit log that [`Custodian::reveal`] records into (see
+    /// [`Custodian::audit`]).
     ///
-    /// Without it, the log is kept **in memory** ([`MemoryAuditStore`]): it is lost when the
-    /// process ends and is not shared with other processes. Give a durable store in production.
+    /// By default the log is the key store's own: key operations and erasures commit their
+    /// entries there in their own transaction, and reveals append to the same tree. A separate
+    /// store splits the trail in two (key operations stay in the key store's log), so give one
+    /// only if reveals must be recorded elsewhere. Pass the log's store to
+    /// `MfaService::with_audit` to record MFA outcomes in the same tree
+    /// ([`Custodian::audit_store`]).
     pub fn audit_store(mut self, store: Arc<dyn AuditStore>) -> Self {
         self.settings.audit = Some(store);
         self
     }
+
+    /// The name of this deployment's audit log, signed into every checkpoint (default
+    /// `custodian/audit`): for example `shop.example/audit`. Verifiers check it, so checkpoints of
+    /// two deployments cannot be swapped.
+    pub fn audit_origin(mut self, origin: impl Into<String>) -> Self {
+        self.settings.audit_origin = origin.into();
+        self
+    }
 }
 
-/// The audit store of a facade built without [`CustodianBuilder::audit_store`]: today a fresh
-/// [`MemoryAuditStore`]. The one place to change when the key store's own audit tables become the
-/// default (so that key operations and reveals land in one tree).
-fn default_audit_store(_keys: &Arc<dyn KeyStore>) -> Arc<dyn AuditStore> {
-    Arc::new(MemoryAuditStore::new())
+/// The checkpoint origin of a facade built without [`CustodianBuilder::audit_origin`].
+pub const DEFAULT_AUDIT_ORIGIN: &str = "custodian/audit";
+
+/// The audit store of a facade built without [`CustodianBuilder::audit_store`]: the key store
+/// itself, whose audit tables already hold the key operations, so that everything lands in one
+/// tree.
+fn default_audit_store(keys: &Arc<dyn KeyStore>) -> Arc<dyn AuditStore> {
+    Arc::clone(keys) as Arc<dyn AuditStore>
 }
 
 impl CustodianBuilder<Arc<dyn KeyStore>, Arc<dyn RootKeyProvider>> {
@@ -239,18 +257,23 @@ impl CustodianBuilder<Arc<dyn KeyStore>, Arc<dyn RootKeyProvider>> {
             suite,
             policy,
             audit,
+            audit_origin,
         } = self.settings;
         let audit = AuditLog::new(audit.unwrap_or_else(|| default_audit_store(&self.store)));
         let keys = KeyManager::with_options(self.store, self.root, options)?;
         let now = clock.now();
         keys.ensure_ring(&data_ring, suite, policy, now)?;
         keys.ensure_ring(&index_ring, suite, policy, now)?;
+        // Checked now, so a bad origin is a configuration error at start-up, not at the first
+        // checkpoint.
+        let signer = keys.checkpoint_signer(&audit_origin)?;
         Ok(Custodian {
             keys,
             clock,
             data_ring,
             index_ring,
             audit,
+            signer,
         })
     }
 }
@@ -280,6 +303,7 @@ pub struct Custodian {
     data_ring: String,
     index_ring: String,
     audit: AuditLog<Arc<dyn AuditStore>>,
+    signer: CheckpointSigner,
 }
 
 impl fmt::Debug for Custodian {
@@ -303,10 +327,30 @@ impl Custodian {
         self.clock.now()
     }
 
-    /// The audit log: what [`Custodian::reveal`] recorded, checkpoints, proofs, the JSON-lines
-    /// export. Its store is the one given to [`CustodianBuilder::audit_store`], or a memory store.
+    /// The audit log: key operations, erasures and what [`Custodian::reveal`] recorded;
+    /// checkpoints, proofs, the JSON-lines export. Its store is the key store's own unless
+    /// [`CustodianBuilder::audit_store`] gave another.
     pub fn audit(&self) -> &AuditLog<Arc<dyn AuditStore>> {
         &self.audit
+    }
+
+    /// The audit log's store, to hand to `MfaService::with_audit` so MFA outcomes land in the
+    /// same tree.
+    pub fn audit_store(&self) -> Arc<dyn AuditStore> {
+        Arc::clone(self.audit.store())
+    }
+
+    /// The checkpoint signer, whose Ed25519 seed lives in the key store wrapped by the root key.
+    /// Publish `checkpoint_signer().verifier().verifier_key()` for auditors.
+    pub fn checkpoint_signer(&self) -> &CheckpointSigner {
+        &self.signer
+    }
+
+    /// A signed checkpoint of the audit log as it is now. Keep the newest outside the database
+    /// (another system, a ticket, a witness) and check the log against it at start-up with
+    /// [`AuditLog::verify_against`]: that is what exposes a restored old copy of the database.
+    pub fn checkpoint(&self) -> Result<SignedCheckpoint, Error> {
+        Ok(self.audit.checkpoint(&self.signer, self.now())?)
     }
 
     // ---- access-checked reveal ----
@@ -719,11 +763,31 @@ impl Custodian {
     }
 
     /// Crypto-shreds customer `subject`: every value ever sealed for them becomes unopenable,
-    /// wherever it was copied. Delete their blind-index tokens with the row.
+    /// wherever it was copied. Delete their blind-index tokens with the row. The erasure and its
+    /// audit entry (actor: [`ManagerOptions::actor`]) commit together; see
+    /// [`Custodian::erase_subject_by`] to name who asked.
     pub fn erase_subject(&self, subject: &str) -> Result<Erasure, Error> {
         Ok(self
             .keys
             .erase_subject(&self.data_ring, subject, self.now())?)
+    }
+
+    /// [`Custodian::erase_subject`], recording `actor` (the data-protection officer, the ticket's
+    /// requester) as who erased.
+    pub fn erase_subject_by(&self, subject: &str, actor: &str) -> Result<Erasure, Error> {
+        Ok(self
+            .keys
+            .erase_subject_by(&self.data_ring, subject, actor, self.now())?)
+    }
+
+    /// The receipt of `erasure`: its audit entry, an inclusion proof and a checkpoint signed now.
+    /// Serializable; anyone verifies it with the published verifier key alone
+    /// ([`crate::audit::verify_receipt`]). Nothing in it identifies the customer beyond the
+    /// subject id.
+    pub fn erasure_receipt(&self, erasure: &Erasure) -> Result<ErasureReceipt, Error> {
+        Ok(self
+            .keys
+            .erasure_receipt(erasure, &self.signer, self.now())?)
     }
 }
 

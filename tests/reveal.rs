@@ -532,14 +532,64 @@ fn the_result_serializes_its_values_and_debug_hides_them() {
 }
 
 #[test]
-fn without_an_audit_store_the_log_is_in_memory() {
-    let custodian = Custodian::builder()
-        .key_store(MemoryKeyStore::new())
-        .root_key(LocalRootKey::random().unwrap())
-        .build()
-        .unwrap();
+fn without_an_audit_store_the_log_is_the_key_stores_own_and_durable() {
+    use custodian::audit::{CheckpointVerifier, verify_receipt};
+    use custodian::keys::SqliteKeyStore;
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        Custodian::builder()
+            .key_store(SqliteKeyStore::open(dir.path().join("keys.db")).unwrap())
+            .root_key(LocalRootKey::new(&custodian::SecretKey::from_bytes(
+                [7; 32],
+            )))
+            .audit_origin("shop.example/audit")
+            .build()
+            .unwrap()
+    };
+    let custodian = open();
+    let size = custodian.audit().tree_size().unwrap();
+    let actions: Vec<&str> = custodian
+        .audit()
+        .entries(0..size)
+        .unwrap()
+        .iter()
+        .map(|e| e.event.action.name())
+        .collect();
     assert_eq!(
-        format!("{:?}", custodian.audit()),
-        "AuditLog { store: MemoryAuditStore { tree_size: 0 } }"
+        actions,
+        ["key_ring_created", "key_ring_created"],
+        "the key store's own log already holds the two rings the builder created"
     );
+    let context = custodian::EncryptionContext::for_field("customers", "42", "email").unwrap();
+    custodian
+        .encrypt_str("cus_42", &context, "jane@example.com")
+        .unwrap();
+    let erasure = custodian.erase_subject_by("cus_42", "dpo-1").unwrap();
+    let receipt = custodian.erasure_receipt(&erasure).unwrap();
+    let verifier = CheckpointVerifier::from_verifier_key(
+        &custodian.checkpoint_signer().verifier().verifier_key(),
+    )
+    .unwrap();
+    let json = serde_json::to_string(&receipt).unwrap();
+    verify_receipt(
+        &serde_json::from_str(&json).unwrap(),
+        &verifier,
+        custodian.now(),
+    )
+    .unwrap();
+    assert_eq!(receipt.entry.event.actor, "dpo-1");
+
+    // Another process opening the same file sees the same log and signs with the same key.
+    let size = custodian.audit().tree_size().unwrap();
+    drop(custodian);
+    let again = open();
+    assert_eq!(again.audit().tree_size().unwrap(), size);
+    assert_eq!(
+        again.checkpoint_signer().verifier().verifier_key(),
+        verifier.verifier_key()
+    );
+    let checkpoint = verifier
+        .verify(&again.checkpoint().unwrap(), again.now())
+        .unwrap();
+    again.audit().verify_against(&checkpoint).unwrap();
 }

@@ -1096,7 +1096,8 @@ mod tests {
                     .collect::<Result<_, _>>()
                     .unwrap();
                 assert!(
-                    plan.iter().any(|step| step.contains("subject_keys_tombstones")),
+                    plan.iter()
+                        .any(|step| step.contains("subject_keys_tombstones")),
                     "{plan:?}"
                 );
                 Ok(())
