@@ -332,7 +332,7 @@ fn print_audit_trail(custodian: &Custodian) -> Result<(), Box<dyn Error>> {
     // The signing key lives in the key store, wrapped by the root key.
     let signer = custodian.checkpoint_signer();
     let now = custodian.now();
-    let checkpoint = audit.checkpoint(&signer, now)?;
+    let checkpoint = audit.checkpoint(signer, now)?;
     println!("signed checkpoint:\n{}", checkpoint.as_str());
     println!("verifier key: {}", signer.verifier().verifier_key());
     let mut entries = audit.store_entries(0..size)?;

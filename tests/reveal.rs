@@ -531,6 +531,7 @@ fn the_result_serializes_its_values_and_debug_hides_them() {
     );
 }
 
+#[cfg(feature = "sqlite")]
 #[test]
 fn without_an_audit_store_the_log_is_the_key_stores_own_and_durable() {
     use custodian::audit::{CheckpointVerifier, verify_receipt};
