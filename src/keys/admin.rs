@@ -31,7 +31,7 @@ impl KeyManager {
         let mut rows = ring::new_ring(name, suite, policy, wrapped, now);
         self.seal_rows(&mut rows);
         for _ in 0..self.options.max_conflict_retries.max(1) {
-            let ledger = self.current_ledger()?;
+            let ledger = self.current_ledger(name)?;
             let mut journal = Journal {
                 ledger: Some(self.next_ledger(&ledger, None, Some((name, rows.ring.generation)))),
                 audit: vec![AuditEvent::new(
@@ -320,7 +320,7 @@ impl KeyManager {
                 .filter(|v| !rows.versions.contains(v))
                 .cloned()
                 .collect();
-            let ledger = self.current_ledger()?;
+            let ledger = self.current_ledger(&handle.name)?;
             let mut change = RingChange {
                 expected_generation: rows.ring.generation,
                 ring: next.ring.clone(),

@@ -121,11 +121,13 @@ impl KeyManager {
         self.ledger_seen.load(Ordering::SeqCst)
     }
 
-    /// The current ledger, freshly read and verified.
-    pub(super) fn current_ledger(&self) -> Result<LedgerRecord, KeyError> {
+    /// The current ledger, freshly read and verified, to compute a change of `ring` from. Read
+    /// with the ring (no tombstone counts: the write's compare-and-set on the counter is what
+    /// makes it current, and counting is for reads that serve keys).
+    pub(super) fn current_ledger(&self, ring: &str) -> Result<LedgerRecord, KeyError> {
         let floor = self.ledger_floor();
-        let view = self.store.load_ledger()?;
-        self.checked_ledger(&view, floor).cloned()
+        let view = self.store.load_ring(ring)?;
+        self.checked_ledger(&view.ledger, floor).cloned()
     }
 
     /// Checks a ring read against the ledger of the same snapshot.
