@@ -3,11 +3,12 @@
 //!
 //! Row MACs prove a row was written by a manager holding the integrity key, not that it is the
 //! row's *current* content. The ledger row ([`LedgerRecord`]) closes that gap for the rows that
-//! matter most: it counts the erasure tombstones the store must hold and names every ring's
-//! current generation, under a MAC, and every change to either is committed together with a new
-//! ledger by compare-and-set on its counter. Each read of a ring or a subject key comes with the
-//! ledger and the tombstone count of the same snapshot, and is refused as tampered when they
-//! disagree. A manager also remembers the highest counter it has seen and refuses an older ledger.
+//! matter most: it counts the erasure tombstones the store must hold (in 256 buckets of the
+//! subject id) and names every ring's current generation, under a MAC, and every change to either
+//! is committed together with a new ledger by compare-and-set on its counter. Each read of a ring
+//! comes with the ledger of the same snapshot, each read of a subject key also with the number of
+//! tombstones in its bucket, and either is refused as tampered when they disagree. A manager also
+//! remembers the highest counter it has seen and refuses an older ledger.
 //!
 //! What stays undetected by the store alone (docs/KEYSTORE.md): a rollback of the ledger row
 //! *together with* every row it covers, as a restored backup of the whole file does, to a state
