@@ -5,7 +5,7 @@ use super::KeyError;
 use super::store::{
     CHANGE_FEED_RETENTION, Change, ChangeFeed, CommitOutcome, Journal, KeyStore, LedgerRecord,
     LedgerView, RingChange, RingRows, RingView, SubjectRecord, SubjectView, TOMBSTONE_BUCKETS,
-    announces_change, tombstone_bucket,
+    announces_change, events_of_inserted, tombstone_bucket,
 };
 use crate::audit::{
     AuditError, AuditEvent, AuditStore, BuildAppend, Hash, HashReader, PreparedAppend, check_batch,
@@ -248,13 +248,7 @@ impl KeyStore for MemoryKeyStore {
                 !data.subjects.contains_key(&key) && seen.insert(key)
             })
             .collect();
-        let events: Vec<AuditEvent> = journal
-            .audit
-            .iter()
-            .zip(&inserted)
-            .filter(|(_, new)| **new)
-            .map(|(event, _)| event.clone())
-            .collect();
+        let events = events_of_inserted(&journal.audit, &inserted);
         data.apply(journal, &events)?;
         for (row, _) in rows.iter().zip(&inserted).filter(|(_, new)| **new) {
             data.subjects.insert(

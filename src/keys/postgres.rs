@@ -13,8 +13,8 @@ use super::ring::{RotationPolicy, VersionState};
 use super::store::{
     CHANGE_FEED_RETENTION, Change, ChangeFeed, CommitOutcome, Journal, KeyStore, LedgerRecord,
     LedgerView, LedgerWrite, MAC_LEN, RingChange, RingRecord, RingRows, RingView, SubjectRecord,
-    SubjectView, TOMBSTONE_BUCKETS, VersionRecord, announces_change, decode_digests, decode_ledger,
-    encode_digests, encode_ledger_body, tombstone_bucket,
+    SubjectView, VersionRecord, announces_change, decode_digests, decode_ledger, encode_digests,
+    encode_ledger_body, events_of_inserted, every_bucket, tombstone_bucket,
 };
 use crate::audit::{
     AuditError, AuditEvent, AuditStore, BuildAppend, Hash, PgAuditStore, PreparedAppend,
@@ -325,16 +325,7 @@ fn ledger_view((row, found): RawLedger, all: bool) -> Result<LedgerView, KeyErro
         })
         .collect::<Result<Vec<_>, KeyError>>()?;
     if all {
-        tombstones = (0u16..)
-            .take(TOMBSTONE_BUCKETS)
-            .map(|bucket| {
-                let count = tombstones
-                    .iter()
-                    .find(|(b, _)| *b == bucket)
-                    .map_or(0, |c| c.1);
-                (bucket, count)
-            })
-            .collect();
+        tombstones = every_bucket(&tombstones);
     }
     Ok(LedgerView {
         ledger: row
@@ -993,12 +984,7 @@ impl KeyStore for PgKeyStore {
                 .map(|((ring, subject, _), _)| (ring, Some(subject)))
                 .collect();
             announce(&mut tx, &entries, &what).await?;
-            let events: Vec<AuditEvent> = events
-                .into_iter()
-                .zip(&inserted)
-                .filter(|(_, new)| **new)
-                .map(|(event, _)| event)
-                .collect();
+            let events = events_of_inserted(&events, &inserted);
             let appended = match write_journal(&mut tx, ledger, events, &what).await? {
                 Ok(appended) => appended,
                 Err(refused) => return Ok(Err(refused)),

@@ -8,8 +8,8 @@ use super::ring::{RotationPolicy, VersionState};
 use super::store::{
     CHANGE_FEED_RETENTION, Change, ChangeFeed, CommitOutcome, Journal, KeyStore, LedgerRecord,
     LedgerView, MAC_LEN, RingChange, RingRecord, RingRows, RingView, SubjectRecord, SubjectView,
-    TOMBSTONE_BUCKETS, VersionRecord, announces_change, decode_digests, decode_ledger,
-    encode_digests, encode_ledger_body, tombstone_bucket,
+    VersionRecord, announces_change, decode_digests, decode_ledger, encode_digests,
+    encode_ledger_body, events_of_inserted, every_bucket, tombstone_bucket,
 };
 use crate::audit::{AuditError, AuditEvent, AuditStore, BuildAppend, Hash, PreparedAppend};
 use crate::audit::{SqliteAuditStore, sqlite as audit_sqlite};
@@ -261,16 +261,7 @@ fn read_ledger(conn: &Connection, counts: Counts) -> Result<LedgerView, KeyError
                         .and_then(Iterator::collect)
                 })
                 .map_err(store_err)?;
-            (0u16..)
-                .take(TOMBSTONE_BUCKETS)
-                .map(|bucket| {
-                    let count = found
-                        .iter()
-                        .find(|(b, _)| *b == bucket)
-                        .map_or(0, |c| c.1.0);
-                    (bucket, count)
-                })
-                .collect()
+            every_bucket(&found.iter().map(|(b, n)| (*b, n.0)).collect::<Vec<_>>())
         }
     };
     Ok(LedgerView {
@@ -841,13 +832,7 @@ impl KeyStore for SqliteKeyStore {
             {
                 announce(&tx, &row.ring, Some(&row.subject))?;
             }
-            let events: Vec<AuditEvent> = journal
-                .audit
-                .iter()
-                .zip(&inserted)
-                .filter(|(_, new)| **new)
-                .map(|(event, _)| event.clone())
-                .collect();
+            let events = events_of_inserted(&journal.audit, &inserted);
             write_journal(&tx, journal, &events)?;
             tx.commit().map_err(store_err)?;
             Ok(inserted)

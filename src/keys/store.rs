@@ -448,6 +448,30 @@ pub(crate) fn decode_digests(bytes: &[u8], ring: &str) -> Result<Vec<VersionDige
         .collect()
 }
 
+/// The audit events of the rows [`KeyStore::insert_subjects`] inserted: `journal.audit` holds one
+/// per row, in row order.
+pub(crate) fn events_of_inserted(audit: &[AuditEvent], inserted: &[bool]) -> Vec<AuditEvent> {
+    audit
+        .iter()
+        .zip(inserted)
+        .filter(|(_, new)| **new)
+        .map(|(event, _)| event.clone())
+        .collect()
+}
+
+/// Every bucket's tombstone count, in bucket order, from the buckets a `GROUP BY` found (the
+/// others have none).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn every_bucket(found: &[(u16, u64)]) -> Vec<(u16, u64)> {
+    let mut counts = vec![0u64; TOMBSTONE_BUCKETS];
+    for (bucket, count) in found {
+        if let Some(slot) = counts.get_mut(usize::from(*bucket)) {
+            *slot = *count;
+        }
+    }
+    (0u16..).zip(counts).collect()
+}
+
 /// The `body` column of the ledger row in both SQL stores: `be16(bucket count) ‖` that many
 /// `be64(tombstones)` `‖ be32(ring count) ‖` per ring sorted by name
 /// `be16(len) ‖ name ‖ be64(generation)` (docs/KEYSTORE.md).
