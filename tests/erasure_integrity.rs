@@ -199,6 +199,30 @@ fn the_ledger_row_rolled_back_alone_is_refused() {
     assert!(is_tampered(&result), "{result:?}");
 }
 
+/// The ledger's own MAC is what stops an edit of its body: an erasure undone by putting the live
+/// subject row back and the tombstone count it had before (the counter and MAC left as they are)
+/// would otherwise agree with itself.
+#[test]
+fn an_erasure_undone_by_editing_the_ledger_body_is_refused() {
+    let shop = shop();
+    let conn = Connection::open(&shop.path).unwrap();
+    let (wrapped_by, wrapped_key, _, mac) = subject_row(&conn);
+    let old_body: Vec<u8> = conn
+        .query_row("SELECT body FROM ledger", [], |r| r.get(0))
+        .unwrap();
+    shop.keys.erase_subject(RING, "cus_1", T0 + 10).unwrap();
+    conn.execute(
+        "UPDATE subject_keys SET wrapped_by = ?1, wrapped_key = ?2, erased_at = NULL, mac = ?3
+         WHERE subject = 'cus_1'",
+        rusqlite::params![wrapped_by, wrapped_key, mac],
+    )
+    .unwrap();
+    conn.execute("UPDATE ledger SET body = ?1", [&old_body])
+        .unwrap();
+    let result = open_fresh(&shop);
+    assert!(is_tampered(&result), "{result:?}");
+}
+
 #[test]
 fn a_deleted_ledger_is_refused() {
     let shop = shop();
