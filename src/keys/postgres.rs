@@ -379,6 +379,21 @@ impl From<Refused> for KeyError {
     }
 }
 
+/// The answer of a journaled write that inserts or erases one row: `Some(appended)` if it wrote
+/// (recorded in `journal`), `None` if the row's condition failed and nothing was written.
+fn settle(
+    journal: &mut Journal,
+    written: Result<Option<Range<u64>>, Refused>,
+) -> Result<bool, KeyError> {
+    match written? {
+        Some(appended) => {
+            journal.appended = appended;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
 /// Writes a journal inside `tx`, as its last statements: the ledger by compare-and-set (the row
 /// is locked `FOR UPDATE`, so a concurrent writer waits and then sees this one's counter), then
 /// the audit entries under the audit log's lock. Lock order everywhere: ring locks, the feed
@@ -789,13 +804,7 @@ impl KeyStore for PgKeyStore {
                 Ok(Ok(Some(appended)))
             },
         )?;
-        match result? {
-            Some(appended) => {
-                journal.appended = appended;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        settle(journal, result)
     }
 
     fn commit_ring(&self, change: &mut RingChange) -> Result<CommitOutcome, KeyError> {
@@ -1090,13 +1099,7 @@ impl KeyStore for PgKeyStore {
                 Ok(Ok(Some(appended)))
             },
         )?;
-        match result? {
-            Some(appended) => {
-                journal.appended = appended;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        settle(journal, result)
     }
 
     fn purge(&self, _wait: std::time::Duration) -> Result<bool, KeyError> {
