@@ -8,12 +8,10 @@
 //! The authenticator app is simulated by computing codes from the key; the clock is the real one
 //! at start, then advanced by hand so the example runs instantly.
 
-use custodian::envelope::{Kek, StaticKek};
-use custodian::mfa::{
-    MfaService, RecoveryCodeSet, SqliteFactorStore, TerminalBackground, TotpKey, Verifier,
-};
+use custodian::Custodian;
+use custodian::keys::{LocalRootKey, SqliteKeyStore};
+use custodian::mfa::{RecoveryCodeSet, SqliteFactorStore, TerminalBackground, TotpKey, Verifier};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,17 +22,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(PathBuf::from)
         .unwrap_or_else(|| temporary.path().to_path_buf());
 
-    // A fresh key per run is fine for a demo only: in production the KEK must be the same key on
-    // every server and after every restart, or stored seeds no longer open.
-    let kek: Arc<dyn Kek> = Arc::new(StaticKek::generate("mfa-seeds", 1)?);
-    // The same goes for the state key that authenticates each factor's lifecycle columns; in
-    // production derive it: `keys.derive_key(ring, version, b"custodian/v1/mfa-state", now)`.
-    let state_key = custodian::SecretKey::try_random()?;
-    let store = MfaService::new(
-        SqliteFactorStore::open(temporary.path().join("mfa.db"))?,
-        kek,
-        state_key,
-    );
+    // The facade hands out the MFA service with its keys from the key hierarchy: seeds sealed in
+    // the `staff-mfa` ring, factor states authenticated with a key derived from it. A fresh root
+    // key per run is fine for a demo only (in production: `LocalRootKey::from_file`).
+    let custodian = Custodian::builder()
+        .key_store(SqliteKeyStore::open(temporary.path().join("keys.db"))?)
+        .root_key(LocalRootKey::random()?)
+        .build()?;
+    let store = custodian.mfa(SqliteFactorStore::open(temporary.path().join("mfa.db"))?)?;
     let verifier = Verifier::default();
     let mut now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let (user, factor) = ("customer-42", "phone");

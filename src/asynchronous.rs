@@ -41,7 +41,8 @@ use crate::envelope::EncryptionContext;
 use crate::facade::{Custodian, CustodianBuilder, Error};
 use crate::keys::{Erasure, KeyError, KeyStore, RootKeyProvider, Rotation, without_io};
 use crate::mfa::{
-    Factor, MfaError, MfaService, Phase, RecoveryCodeSet, StepUp, StoredFactor, TotpKey, Verifier,
+    Factor, FactorStore, MfaError, MfaService, Phase, RecoveryCodeSet, StepUp, StoredFactor,
+    TotpKey, Verifier,
 };
 use crate::record::encrypted::{from_plaintext, to_plaintext};
 use crate::record::{BlindIndex, Encrypted, Normalizer};
@@ -333,6 +334,18 @@ impl AsyncCustodian {
     /// [`Custodian::checkpoint`], on the blocking pool.
     pub async fn checkpoint(&self) -> Result<SignedCheckpoint, Error> {
         self.blocking(Custodian::checkpoint).await
+    }
+
+    /// [`Custodian::mfa`] for async code, deciding with `verifier`; on the blocking pool (it may
+    /// create the MFA ring).
+    pub async fn mfa(
+        &self,
+        store: impl FactorStore + 'static,
+        verifier: Verifier,
+    ) -> Result<AsyncMfa, Error> {
+        let store: Arc<dyn FactorStore> = Arc::new(store);
+        let service = self.blocking(move |c| c.mfa_with_store(store)).await?;
+        Ok(AsyncMfa::new(service, verifier))
     }
 }
 

@@ -9,11 +9,13 @@ use crate::audit::{
     ErasureReceipt, Hash, Outcome, SignedCheckpoint,
 };
 use crate::crypto::Suite;
-use crate::envelope::{EncryptionContext, EnvelopeError, Header};
+use crate::envelope::{EncryptionContext, Header};
+pub use crate::error::Error;
 use crate::keys::{
-    Erasure, KeyError, KeyManager, KeyStore, ManagerOptions, RingWatch, RootKeyProvider, Rotation,
+    Erasure, KeyManager, KeyStore, ManagerOptions, RingWatch, RootKeyProvider, Rotation,
     RotationPolicy,
 };
+use crate::mfa::{FactorStore, MfaService};
 use crate::rbac::{Policy, RequestContext, Visibility};
 use crate::record::encrypted::{from_plaintext, to_plaintext};
 use crate::record::{
@@ -26,7 +28,6 @@ use core::fmt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
-use thiserror::Error;
 use zeroize::Zeroizing;
 
 /// Where the facade reads the time (seconds since the Unix epoch). Every layer below takes `now` as
@@ -51,49 +52,6 @@ impl Clock for SystemClock {
 impl<F: Fn() -> u64 + Send + Sync> Clock for F {
     fn now(&self) -> u64 {
         self()
-    }
-}
-
-/// Errors of the facade: key management, the record layer, access control and the audit log.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// From the key hierarchy, including [`KeyError::SubjectErased`] and the coarse decrypt error.
-    #[error(transparent)]
-    Keys(#[from] KeyError),
-    /// From typed fields or blind indexes.
-    #[error(transparent)]
-    Record(#[from] RecordError),
-    /// [`Custodian::reveal`] was denied by the policy; the denial is recorded, nothing was
-    /// decrypted.
-    #[error("{0}")]
-    Denied(Box<Denied>),
-    /// The audit entry could not be written, so nothing is returned (fail closed).
-    #[error("not recorded in the audit log, so refused: {0}")]
-    Audit(#[from] AuditError),
-    /// A [`SealedRecord`] that cannot be revealed as given (the message says why).
-    #[error("invalid sealed record: {0}")]
-    InvalidRecord(String),
-}
-
-impl Error {
-    /// Whether the value belonged to a customer whose key was erased (crypto-shredded).
-    pub fn is_subject_erased(&self) -> bool {
-        matches!(self, Error::Keys(KeyError::SubjectErased { .. }))
-    }
-
-    /// The denial, when [`Custodian::reveal`] was denied by the policy.
-    pub fn denied(&self) -> Option<&Denied> {
-        match self {
-            Error::Denied(denied) => Some(denied),
-            _ => None,
-        }
-    }
-}
-
-impl From<EnvelopeError> for Error {
-    fn from(e: EnvelopeError) -> Self {
-        Error::Keys(KeyError::Envelope(e))
     }
 }
 
@@ -130,6 +88,7 @@ struct Settings {
     options: ManagerOptions,
     data_ring: String,
     index_ring: String,
+    mfa_ring: String,
     suite: Suite,
     policy: RotationPolicy,
     audit: Option<Arc<dyn AuditStore>>,
@@ -147,6 +106,7 @@ impl Custodian {
                 options: ManagerOptions::default(),
                 data_ring: "customers".into(),
                 index_ring: "blind-index".into(),
+                mfa_ring: DEFAULT_MFA_RING.into(),
                 suite: Suite::default(),
                 policy: RotationPolicy::default(),
                 audit: None,
@@ -205,6 +165,13 @@ impl<S, R> CustodianBuilder<S, R> {
         self
     }
 
+    /// Name of the ring that seals staff MFA seeds (default [`DEFAULT_MFA_RING`]); see
+    /// [`Custodian::mfa`].
+    pub fn mfa_ring(mut self, name: impl Into<String>) -> Self {
+        self.settings.mfa_ring = name.into();
+        self
+    }
+
     /// Suite and rotation policy for rings this builder creates (existing rings keep theirs).
     pub fn new_ring_settings(mut self, suite: Suite, policy: RotationPolicy) -> Self {
         self.settings.suite = suite;
@@ -238,6 +205,9 @@ impl<S, R> CustodianBuilder<S, R> {
 /// The checkpoint origin of a facade built without [`CustodianBuilder::audit_origin`].
 pub const DEFAULT_AUDIT_ORIGIN: &str = "custodian/audit";
 
+/// The default name of the ring that seals staff MFA seeds ([`Custodian::mfa`]).
+pub const DEFAULT_MFA_RING: &str = "staff-mfa";
+
 /// The audit store of a facade built without [`CustodianBuilder::audit_store`]: the key store
 /// itself, whose audit tables already hold the key operations, so that everything lands in one
 /// tree.
@@ -254,6 +224,7 @@ impl CustodianBuilder<Arc<dyn KeyStore>, Arc<dyn RootKeyProvider>> {
             options,
             data_ring,
             index_ring,
+            mfa_ring,
             suite,
             policy,
             audit,
@@ -272,6 +243,8 @@ impl CustodianBuilder<Arc<dyn KeyStore>, Arc<dyn RootKeyProvider>> {
             clock,
             data_ring,
             index_ring,
+            mfa_ring,
+            new_rings: (suite, policy),
             audit,
             signer,
         })
@@ -302,6 +275,9 @@ pub struct Custodian {
     clock: Arc<dyn Clock>,
     data_ring: String,
     index_ring: String,
+    mfa_ring: String,
+    /// Suite and rotation policy of rings created after start-up (the MFA ring).
+    new_rings: (Suite, RotationPolicy),
     audit: AuditLog<Arc<dyn AuditStore>>,
     signer: CheckpointSigner,
 }
@@ -311,6 +287,7 @@ impl fmt::Debug for Custodian {
         f.debug_struct("Custodian")
             .field("data_ring", &self.data_ring)
             .field("index_ring", &self.index_ring)
+            .field("mfa_ring", &self.mfa_ring)
             .field("audit", &self.audit)
             .finish_non_exhaustive()
     }
@@ -551,6 +528,57 @@ impl Custodian {
         })
     }
 
+    // ---- MFA ----
+
+    /// The MFA service over `store`, with its keys from this key hierarchy, recording into this
+    /// audit log.
+    ///
+    /// - **Seeds** are sealed in the MFA ring ([`CustodianBuilder::mfa_ring`], created on first
+    ///   use) under each staff member's own subject key, with the seed's context
+    ///   (docs/MFA.md, "Seed record"). Rotate the ring with `keys().rotate(ring, now)` like any
+    ///   other: subject keys are rewrapped, so stored seeds need no rewriting, and they keep
+    ///   opening on every server and after every restart. [`Custodian::erase_subject`] of a staff
+    ///   member makes their seeds unopenable.
+    /// - **The state key** that authenticates each factor's lifecycle columns is derived from
+    ///   version 1 of the MFA ring (`KeyManager::derive_key(ring, 1,`
+    ///   [`MfaService::STATE_KEY_INFO`]`, now)`), so it is the same everywhere. Limit: destroying
+    ///   version 1 of the MFA ring would make every factor unverifiable; rotating the state key is
+    ///   planned.
+    ///
+    /// Cheap: call it once at start-up and share the service.
+    pub fn mfa(&self, store: impl FactorStore + 'static) -> Result<MfaService, Error> {
+        self.mfa_with_store(Arc::new(store))
+    }
+
+    /// [`Custodian::mfa`] over a shared store handle.
+    pub fn mfa_with_store(&self, store: Arc<dyn FactorStore>) -> Result<MfaService, Error> {
+        let now = self.now();
+        let (suite, policy) = self.new_rings;
+        self.keys.ensure_ring(&self.mfa_ring, suite, policy, now)?;
+        let state_key = self
+            .keys
+            .derive_key(&self.mfa_ring, 1, MfaService::STATE_KEY_INFO, now)?;
+        let clock = Arc::clone(&self.clock);
+        let service = MfaService::in_key_ring(
+            store,
+            self.keys.clone(),
+            self.mfa_ring.clone(),
+            Arc::new(move || clock.now()),
+            state_key,
+        );
+        Ok(service.with_audit(self.audit_store()))
+    }
+
+    /// Erases `subject` in the MFA ring too if they have a key there (they are staff).
+    fn erase_staff_seeds(&self, subject: &str, actor: &str) -> Result<(), Error> {
+        let history = self.keys.subject_history(&self.mfa_ring, subject)?;
+        if history.iter().any(|g| g.erased_at.is_none()) {
+            self.keys
+                .erase_subject_by(&self.mfa_ring, subject, actor, self.now())?;
+        }
+        Ok(())
+    }
+
     // ---- bytes and strings ----
 
     /// Encrypts `plaintext` for customer `subject`, bound to `context`. Returns the binary form.
@@ -766,18 +794,23 @@ impl Custodian {
     /// wherever it was copied. Delete their blind-index tokens with the row. The erasure and its
     /// audit entry (actor: [`ManagerOptions::actor`]) commit together; see
     /// [`Custodian::erase_subject_by`] to name who asked.
+    ///
+    /// A staff member with MFA factors ([`Custodian::mfa`]) is a subject too: their key in the MFA
+    /// ring is erased as well (a second erasure with its own audit entry, after the first), so
+    /// their seeds no longer open. The returned [`Erasure`] is the data ring's.
     pub fn erase_subject(&self, subject: &str) -> Result<Erasure, Error> {
-        Ok(self
-            .keys
-            .erase_subject(&self.data_ring, subject, self.now())?)
+        let actor = self.keys.options().actor.clone();
+        self.erase_subject_by(subject, &actor)
     }
 
     /// [`Custodian::erase_subject`], recording `actor` (the data-protection officer, the ticket's
     /// requester) as who erased.
     pub fn erase_subject_by(&self, subject: &str, actor: &str) -> Result<Erasure, Error> {
-        Ok(self
+        let erasure = self
             .keys
-            .erase_subject_by(&self.data_ring, subject, actor, self.now())?)
+            .erase_subject_by(&self.data_ring, subject, actor, self.now())?;
+        self.erase_staff_seeds(subject, actor)?;
+        Ok(erasure)
     }
 
     /// The receipt of `erasure`: its audit entry, an inclusion proof and a checkpoint signed now.

@@ -55,6 +55,7 @@ pub mod audit;
 pub mod conformance;
 pub mod crypto;
 pub mod envelope;
+mod error;
 mod facade;
 pub mod keys;
 pub mod mask;
@@ -69,7 +70,11 @@ pub mod secret;
 mod sqlite;
 
 pub use envelope::{EncryptionContext, EnvelopeError, Header, Kek, KeyId, StaticKek};
-pub use facade::{Clock, Custodian, CustodianBuilder, Error, Missing, SystemClock};
+pub use error::{Error, ErrorKind};
+pub use facade::{
+    Clock, Custodian, CustodianBuilder, DEFAULT_AUDIT_ORIGIN, DEFAULT_MFA_RING, Missing,
+    SystemClock,
+};
 pub use reveal::{Denied, RevealRequest, Revealed, RevealedField, SealedRecord};
 pub use secret::{SecretBytes, SecretKey};
 

@@ -161,6 +161,9 @@ pub struct Rotation {
 /// # Ok(())
 /// # }
 /// ```
+///
+/// Clones are cheap and share the store, the caches and the change feed.
+#[derive(Clone)]
 pub struct KeyManager {
     pub(super) store: Arc<dyn KeyStore>,
     pub(super) root: Arc<dyn RootKeyProvider>,
@@ -216,6 +219,11 @@ impl KeyManager {
         };
         feed::follow(&manager);
         Ok(manager)
+    }
+
+    /// The options this manager was built with.
+    pub fn options(&self) -> &ManagerOptions {
+        &self.options
     }
 
     /// The key store.

@@ -157,6 +157,11 @@ pub enum MfaError {
     /// The factor store did not answer in time or could not be reached.
     #[error("MFA store unavailable: {0}")]
     StoreUnavailable(String),
+    /// From the key hierarchy, for a service whose seeds are sealed in a key ring
+    /// (`Custodian::mfa`); [`KeyError::SubjectErased`](crate::keys::KeyError::SubjectErased) when
+    /// the staff member was erased.
+    #[error(transparent)]
+    Keys(Box<crate::keys::KeyError>),
     /// The outcome could not be written to the audit log, so it is refused (no step-up is
     /// returned). The factor's new state may already be stored: a code is spent all the same.
     #[error("MFA outcome not recorded in the audit log, so it is refused: {0}")]

@@ -58,6 +58,7 @@ pub mod otp;
 #[cfg(feature = "qr")]
 pub mod qr;
 pub mod recovery;
+mod ring_seeds;
 pub mod sealed_seed;
 pub mod secret;
 mod service;

@@ -35,15 +35,7 @@ pub fn seal_seed(
     factor: &str,
     key: &TotpKey,
 ) -> Result<Vec<u8>, MfaError> {
-    let params = key.params();
-    let seed = key.secret().expose_secret();
-    let mut record = Zeroizing::new(Vec::with_capacity(HEADER_LEN + seed.len()));
-    record.push(SEED_RECORD_VERSION);
-    record.push(params.algorithm().format_id());
-    record.push(params.digits().get());
-    record.extend_from_slice(&params.period().get().to_be_bytes());
-    record.extend_from_slice(seed);
-    envelope::seal(kek, &seed_context(user, factor)?, &record).map_err(MfaError::Seal)
+    seal_seed_with(&KekSeeds(kek), user, factor, key)
 }
 
 /// Opens a seed sealed by [`seal_seed`] for the same user and factor.
@@ -53,8 +45,99 @@ pub fn open_seed(
     factor: &str,
     sealed: &[u8],
 ) -> Result<TotpKey, MfaError> {
-    let record =
-        envelope::open(kek, &seed_context(user, factor)?, sealed).map_err(MfaError::Seal)?;
+    open_seed_with(&KekSeeds(kek), user, factor, sealed)
+}
+
+/// Where seed records are sealed: under a key-encryption key the caller holds ([`seal_seed`]), or
+/// under the staff member's subject key in a ring of the key hierarchy (the facade's
+/// `Custodian::mfa`), which makes seeds rotatable with the ring and erased with the subject.
+pub(crate) trait SeedKeys: Send + Sync {
+    /// The key (or ring) name, for `Debug`.
+    fn describe(&self) -> String;
+    /// Seals a seed record of `user`.
+    fn seal(
+        &self,
+        user: &str,
+        context: &EncryptionContext,
+        record: &[u8],
+    ) -> Result<Vec<u8>, MfaError>;
+    /// Opens a sealed seed record of `user`.
+    fn open(
+        &self,
+        user: &str,
+        context: &EncryptionContext,
+        sealed: &[u8],
+    ) -> Result<SecretBytes, MfaError>;
+}
+
+/// Seeds sealed directly under a KEK (a `&dyn Kek` or an `Arc<dyn Kek>`).
+pub(crate) struct KekSeeds<K>(pub(crate) K);
+
+impl<K: AsKek> SeedKeys for KekSeeds<K> {
+    fn describe(&self) -> String {
+        self.0.kek().key_id().to_string()
+    }
+
+    fn seal(
+        &self,
+        _user: &str,
+        context: &EncryptionContext,
+        record: &[u8],
+    ) -> Result<Vec<u8>, MfaError> {
+        envelope::seal(self.0.kek(), context, record).map_err(MfaError::Seal)
+    }
+
+    fn open(
+        &self,
+        _user: &str,
+        context: &EncryptionContext,
+        sealed: &[u8],
+    ) -> Result<SecretBytes, MfaError> {
+        envelope::open(self.0.kek(), context, sealed).map_err(MfaError::Seal)
+    }
+}
+
+/// A handle to a KEK.
+pub(crate) trait AsKek: Send + Sync {
+    fn kek(&self) -> &dyn Kek;
+}
+
+impl AsKek for &dyn Kek {
+    fn kek(&self) -> &dyn Kek {
+        *self
+    }
+}
+
+impl AsKek for std::sync::Arc<dyn Kek> {
+    fn kek(&self) -> &dyn Kek {
+        self.as_ref()
+    }
+}
+
+pub(crate) fn seal_seed_with(
+    keys: &dyn SeedKeys,
+    user: &str,
+    factor: &str,
+    key: &TotpKey,
+) -> Result<Vec<u8>, MfaError> {
+    let params = key.params();
+    let seed = key.secret().expose_secret();
+    let mut record = Zeroizing::new(Vec::with_capacity(HEADER_LEN + seed.len()));
+    record.push(SEED_RECORD_VERSION);
+    record.push(params.algorithm().format_id());
+    record.push(params.digits().get());
+    record.extend_from_slice(&params.period().get().to_be_bytes());
+    record.extend_from_slice(seed);
+    keys.seal(user, &seed_context(user, factor)?, &record)
+}
+
+pub(crate) fn open_seed_with(
+    keys: &dyn SeedKeys,
+    user: &str,
+    factor: &str,
+    sealed: &[u8],
+) -> Result<TotpKey, MfaError> {
+    let record = keys.open(user, &seed_context(user, factor)?, sealed)?;
     parse_record(record.expose_secret())
 }
 

@@ -31,7 +31,7 @@ use super::enrollment::Factor;
 use super::error::{MfaError, RejectReason, excerpt};
 use super::otp::TotpKey;
 use super::recovery::{RecoveryCodeHash, RecoveryCodeSet};
-use super::sealed_seed::{open_seed, seal_seed};
+use super::sealed_seed::{KekSeeds, SeedKeys, open_seed_with, seal_seed_with};
 use super::state_mac;
 use super::step_up::{RECOVERY_CODE_FACTOR, StepUp, StepUpMethod};
 use super::store::{ConsumeOutcome, FactorRecord, FactorStore, StateWrite};
@@ -62,7 +62,7 @@ pub struct StoredFactor {
 #[derive(Clone)]
 pub struct MfaService {
     store: Arc<dyn FactorStore>,
-    kek: Arc<dyn Kek>,
+    seeds: Arc<dyn SeedKeys>,
     state_key: Arc<SecretKey>,
     audit: Option<Arc<AuditLog<Arc<dyn AuditStore>>>>,
 }
@@ -71,7 +71,7 @@ impl fmt::Debug for MfaService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MfaService")
             .field("store", &self.store)
-            .field("kek", self.kek.key_id())
+            .field("seeds", &self.seeds.describe())
             .field("state_key", &self.state_key)
             .field("audit", &self.audit)
             .finish()
@@ -100,9 +100,31 @@ impl MfaService {
         kek: Arc<dyn Kek>,
         state_key: SecretKey,
     ) -> Self {
+        Self::with_seed_keys(store, Arc::new(KekSeeds(kek)), state_key)
+    }
+
+    /// A service whose seeds are sealed in `ring` of `keys`, each under the staff member's
+    /// subject key (the facade's `Custodian::mfa`).
+    pub(crate) fn in_key_ring(
+        store: Arc<dyn FactorStore>,
+        keys: crate::keys::KeyManager,
+        ring: String,
+        now: Arc<dyn Fn() -> u64 + Send + Sync>,
+        state_key: SecretKey,
+    ) -> Self {
+        let seeds = super::ring_seeds::RingSeeds { keys, ring, now };
+        Self::with_seed_keys(store, Arc::new(seeds), state_key)
+    }
+
+    /// A service whose seeds are sealed by `seeds`.
+    fn with_seed_keys(
+        store: Arc<dyn FactorStore>,
+        seeds: Arc<dyn SeedKeys>,
+        state_key: SecretKey,
+    ) -> Self {
         Self {
             store,
-            kek,
+            seeds,
             state_key: Arc::new(state_key),
             audit: None,
         }
@@ -263,7 +285,7 @@ impl MfaService {
         let factor = verifier.begin_enrollment(user, factor_id, key, now)?;
         let step_up_check = step_up.map(|s| verifier.require_step_up(s, user, now));
         let stepped_up = matches!(step_up_check, Some(Ok(())));
-        let sealed_seed = seal_seed(self.kek.as_ref(), user, factor_id, factor.key())?;
+        let sealed_seed = seal_seed_with(self.seeds.as_ref(), user, factor_id, factor.key())?;
         for _ in 0..CAS_ATTEMPTS {
             if !stepped_up {
                 // The store's own "unless active" check reads the unauthenticated phase column;
@@ -364,7 +386,7 @@ impl MfaService {
     ) -> Result<(StoredFactor, FactorRecord), MfaError> {
         let row = self.raw_row(user, factor_id)?;
         self.check_row(user, &row)?;
-        let key = open_seed(self.kek.as_ref(), user, factor_id, &row.sealed_seed)?;
+        let key = open_seed_with(self.seeds.as_ref(), user, factor_id, &row.sealed_seed)?;
         let factor = Factor::from_parts(user, factor_id, key, row.state)?;
         let stored = StoredFactor {
             factor,
@@ -429,7 +451,7 @@ impl MfaService {
             self.check_row(user, &row)?;
             return Ok(false);
         }
-        open_seed(self.kek.as_ref(), user, factor_id, &row.sealed_seed)?;
+        open_seed_with(self.seeds.as_ref(), user, factor_id, &row.sealed_seed)?;
         if self
             .store
             .compare_and_set(user, &self.write_over(&row, &row.state)?)?
