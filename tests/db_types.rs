@@ -246,16 +246,20 @@ mod with_rusqlite {
                 "{bad:?}: {err}"
             );
         }
-        db.execute("DELETE FROM t", []).unwrap();
-        db.execute("INSERT INTO t VALUES (7)", []).unwrap();
-        assert!(matches!(
-            read_ciphertext(&db).unwrap_err(),
-            rusqlite::Error::InvalidColumnType(..)
-        ));
-        assert!(matches!(
-            read_token(&db).unwrap_err(),
-            rusqlite::Error::InvalidColumnType(..)
-        ));
+        // A number or NULL is neither: the driver's type error.
+        for other in ["7", "NULL"] {
+            db.execute("DELETE FROM t", []).unwrap();
+            db.execute(&format!("INSERT INTO t VALUES ({other})"), [])
+                .unwrap();
+            assert!(matches!(
+                read_ciphertext(&db).unwrap_err(),
+                rusqlite::Error::InvalidColumnType(..)
+            ));
+            assert!(matches!(
+                read_token(&db).unwrap_err(),
+                rusqlite::Error::InvalidColumnType(..)
+            ));
+        }
 
         for bad in NOT_TOKENS {
             db.execute("DELETE FROM t", []).unwrap();
@@ -278,6 +282,7 @@ mod with_sqlx_sqlite {
         Blob(Vec<u8>),
         Text(&'static str),
         Int(i64),
+        Null,
     }
 
     /// One connection: every connection to `sqlite::memory:` is a database of its own.
@@ -395,6 +400,7 @@ mod with_sqlx_sqlite {
                 Value::Blob(bytes) => insert.bind(bytes),
                 Value::Text(text) => insert.bind(text),
                 Value::Int(n) => insert.bind(n),
+                Value::Null => insert.bind(None::<i64>),
             }
             .execute(pool)
             .await
@@ -438,16 +444,18 @@ mod with_sqlx_sqlite {
                 "{bad}: {err}"
             );
         }
-        // An integer is neither: sqlx refuses the type before decoding.
-        put(&pool, Value::Int(7)).await;
-        assert!(matches!(
-            read::<Encrypted<String>>(&pool).await,
-            sqlx::Error::ColumnDecode { .. }
-        ));
-        assert!(matches!(
-            read::<IndexToken>(&pool).await,
-            sqlx::Error::ColumnDecode { .. }
-        ));
+        // A number or NULL is neither: sqlx refuses it before decoding.
+        for other in [Value::Int(7), Value::Null] {
+            put(&pool, other).await;
+            assert!(matches!(
+                read::<Encrypted<String>>(&pool).await,
+                sqlx::Error::ColumnDecode { .. }
+            ));
+            assert!(matches!(
+                read::<IndexToken>(&pool).await,
+                sqlx::Error::ColumnDecode { .. }
+            ));
+        }
     }
 }
 

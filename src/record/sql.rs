@@ -7,7 +7,7 @@
 //! | [`Encrypted<T>`] | `BLOB` (SQLite), `bytea` (PostgreSQL) | the binary ciphertext ([`Encrypted::as_bytes`]) |
 //! | [`IndexToken`] | `TEXT` | the text form `bi1:<version>:<base64url>` |
 //!
-//! The binary form of a ciphertext is a third shorter than its `cst1:` text, and nothing compares
+//! A ciphertext's `cst1:` text is a third longer than its binary form, and nothing compares
 //! ciphertexts in SQL. Tokens are text so that a lookup is plain SQL on the index column:
 //! `WHERE email_idx = ?` with a token, `IN (...)` with the tokens of
 //! [`BlindIndex::search_tokens`](super::BlindIndex::search_tokens), or on PostgreSQL
@@ -16,7 +16,8 @@
 //! Decoding checks what can be checked without a key: a ciphertext's header
 //! ([`Encrypted::from_ciphertext`]), a token's form ([`IndexToken::parse`]). A malformed value is a
 //! [`RecordError`](super::RecordError) wrapped in the driver's error (rusqlite
-//! `FromSqlError::Other`, sqlx's boxed decode error), never a panic. On SQLite, whose columns take
+//! `FromSqlError::Other`, sqlx's boxed decode error); a value of another SQL type (a number, a
+//! `NULL` read as a non-`Option`) is the driver's own type error. Neither panics. On SQLite, whose columns take
 //! any type, an `Encrypted<T>` also decodes from a `TEXT` value in the `cst1:` form, as an
 //! application that stored [`Encrypted::to_text`] (or the serde form of a human-readable format)
 //! has written it; it is always written as a `BLOB`. PostgreSQL checks a column's declared type, so
