@@ -17,11 +17,12 @@
 //! ([`Encrypted::from_ciphertext`]), a token's form ([`IndexToken::parse`]). A malformed value is a
 //! [`RecordError`](super::RecordError) wrapped in the driver's error (rusqlite
 //! `FromSqlError::Other`, sqlx's boxed decode error); a value of another SQL type (a number, a
-//! `NULL` read as a non-`Option`) is the driver's own type error. Neither panics. On SQLite, whose columns take
-//! any type, an `Encrypted<T>` also decodes from a `TEXT` value in the `cst1:` form, as an
-//! application that stored [`Encrypted::to_text`] (or the serde form of a human-readable format)
-//! has written it; it is always written as a `BLOB`. PostgreSQL checks a column's declared type, so
-//! there `Encrypted<T>` needs a `bytea` column.
+//! `NULL` read as a non-`Option`) is the driver's own type error. Neither panics.
+//!
+//! On SQLite, whose columns take any type, an `Encrypted<T>` also decodes from a `TEXT` value in
+//! the `cst1:` form, as an application that stored [`Encrypted::to_text`] (or the serde form of a
+//! human-readable format) has written it; it is always written as a `BLOB`. PostgreSQL checks a
+//! column's declared type, so there `Encrypted<T>` needs a `bytea` column.
 //!
 //! Ciphertexts and tokens are public values: nothing here handles a key or a plaintext.
 
