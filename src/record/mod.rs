@@ -4,6 +4,8 @@ mod blind_index;
 pub(crate) mod encrypted;
 mod error;
 mod normalize;
+#[cfg(any(feature = "sqlite", feature = "sqlx-sqlite", feature = "postgres"))]
+mod sql;
 
 pub use blind_index::{
     BlindIndex, DEFAULT_TOKEN_LEN, IndexKey, IndexKeySource, IndexScope, IndexToken,
