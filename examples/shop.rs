@@ -15,6 +15,7 @@ use custodian::keys::{LocalRootKey, SqliteKeyStore, generate_key_file};
 use custodian::mask;
 use custodian::rbac::{Justification, Policy, Principal, Resource};
 use custodian::record::Normalizer;
+use custodian::rotation::{Rewritten, StoredValue};
 use custodian::{Custodian, EncryptionContext, RevealRequest, SealedRecord};
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
@@ -375,51 +376,58 @@ fn print_erasure_receipt(custodian: &Custodian, erasure: &Erasure) -> Result<(),
     Ok(())
 }
 
-/// Rewraps every stored value that is not under the current key version, in batches of 1,000 rows
-/// per transaction, with a progress bar. Values already current are skipped, so an interrupted run
-/// resumes where it stopped.
-fn rewrap_all(custodian: &Custodian, shop: &mut Connection) -> Result<usize, Box<dyn Error>> {
+/// Rewraps every stored value that is not under the current key version with
+/// [`Custodian::rewrap_all`]: pages of 1,000 rows, each page's changes written in one transaction,
+/// a progress bar after each page. Values already current are skipped, so an interrupted run
+/// resumes where it stopped (from the reported position, or from the start).
+fn rewrap_all(custodian: &Custodian, shop: &mut Connection) -> Result<u64, Box<dyn Error>> {
     let total: i64 = shop.query_row("SELECT COUNT(*) FROM customers", [], |r| r.get(0))?;
-    let mut done = 0i64;
-    let mut rewrapped = 0;
-    let mut last_id = -1i64;
-    loop {
-        let tx = shop.transaction()?;
-        let rows: Vec<(i64, [Vec<u8>; 3])> = {
-            let mut query = tx.prepare("SELECT id, email, address, phone FROM customers WHERE id > ?1 ORDER BY id LIMIT 1000")?;
-            query
-                .query_map(params![last_id], |row| {
-                    Ok((row.get(0)?, [row.get(1)?, row.get(2)?, row.get(3)?]))
-                })?
-                .collect::<Result<_, _>>()?
-        };
-        if rows.is_empty() {
-            break;
-        }
-        for (id, values) in &rows {
-            for (field, sealed) in FIELDS.iter().zip(values) {
-                let context = EncryptionContext::for_field("customers", id.to_string(), *field)?;
-                match custodian.rewrap(&context, sealed) {
-                    Ok(Some(new)) => {
-                        tx.execute(
-                            &format!("UPDATE customers SET {field} = ?1 WHERE id = ?2"),
-                            params![new, id],
-                        )?;
-                        rewrapped += 1;
-                    }
-                    Ok(None) => {}
-                    Err(e) if e.is_subject_erased() => {} // nothing left to protect
-                    Err(e) => return Err(e.into()),
-                }
+    let read = shop.prepare(
+        "SELECT id, email, address, phone FROM customers WHERE id > ?1 ORDER BY id LIMIT 1000",
+    );
+    let mut read = read?;
+    let next_page = |after: Option<&i64>| -> Result<_, Box<dyn Error>> {
+        let mut values = Vec::new();
+        let mut last = None;
+        let mut rows = read.query(params![after.copied().unwrap_or(-1)])?;
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            for (i, field) in FIELDS.into_iter().enumerate() {
+                values.push(StoredValue {
+                    key: (id, field),
+                    context: EncryptionContext::for_field("customers", id.to_string(), field)?,
+                    ciphertext: row.get(i + 1)?,
+                });
             }
-            last_id = *id;
+            last = Some(id);
         }
-        tx.commit()?;
-        done += rows.len() as i64;
-        progress(done, total);
-    }
+        Ok(last.map(|last| (values, last)))
+    };
+    let write_page = |changes: Vec<Rewritten<(i64, &str)>>| -> Result<(), Box<dyn Error>> {
+        let tx = shop.unchecked_transaction()?;
+        for change in changes {
+            let (id, field) = change.key;
+            // Compare-and-set on the old value: a row changed since it was read is left alone
+            // (the next run picks it up).
+            tx.execute(
+                &format!("UPDATE customers SET {field} = ?1 WHERE id = ?2 AND {field} = ?3"),
+                params![change.new, id, change.old],
+            )?;
+        }
+        Ok(tx.commit()?)
+    };
+    let done = custodian.rewrap_all(None, next_page, write_page, |p| {
+        progress(p.position.unwrap_or(0) + 1, total)
+    })?;
     println!();
-    Ok(rewrapped)
+    if let Some((key, error)) = done.failures.first() {
+        return Err(format!(
+            "{} values failed to rewrap, first {key:?}: {error}",
+            done.failures.len()
+        )
+        .into());
+    }
+    Ok(done.progress.changed)
 }
 
 fn progress(done: i64, total: i64) {

@@ -165,37 +165,17 @@ impl AsyncCustodian {
             .await
     }
 
-    /// [`Custodian::encrypt_str`].
-    pub async fn encrypt_str(
-        &self,
-        subject: &str,
-        context: &EncryptionContext,
-        plaintext: &str,
-    ) -> Result<String, Error> {
-        let binary = self.encrypt(subject, context, plaintext.as_bytes()).await?;
-        Ok(crate::envelope::encode_text(&binary))
-    }
-
-    /// [`Custodian::decrypt_str`].
-    pub async fn decrypt_str(
-        &self,
-        context: &EncryptionContext,
-        text: &str,
-    ) -> Result<String, Error> {
-        if let Some(done) = from_memory(|| self.inner.decrypt_str(context, text)) {
-            return done;
-        }
-        let (context, text) = (context.clone(), text.to_owned());
-        self.blocking(move |c| c.decrypt_str(&context, &text)).await
-    }
-
     /// [`Custodian::seal`].
-    pub async fn seal<T: Serialize>(
+    pub async fn seal<T>(
         &self,
         subject: &str,
         context: &EncryptionContext,
         value: &T,
-    ) -> Result<Encrypted<T>, Error> {
+    ) -> Result<Encrypted<T::Owned>, Error>
+    where
+        T: Serialize + ToOwned + ?Sized,
+        T::Owned: DeserializeOwned,
+    {
         let plaintext = to_plaintext(value)?;
         let ciphertext = self.encrypt(subject, context, &plaintext).await?;
         Ok(Encrypted::from_ciphertext(ciphertext)?)

@@ -1,7 +1,7 @@
-//! [`Error`], the one error of the facade, and [`ErrorKind`], what an application maps it by.
+//! [`Error`](enum@Error), the one error of the facade, and [`ErrorKind`], what an application maps it by.
 //!
 //! Every layer keeps its own error enum (precise where the mistake is the caller's, coarse where
-//! precision would help an attacker); they all convert into [`Error`]. An application handles
+//! precision would help an attacker); they all convert into [`Error`](enum@Error). An application handles
 //! errors by [`Error::kind`], which is stable across releases, instead of matching the variants
 //! of six enums.
 //!
@@ -101,7 +101,7 @@ impl Error {
     }
 }
 
-/// What kind of failure an [`Error`] is: the stable part to map to an HTTP status, a retry or an
+/// What kind of failure an [`Error`](enum@Error) is: the stable part to map to an HTTP status, a retry or an
 /// alert. Serializes as its snake-case name (`"code_rejected"`).
 ///
 /// | kind | usual HTTP status | what the application does |

@@ -11,6 +11,7 @@ use crate::audit::{
 use crate::crypto::Suite;
 use crate::envelope::{EncryptionContext, Header};
 pub use crate::error::Error;
+use crate::fields::RecordFields;
 use crate::keys::{
     Erasure, KeyManager, KeyStore, ManagerOptions, RingWatch, RootKeyProvider, Rotation,
     RotationPolicy,
@@ -265,8 +266,8 @@ impl CustodianBuilder<Arc<dyn KeyStore>, Arc<dyn RootKeyProvider>> {
 ///     .root_key(LocalRootKey::random()?) // LocalRootKey::from_file("root.key")? in production
 ///     .build()?;
 /// let context = EncryptionContext::for_field("customers", "42", "email")?;
-/// let stored = custodian.encrypt_str("cus_42", &context, "jane@example.com")?;
-/// assert_eq!(custodian.decrypt_str(&context, &stored)?, "jane@example.com");
+/// let stored = custodian.seal("cus_42", &context, "jane@example.com")?; // Encrypted<String>
+/// assert_eq!(custodian.open(&stored, &context)?, "jane@example.com");
 /// # Ok(())
 /// # }
 /// ```
@@ -617,40 +618,28 @@ impl Custodian {
         Ok(self.keys.open(context, ciphertext, self.now())?)
     }
 
-    /// Encrypts a string for `subject` and returns the text form (`cst1:...`) for a text column.
-    pub fn encrypt_str(
-        &self,
-        subject: &str,
-        context: &EncryptionContext,
-        plaintext: &str,
-    ) -> Result<String, Error> {
-        Ok(crate::envelope::encode_text(&self.encrypt(
-            subject,
-            context,
-            plaintext.as_bytes(),
-        )?))
-    }
-
-    /// Decrypts the text form made by [`Custodian::encrypt_str`].
-    pub fn decrypt_str(&self, context: &EncryptionContext, text: &str) -> Result<String, Error> {
-        let binary = crate::envelope::decode_text(text)?;
-        let plaintext = self.decrypt(context, &binary)?;
-        String::from_utf8(plaintext.expose_secret().to_vec()).map_err(|_| {
-            Error::Record(RecordError::Serialize(
-                "the opened value is not UTF-8".into(),
-            ))
-        })
-    }
-
     // ---- typed fields ----
 
-    /// Seals a typed value for `subject` (see [`Encrypted`]).
-    pub fn seal<T: Serialize>(
+    /// Seals a typed value for `subject` (see [`Encrypted`]): a `&str` gives an
+    /// `Encrypted<String>`, a `&Address` an `Encrypted<Address>`. The type must be one that
+    /// [`Custodian::open`] can give back, so sealing a `&&str` does not compile:
+    ///
+    /// ```compile_fail
+    /// # fn f(custodian: &custodian::Custodian, context: &custodian::EncryptionContext) {
+    /// // error: `&str` cannot be deserialized into an owned value (it borrows)
+    /// let sealed = custodian.seal("cus_42", context, &"jane@example.com");
+    /// # }
+    /// ```
+    pub fn seal<T>(
         &self,
         subject: &str,
         context: &EncryptionContext,
         value: &T,
-    ) -> Result<Encrypted<T>, Error> {
+    ) -> Result<Encrypted<T::Owned>, Error>
+    where
+        T: Serialize + ToOwned + ?Sized,
+        T::Owned: DeserializeOwned,
+    {
         let plaintext = to_plaintext(value)?;
         Ok(Encrypted::from_ciphertext(
             self.encrypt(subject, context, &plaintext)?,
@@ -665,6 +654,12 @@ impl Custodian {
     ) -> Result<T, Error> {
         let plaintext = self.decrypt(context, value.as_bytes())?;
         Ok(from_plaintext(plaintext.expose_secret())?)
+    }
+
+    /// The fields of record `record` of `table`, owned by customer `subject`: seal and open them
+    /// by field name alone (see [`RecordFields`]).
+    pub fn record<'c>(&'c self, table: &str, record: &str, subject: &str) -> RecordFields<'c> {
+        RecordFields::new(self, table, record, subject)
     }
 
     // ---- batches ----

@@ -1,19 +1,67 @@
 //! custodian protects customer data inside a shop backend.
 //!
-//! The crate is layered; each folder is one layer and depends only on the ones above it in this list:
+//! # Start with the facade
+//!
+//! [`Custodian`] is what most backends need: build it over a key store and a root key, then
+//!
+//! - **seal / open** typed fields ([`Custodian::seal`], [`Custodian::open`], or by field name
+//!   through [`Custodian::record`]): an [`Encrypted<T>`](record::Encrypted) serializes as its
+//!   ciphertext and maps to a database column;
+//! - **encrypt / decrypt** bytes ([`Custodian::encrypt`], [`Custodian::decrypt`]);
+//! - **rotate, rewrap and re-index** ([`Custodian::rotate`], [`Custodian::rewrap_all`],
+//!   [`Custodian::reindex_all`], see [`rotation`]);
+//! - **erase** a customer ([`Custodian::erase_subject`]) and prove it
+//!   ([`Custodian::erasure_receipt`]);
+//! - **reveal** fields to staff through the access policy, audited ([`Custodian::reveal`]);
+//! - **MFA** for staff with keys from the same hierarchy ([`Custodian::mfa`]).
+//!
+//! Every error is one [`Error`]; map it by [`Error::kind`] ([`ErrorKind`] lists the HTTP status
+//! each kind usually gets).
+//!
+//! ```
+//! use custodian::keys::{LocalRootKey, MemoryKeyStore};
+//! use custodian::Custodian;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let custodian = Custodian::builder()
+//!     .key_store(MemoryKeyStore::new()) // SqliteKeyStore::open("keys.db")? in production
+//!     .root_key(LocalRootKey::random()?) // LocalRootKey::from_file("root.key")? in production
+//!     .build()?;
+//! let jane = custodian.record("customers", "42", "cus_42");
+//! let email = jane.seal("email", "jane@example.com")?;
+//! assert_eq!(jane.open("email", &email)?, "jane@example.com");
+//!
+//! custodian.erase_subject("cus_42")?; // crypto-shredded: no copy of her data opens any more
+//! assert!(jane.open("email", &email).unwrap_err().is_subject_erased());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The layers
+//!
+//! Each folder is one layer and depends only on the ones above it in this list:
 //!
 //! - [`secret`]: key material that zeroizes on drop and never prints;
-//! - [`crypto`]: AEAD suites behind a small provider interface (AWS-LC by default, pure-Rust RustCrypto without the `aws-lc` feature);
+//! - [`crypto`]: AEAD suites behind a small provider interface (AWS-LC by default, pure-Rust
+//!   RustCrypto without the `aws-lc` feature);
 //! - [`envelope`]: the versioned ciphertext format: a fresh data key per message, wrapped by a
 //!   key-encryption key, with an [`EncryptionContext`] bound into both layers;
 //! - [`keys`]: the key hierarchy (root key, versioned key rings, per-subject keys), rotation,
-//!   crypto-shredding and the durable key store;
+//!   crypto-shredding and the durable key stores;
 //! - [`audit`]: a tamper-evident audit log (RFC 9162 Merkle tree, signed C2SP checkpoints,
 //!   inclusion and consistency proofs, erasure receipts) over a storage trait;
-//! - [`reveal`]: the inputs and answer of [`Custodian::reveal`], which checks access, decrypts only
-//!   the fields the policy shows and records who saw them.
+//! - [`record`]: typed encrypted fields ([`record::Encrypted`]) and blind indexes for lookups on
+//!   encrypted columns;
+//! - [`mask`]: masking of shown values (`j***@example.com`);
+//! - [`rbac`]: role-based access control with field views, compiled from TOML or JSON policies;
+//! - [`mfa`]: TOTP with enrollment, replay protection, lockout, recovery codes and step-up;
+//! - [`postgres`] (feature `postgres`) and [`asynchronous`] (feature `tokio`): several app
+//!   servers on one PostgreSQL, and the facade for async code;
+//! - the facade: [`Custodian`], [`reveal`], [`rotation`], [`Error`].
 //!
-//! # Quick start
+//! # Without the facade
+//!
+//! The envelope layer alone, with a key-encryption key you manage yourself:
 //!
 //! ```
 //! use custodian::envelope::{self, EncryptionContext, StaticKek};
@@ -57,6 +105,7 @@ pub mod crypto;
 pub mod envelope;
 mod error;
 mod facade;
+mod fields;
 pub mod keys;
 pub mod mask;
 pub mod mfa;
@@ -65,6 +114,7 @@ pub mod postgres;
 pub mod rbac;
 pub mod record;
 pub mod reveal;
+pub mod rotation;
 pub mod secret;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -75,6 +125,7 @@ pub use facade::{
     Clock, Custodian, CustodianBuilder, DEFAULT_AUDIT_ORIGIN, DEFAULT_MFA_RING, Missing,
     SystemClock,
 };
+pub use fields::RecordFields;
 pub use reveal::{Denied, RevealRequest, Revealed, RevealedField, SealedRecord};
 pub use secret::{SecretBytes, SecretKey};
 

@@ -145,12 +145,16 @@ fn typed_customer_round_trips_through_serde_json() {
         c.open(&back.phone, &ctx(42, "phone")).unwrap(),
         "+44 113 496 0000"
     );
-    // Strings and bytes directly, too.
-    let text = c
-        .encrypt_str("cus_42", &ctx(42, "note"), "likes tea")
-        .unwrap();
+    // A `&str` seals as an `Encrypted<String>`, whose text form goes into a text column; the
+    // record handle gives the table, record and owner once.
+    let note = c.record("customers", "42", "cus_42");
+    let sealed = note.seal("note", "likes tea").unwrap();
+    let text = sealed.to_text();
     assert!(text.starts_with("cst1:"));
-    assert_eq!(c.decrypt_str(&ctx(42, "note"), &text).unwrap(), "likes tea");
+    let back: Encrypted<String> = Encrypted::from_text(&text).unwrap();
+    assert_eq!(note.open("note", &back).unwrap(), "likes tea");
+    assert_eq!(c.open(&back, &ctx(42, "note")).unwrap(), "likes tea");
+    // Bytes directly, too.
     let shared = c
         .encrypt_shared(&ctx(0, "api-key"), b"sk_live_123")
         .unwrap();

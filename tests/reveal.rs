@@ -563,7 +563,7 @@ fn without_an_audit_store_the_log_is_the_key_stores_own_and_durable() {
     );
     let context = custodian::EncryptionContext::for_field("customers", "42", "email").unwrap();
     custodian
-        .encrypt_str("cus_42", &context, "jane@example.com")
+        .seal("cus_42", &context, "jane@example.com")
         .unwrap();
     let erasure = custodian.erase_subject_by("cus_42", "dpo-1").unwrap();
     let receipt = custodian.erasure_receipt(&erasure).unwrap();

@@ -12,6 +12,8 @@ use custodian::crypto::Suite;
 use custodian::keys::{KeyError, LocalRootKey, RotationPolicy, SqliteKeyStore};
 use custodian::mfa::{MfaError, MfaService, RejectReason, SqliteFactorStore, TotpKey, Verifier};
 use custodian::rbac::Policy;
+use custodian::record::{BlindIndex, Encrypted, IndexToken, Normalizer};
+use custodian::rotation::{IndexedValue, Rewritten, RunProgress, StoredValue};
 use custodian::{Custodian, EncryptionContext, Error, ErrorKind, SecretKey};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -458,4 +460,268 @@ fn error_kinds_serialize_as_snake_case() {
     assert_eq!(json, "\"store_unavailable\"");
     let json = serde_json::to_string(&ErrorKind::CodeRejected).unwrap();
     assert_eq!(json, "\"code_rejected\"");
+}
+
+/// A table of `(id, email)` the way an application keeps it: sealed e-mails and their tokens.
+struct Table {
+    rows: Vec<(u64, Encrypted<String>, IndexToken)>,
+}
+
+fn customers(custodian: &Custodian, index: &BlindIndex, n: u64) -> Table {
+    let rows = (0..n)
+        .map(|id| {
+            let email = format!("customer{id}@example.com");
+            let fields = custodian.record("customers", &id.to_string(), &format!("cus_{id}"));
+            let sealed = fields.seal("email", email.as_str()).unwrap();
+            (id, sealed, index.token(&email).unwrap())
+        })
+        .collect();
+    Table { rows }
+}
+
+impl Table {
+    /// Up to `page` rows after `after`, as the application's `SELECT ... WHERE id > ? LIMIT ?`.
+    fn page(&self, after: Option<&u64>, page: usize) -> Vec<&(u64, Encrypted<String>, IndexToken)> {
+        self.rows
+            .iter()
+            .filter(|(id, _, _)| after.is_none_or(|a| id > a))
+            .take(page)
+            .collect()
+    }
+}
+
+#[test]
+fn rewrap_all_is_resumable_and_leaves_no_value_behind() {
+    let shop = Shop::new();
+    let custodian = shop.start();
+    let index = custodian
+        .blind_index("customers.email", Normalizer::Email)
+        .unwrap();
+    let table = std::cell::RefCell::new(customers(&custodian, &index, 25));
+    custodian.erase_subject("cus_3").unwrap();
+    let rotation = custodian.rotate().unwrap();
+    assert_eq!(rotation.new_version, 2);
+
+    let next_page = |after: Option<&u64>| -> Result<_, String> {
+        let table = table.borrow();
+        let page = table.page(after, 10);
+        let last = page.last().map(|row| row.0);
+        let values = page
+            .into_iter()
+            .map(|(id, sealed, _)| StoredValue {
+                key: *id,
+                context: EncryptionContext::for_field("customers", id.to_string(), "email")
+                    .unwrap(),
+                ciphertext: sealed.as_bytes().to_vec(),
+            })
+            .collect();
+        Ok(last.map(|last| (values, last)))
+    };
+    let mut pages_written = 0;
+    let mut reported = Vec::new();
+    // The first run is interrupted by a failing write of its second page.
+    let interrupted = custodian.rewrap_all(
+        None,
+        next_page,
+        |changes: Vec<Rewritten<u64>>| {
+            pages_written += 1;
+            if pages_written == 2 {
+                return Err("disk full".to_owned());
+            }
+            let mut table = table.borrow_mut();
+            for change in changes {
+                let row = &mut table.rows[change.key as usize];
+                assert_eq!(row.1.as_bytes(), change.old.as_slice());
+                row.1 = Encrypted::from_ciphertext(change.new).unwrap();
+            }
+            Ok(())
+        },
+        |p: &RunProgress<u64>| reported.push(p.clone()),
+    );
+    assert_eq!(interrupted.unwrap_err(), "disk full");
+    let resume = reported.last().unwrap().position;
+    assert_eq!(resume, Some(9));
+    assert_eq!(
+        reported.last().unwrap().changed,
+        9,
+        "one of the first ten was erased"
+    );
+    assert_eq!(reported.last().unwrap().erased, 1);
+
+    // The second run resumes after row 9 and finishes.
+    let mut pages = Vec::new();
+    let done = custodian
+        .rewrap_all(
+            resume,
+            next_page,
+            |changes: Vec<Rewritten<u64>>| -> Result<(), String> {
+                let mut table = table.borrow_mut();
+                for change in changes {
+                    table.rows[change.key as usize].1 =
+                        Encrypted::from_ciphertext(change.new).unwrap();
+                }
+                Ok(())
+            },
+            |p: &RunProgress<u64>| pages.push(p.position),
+        )
+        .unwrap();
+    assert_eq!(pages, [Some(19), Some(24)]);
+    assert_eq!(done.progress.seen, 15);
+    assert_eq!(done.progress.changed, 15);
+    assert!(done.failures.is_empty());
+    // Every value is now under version 2 and still opens (except the erased customer's).
+    for (id, sealed, _) in &table.borrow().rows {
+        let fields = custodian.record("customers", &id.to_string(), &format!("cus_{id}"));
+        if *id == 3 {
+            assert!(
+                fields
+                    .open("email", sealed)
+                    .unwrap_err()
+                    .is_subject_erased()
+            );
+            continue;
+        }
+        assert!(
+            !custodian.needs_rewrap(sealed.as_bytes()).unwrap(),
+            "row {id}"
+        );
+        assert_eq!(
+            fields.open("email", sealed).unwrap(),
+            format!("customer{id}@example.com")
+        );
+        assert!(fields.rewrap("email", sealed).unwrap().is_none());
+    }
+    // The progress serializes for a log line or a resume file.
+    let json = serde_json::to_string(&done.progress).unwrap();
+    assert_eq!(
+        json,
+        r#"{"seen":15,"changed":15,"current":0,"erased":0,"failed":0,"position":24}"#
+    );
+}
+
+#[test]
+fn rewrap_all_reports_a_value_that_does_not_open_and_goes_on() {
+    let shop = Shop::new();
+    let custodian = shop.start();
+    let fields = custodian.record("customers", "1", "cus_1");
+    let good = fields.seal("email", "a@example.com").unwrap();
+    custodian.rotate().unwrap();
+    let values = vec![
+        StoredValue {
+            key: "misplaced",
+            // Sealed for record 1, stored as record 2's: it does not open there.
+            context: EncryptionContext::for_field("customers", "2", "email").unwrap(),
+            ciphertext: good.as_bytes().to_vec(),
+        },
+        StoredValue {
+            key: "right",
+            context: fields.context("email").unwrap(),
+            ciphertext: good.as_bytes().to_vec(),
+        },
+    ];
+    let mut pages = Some((values, 1u32));
+    let mut written = Vec::new();
+    let done = custodian
+        .rewrap_all(
+            None,
+            |_| Ok::<_, String>(pages.take()),
+            |changes: Vec<Rewritten<&str>>| {
+                written.extend(changes.into_iter().map(|c| c.key));
+                Ok(())
+            },
+            |_| {},
+        )
+        .unwrap();
+    assert_eq!(written, ["right"]);
+    assert_eq!(done.progress.failed, 1);
+    assert_eq!(done.failures.len(), 1);
+    assert_eq!(done.failures[0].0, "misplaced");
+    assert_eq!(done.failures[0].1.kind(), ErrorKind::DecryptFailed);
+}
+
+#[test]
+fn reindex_all_gives_old_tokens_new_ones_and_lookups_work_throughout() {
+    let shop = Shop::new();
+    let custodian = shop.start();
+    let index = custodian
+        .blind_index("customers.email", Normalizer::Email)
+        .unwrap();
+    let table = std::cell::RefCell::new(customers(&custodian, &index, 12));
+    custodian.rotate_index_keys().unwrap();
+    // The index follows the ring: new tokens are under version 2, old ones still searchable.
+    assert_eq!(index.primary_version(), 2);
+    let old = table.borrow().rows[5].2.clone();
+    assert!(!index.is_current(&old));
+    assert!(
+        index
+            .search_tokens("customer5@example.com")
+            .unwrap()
+            .contains(&old)
+    );
+
+    let done = custodian
+        .reindex_all(
+            &index,
+            None,
+            |after: Option<&u64>| -> Result<_, String> {
+                let table = table.borrow();
+                let page = table.page(after, 5);
+                let last = page.last().map(|row| row.0);
+                let values = page
+                    .into_iter()
+                    .map(|(id, sealed, token)| IndexedValue {
+                        key: *id,
+                        token: token.clone(),
+                        context: EncryptionContext::for_field("customers", id.to_string(), "email")
+                            .unwrap(),
+                        value: sealed.clone(),
+                    })
+                    .collect();
+                Ok(last.map(|last| (values, last)))
+            },
+            |changes: Vec<(u64, IndexToken)>| {
+                let mut table = table.borrow_mut();
+                for (id, token) in changes {
+                    table.rows[id as usize].2 = token;
+                }
+                Ok(())
+            },
+            |_| {},
+        )
+        .unwrap();
+    assert_eq!(done.progress.changed, 12);
+    for (id, _, token) in &table.borrow().rows {
+        assert!(index.is_current(token));
+        assert_eq!(
+            token,
+            &index.token(&format!("customer{id}@example.com")).unwrap()
+        );
+    }
+    // A second run finds nothing to do.
+    let again = custodian
+        .reindex_all(
+            &index,
+            None,
+            |after: Option<&u64>| -> Result<_, String> {
+                let table = table.borrow();
+                let page = table.page(after, 100);
+                let last = page.last().map(|row| row.0);
+                let values: Vec<_> = page
+                    .into_iter()
+                    .map(|(id, sealed, token)| IndexedValue {
+                        key: *id,
+                        token: token.clone(),
+                        context: EncryptionContext::for_field("customers", id.to_string(), "email")
+                            .unwrap(),
+                        value: sealed.clone(),
+                    })
+                    .collect();
+                Ok(last.map(|last| (values, last)))
+            },
+            |_changes: Vec<(u64, IndexToken)>| panic!("nothing should be written"),
+            |_| {},
+        )
+        .unwrap();
+    assert_eq!(again.progress.current, 12);
+    assert_eq!(again.progress.changed, 0);
 }

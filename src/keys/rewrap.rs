@@ -21,8 +21,8 @@ pub enum RewrapOutcome {
     Failed(KeyError),
 }
 
-/// Counters passed to the progress callback after each value.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Counters passed to the progress callback after each value. Serializable, for a log line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RewrapProgress {
     /// Values looked at so far.
     pub seen: u64,

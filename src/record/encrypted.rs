@@ -54,8 +54,9 @@ impl<T> Encrypted<T> {
 }
 
 impl<T: Serialize> Encrypted<T> {
-    /// Seals `value` under `kek`, bound to `context`.
-    pub fn seal(
+    /// Seals `value` under a `kek` you manage yourself, bound to `context`. With the facade, use
+    /// [`Custodian::seal`](crate::Custodian::seal), which picks the key.
+    pub fn seal_with_kek(
         kek: &dyn Kek,
         context: &EncryptionContext,
         value: &T,
@@ -66,15 +67,22 @@ impl<T: Serialize> Encrypted<T> {
 }
 
 impl<T: DeserializeOwned> Encrypted<T> {
-    /// Opens the value with `kek` and the same `context` it was sealed with.
-    pub fn open(&self, kek: &dyn Kek, context: &EncryptionContext) -> Result<T, RecordError> {
+    /// Opens the value with `kek` and the same `context` it was sealed with. With the facade, use
+    /// [`Custodian::open`](crate::Custodian::open).
+    pub fn open_with_kek(
+        &self,
+        kek: &dyn Kek,
+        context: &EncryptionContext,
+    ) -> Result<T, RecordError> {
         let plaintext = envelope::open(kek, context, &self.ciphertext)?;
         from_plaintext(plaintext.expose_secret())
     }
 }
 
 /// The plaintext bytes of a typed value (its JSON encoding), wiped when dropped.
-pub(crate) fn to_plaintext<T: Serialize>(value: &T) -> Result<Zeroizing<Vec<u8>>, RecordError> {
+pub(crate) fn to_plaintext<T: Serialize + ?Sized>(
+    value: &T,
+) -> Result<Zeroizing<Vec<u8>>, RecordError> {
     serde_json::to_vec(value)
         .map(Zeroizing::new)
         .map_err(|e| RecordError::Serialize(e.to_string()))
@@ -200,8 +208,9 @@ mod tests {
         };
         let customer = Customer {
             id: 7,
-            email: Encrypted::seal(&kek, &ctx("email"), &"jane@example.com".to_string()).unwrap(),
-            address: Encrypted::seal(&kek, &ctx("address"), &address).unwrap(),
+            email: Encrypted::seal_with_kek(&kek, &ctx("email"), &"jane@example.com".to_string())
+                .unwrap(),
+            address: Encrypted::seal_with_kek(&kek, &ctx("address"), &address).unwrap(),
         };
         let json = serde_json::to_string(&customer).unwrap();
         assert!(json.contains("\"email\":\"cst1:"), "{json}");
@@ -209,11 +218,14 @@ mod tests {
         let back: Customer = serde_json::from_str(&json).unwrap();
         assert_eq!(back.email, customer.email);
         assert_eq!(
-            back.email.open(&kek, &ctx("email")).unwrap(),
+            back.email.open_with_kek(&kek, &ctx("email")).unwrap(),
             "jane@example.com"
         );
-        assert_eq!(back.address.open(&kek, &ctx("address")).unwrap(), address);
-        assert!(back.email.open(&kek, &ctx("address")).is_err());
+        assert_eq!(
+            back.address.open_with_kek(&kek, &ctx("address")).unwrap(),
+            address
+        );
+        assert!(back.email.open_with_kek(&kek, &ctx("address")).is_err());
         assert!(
             format!("{:?}", back.email)
                 .starts_with("Encrypted<alloc::string::String>(key `customers` v1")
@@ -231,11 +243,12 @@ mod tests {
     #[test]
     fn opening_as_the_wrong_type_is_an_error_not_a_panic() {
         let kek = StaticKek::generate("customers", 1).unwrap();
-        let sealed = Encrypted::<String>::seal(&kek, &ctx("email"), &"x".to_string()).unwrap();
+        let sealed =
+            Encrypted::<String>::seal_with_kek(&kek, &ctx("email"), &"x".to_string()).unwrap();
         let as_number: Encrypted<u64> =
             Encrypted::from_ciphertext(sealed.as_bytes().to_vec()).unwrap();
         assert!(matches!(
-            as_number.open(&kek, &ctx("email")),
+            as_number.open_with_kek(&kek, &ctx("email")),
             Err(RecordError::Serialize(_))
         ));
     }
