@@ -480,6 +480,27 @@ fn customers(custodian: &Custodian, index: &BlindIndex, n: u64) -> Table {
 }
 
 impl Table {
+    /// A page of rows with their tokens, as `reindex_all` wants it.
+    fn indexed_page(
+        &self,
+        after: Option<&u64>,
+        page: usize,
+    ) -> Option<(Vec<IndexedValue<u64>>, u64)> {
+        let page = self.page(after, page);
+        let last = page.last().map(|row| row.0)?;
+        let values = page
+            .into_iter()
+            .map(|(id, sealed, token)| IndexedValue {
+                key: *id,
+                token: token.clone(),
+                context: EncryptionContext::for_field("customers", id.to_string(), "email")
+                    .unwrap(),
+                value: sealed.clone(),
+            })
+            .collect();
+        Some((values, last))
+    }
+
     /// Up to `page` rows after `after`, as the application's `SELECT ... WHERE id > ? LIMIT ?`.
     fn page(&self, after: Option<&u64>, page: usize) -> Vec<&(u64, Encrypted<String>, IndexToken)> {
         self.rows
@@ -663,22 +684,7 @@ fn reindex_all_gives_old_tokens_new_ones_and_lookups_work_throughout() {
         .reindex_all(
             &index,
             None,
-            |after: Option<&u64>| -> Result<_, String> {
-                let table = table.borrow();
-                let page = table.page(after, 5);
-                let last = page.last().map(|row| row.0);
-                let values = page
-                    .into_iter()
-                    .map(|(id, sealed, token)| IndexedValue {
-                        key: *id,
-                        token: token.clone(),
-                        context: EncryptionContext::for_field("customers", id.to_string(), "email")
-                            .unwrap(),
-                        value: sealed.clone(),
-                    })
-                    .collect();
-                Ok(last.map(|last| (values, last)))
-            },
+            |after: Option<&u64>| Ok::<_, String>(table.borrow().indexed_page(after, 5)),
             |changes: Vec<(u64, IndexToken)>| {
                 let mut table = table.borrow_mut();
                 for (id, token) in changes {
@@ -702,22 +708,7 @@ fn reindex_all_gives_old_tokens_new_ones_and_lookups_work_throughout() {
         .reindex_all(
             &index,
             None,
-            |after: Option<&u64>| -> Result<_, String> {
-                let table = table.borrow();
-                let page = table.page(after, 100);
-                let last = page.last().map(|row| row.0);
-                let values: Vec<_> = page
-                    .into_iter()
-                    .map(|(id, sealed, token)| IndexedValue {
-                        key: *id,
-                        token: token.clone(),
-                        context: EncryptionContext::for_field("customers", id.to_string(), "email")
-                            .unwrap(),
-                        value: sealed.clone(),
-                    })
-                    .collect();
-                Ok(last.map(|last| (values, last)))
-            },
+            |after: Option<&u64>| Ok::<_, String>(table.borrow().indexed_page(after, 100)),
             |_changes: Vec<(u64, IndexToken)>| panic!("nothing should be written"),
             |_| {},
         )
