@@ -218,8 +218,9 @@ fn key_kind(e: &KeyError) -> ErrorKind {
 fn record_kind(e: &RecordError) -> ErrorKind {
     match e {
         RecordError::Envelope(e) => envelope_kind(e),
-        // An index built with an impossible setting (token length) is the application's mistake;
-        // an index whose keys cannot be derived is the key hierarchy's.
+        // A blind index built with an impossible setting (token length, tenant id), or whose keys
+        // cannot be derived: the deployment's to fix, not the request's.
+        RecordError::InvalidIndex(_) => ErrorKind::Configuration,
         _ => ErrorKind::InvalidInput,
     }
 }

@@ -542,9 +542,9 @@ impl Custodian {
     ///   member makes their seeds unopenable.
     /// - **The state key** that authenticates each factor's lifecycle columns is derived from
     ///   version 1 of the MFA ring (`KeyManager::derive_key(ring, 1,`
-    ///   [`MfaService::STATE_KEY_INFO`]`, now)`), so it is the same everywhere. Limit: destroying
-    ///   version 1 of the MFA ring would make every factor unverifiable; rotating the state key is
-    ///   planned.
+    ///   [`MfaService::STATE_KEY_INFO`]`, now)`), so it is the same everywhere. Limit: disabling or
+    ///   destroying version 1 of the MFA ring makes every factor unverifiable (and this call
+    ///   fail); rotating the state key is planned.
     ///
     /// Cheap: call it once at start-up and share the service.
     pub fn mfa(&self, store: impl FactorStore + 'static) -> Result<MfaService, Error> {
@@ -792,7 +792,9 @@ impl Custodian {
     ///
     /// A staff member with MFA factors ([`Custodian::mfa`]) is a subject too: their key in the MFA
     /// ring is erased as well (a second erasure with its own audit entry, after the first), so
-    /// their seeds no longer open. The returned [`Erasure`] is the data ring's.
+    /// their seeds no longer open. The returned [`Erasure`] is the data ring's. If the second
+    /// erasure fails, the error is returned although the first committed; calling again completes
+    /// it (an erasure of an erased subject changes nothing).
     pub fn erase_subject(&self, subject: &str) -> Result<Erasure, Error> {
         let actor = self.keys.options().actor.clone();
         self.erase_subject_by(subject, &actor)

@@ -109,7 +109,7 @@ impl Custodian {
     /// page (see the [module documentation](crate::rotation)).
     ///
     /// - `next_page(after)` returns the values after position `after` (`None`: from the start)
-    ///   and the position after them, or `None` when there are no more;
+    ///   and the position after them, or `None` (or an empty page) when there are no more;
     /// - `write_page(changes)` writes a page's rewrapped values (skipped when there are none);
     /// - `progress` is called after each page, once it is written.
     ///
@@ -211,6 +211,10 @@ fn run_pages<V, W, K, P: Clone, E>(
     };
     let mut failures = Vec::new();
     while let Some((values, next)) = next_page(run.position.as_ref())? {
+        if values.is_empty() {
+            // An empty page is the end, whatever position came with it (no endless loop).
+            break;
+        }
         let mut changes = Vec::new();
         for value in values {
             run.seen += 1;
