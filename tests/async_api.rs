@@ -336,7 +336,11 @@ async fn a_reveal_run_through_blocking_writes_its_audit_entries_off_the_runtime_
         shown.field("email").unwrap().expose_secret(),
         "j***@example.com"
     );
-    assert_eq!(shown.audit_entries().count(), 2, "decision and fields revealed");
+    assert_eq!(
+        shown.audit_entries().count(),
+        2,
+        "decision and fields revealed"
+    );
     let threads = store.threads.lock().unwrap();
     assert!(!threads.is_empty(), "the audit entries went to the store");
     assert!(
