@@ -73,12 +73,12 @@ async fn the_shop_service_over_http_on_postgres() {
 
 async fn the_shop_service_over_http(database_url: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
-    let state = shop::shop(
-        dir.path(),
-        &dir.path().join("root.key"),
-        database_url.as_deref(),
-    )
+    let path = dir.path().to_owned();
+    let state = tokio::task::spawn_blocking(move || {
+        shop::open(&path, &path.join("root.key"), database_url.as_deref())
+    })
     .await
+    .unwrap()
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
