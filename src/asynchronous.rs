@@ -97,6 +97,10 @@ impl AsyncCustodian {
 
     /// Runs any synchronous facade operation: inline if it can answer from memory, else on the
     /// blocking pool. `op` may run twice (once inline, refused before any I/O, then on the pool).
+    ///
+    /// Not for what writes the audit log ([`Custodian::reveal`], [`Custodian::checkpoint`]):
+    /// their appends are not refused inline, so they would block the runtime's thread. Use
+    /// [`AsyncCustodian::blocking`] for those.
     pub async fn run<T, F>(&self, op: F) -> Result<T, Error>
     where
         F: Fn(&Custodian) -> Result<T, Error> + Send + 'static,
@@ -108,8 +112,20 @@ impl AsyncCustodian {
         self.blocking(op).await
     }
 
-    /// Runs `op` on the blocking pool.
-    async fn blocking<T, F>(&self, op: F) -> Result<T, Error>
+    /// Runs `op` on the blocking pool, always: for facade operations that write storage whatever
+    /// the caches hold, such as [`Custodian::reveal`] (it appends to the audit log), or several
+    /// steps that belong together, such as [`Custodian::rotate`] then [`Custodian::rewrap_all`]
+    /// over the application's table.
+    ///
+    /// ```
+    /// # use custodian::asynchronous::AsyncCustodian;
+    /// # async fn f(custodian: AsyncCustodian) -> Result<(), custodian::Error> {
+    /// let rotation = custodian.blocking(|c| c.rotate()).await?;
+    /// # let _ = rotation;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn blocking<T, F>(&self, op: F) -> Result<T, Error>
     where
         F: FnOnce(&Custodian) -> Result<T, Error> + Send + 'static,
         T: Send + 'static,

@@ -16,7 +16,8 @@ use custodian::keys::store::{
 };
 use custodian::keys::{ChangeFeed, KeyError, KeyStore, LocalRootKey, MemoryKeyStore};
 use custodian::mfa::{MemoryFactorStore, MfaService, TotpKey, Verifier};
-use custodian::{Custodian, EncryptionContext};
+use custodian::rbac::{Policy, Principal, Resource};
+use custodian::{Custodian, EncryptionContext, RevealRequest, SealedRecord};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
@@ -288,4 +289,62 @@ async fn one_code_raced_by_many_tasks_is_accepted_once() {
         }
         assert_eq!(accepted, 1, "round {round}");
     }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_reveal_run_through_blocking_writes_its_audit_entries_off_the_runtime_thread() {
+    let runtime_thread = std::thread::current().id();
+    let store = Arc::new(Watched::default());
+    let custodian = facade(Arc::clone(&store)).await;
+    let sealed = custodian
+        .encrypt("cus_1", &ctx("1"), b"jane@example.com")
+        .await
+        .unwrap();
+    let policy = Policy::from_toml(
+        r#"
+        version = 1
+        [resource_types.customer]
+        actions = ["view"]
+        fields = { email = "email" }
+        [roles.support]
+        [[rules]]
+        name = "support-views-customers"
+        effect = "allow"
+        roles = ["support"]
+        permissions = ["customer:view"]
+        fields = { email = "masked" }
+        "#,
+        "inline.toml",
+    )
+    .unwrap();
+    // The customer's key is cached now: only the audit append needs the store.
+    store.threads.lock().unwrap().clear();
+    let shown = custodian
+        .blocking(move |c| {
+            let agent = Principal::new("emp-17", "store-3").with_role("support");
+            let customer = Resource::new("customer", "1", "store-3");
+            let record = SealedRecord::new("customers").field("email", sealed.as_slice());
+            c.reveal(
+                &policy,
+                &RevealRequest::new(&agent, "view", &customer),
+                &record,
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        shown.field("email").unwrap().expose_secret(),
+        "j***@example.com"
+    );
+    assert_eq!(
+        shown.audit_entries().count(),
+        2,
+        "decision and fields revealed"
+    );
+    let threads = store.threads.lock().unwrap();
+    assert!(!threads.is_empty(), "the audit entries went to the store");
+    assert!(
+        !threads.contains(&runtime_thread),
+        "a store call ran on the runtime's own thread"
+    );
 }
