@@ -87,6 +87,27 @@ impl Error {
         }
     }
 
+    /// A message safe to send to the client, by kind: the error's own message where it is about
+    /// the request (invalid input, denied, a step-up, not found, conflict, erased), `code
+    /// rejected` for every refused code, and a generic text for every server-side kind (log
+    /// the error itself: its `Display` says what failed).
+    ///
+    /// ```
+    /// # use custodian::{Error, ErrorKind};
+    /// let error = Error::from(custodian::keys::KeyError::Store("disk I/O error at page 7".into()));
+    /// assert_eq!(error.kind(), ErrorKind::Internal);
+    /// assert_eq!(error.public_message(), "internal error");
+    /// ```
+    pub fn public_message(&self) -> std::borrow::Cow<'_, str> {
+        use std::borrow::Cow;
+        match self.kind() {
+            ErrorKind::CodeRejected => Cow::Borrowed("code rejected"),
+            ErrorKind::StoreUnavailable => Cow::Borrowed("service unavailable, try again later"),
+            kind if kind.http_status() >= 500 => Cow::Borrowed("internal error"),
+            _ => Cow::Owned(self.to_string()),
+        }
+    }
+
     /// Whether the value belonged to a customer whose key was erased (crypto-shredded).
     pub fn is_subject_erased(&self) -> bool {
         self.kind() == ErrorKind::SubjectErased

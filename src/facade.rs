@@ -464,30 +464,38 @@ impl Custodian {
             if visibility != Visibility::Hidden {
                 let field_context =
                     EncryptionContext::for_field(record.table(), resource.id(), name.as_str())?;
-                shown.push((name, kind, visibility, field_context, ciphertext.as_ref()));
+                shown.push((name, kind, visibility, field_context, ciphertext));
             }
         }
         let items: Vec<(&EncryptionContext, &[u8])> = shown
             .iter()
-            .map(|(_, _, _, field_context, ciphertext)| (field_context, *ciphertext))
+            .map(|(_, _, _, field_context, field)| (field_context, field.ciphertext.as_ref()))
             .collect();
         let opened = self.keys.open_many(&items, now);
 
         let mut fields = Vec::with_capacity(shown.len());
         let mut subject: Option<String> = None;
-        for ((name, kind, visibility, _, ciphertext), result) in shown.iter().zip(opened) {
+        for ((name, kind, visibility, _, field), result) in shown.iter().zip(opened) {
             let plaintext = result?;
-            let text = std::str::from_utf8(plaintext.expose_secret()).map_err(|_| {
+            let not_text = || {
                 Error::Record(RecordError::Serialize(format!(
                     "the opened value of field `{name}` is not UTF-8 text"
                 )))
-            })?;
+            };
+            // A sealed `Encrypted<String>` holds a JSON string; bytes hold the text itself.
+            let text: Zeroizing<String> = if field.typed {
+                Zeroizing::new(from_plaintext(plaintext.expose_secret()).map_err(|_| not_text())?)
+            } else {
+                let text =
+                    std::str::from_utf8(plaintext.expose_secret()).map_err(|_| not_text())?;
+                Zeroizing::new(text.to_owned())
+            };
             let value = match visibility {
-                Visibility::Masked => Zeroizing::new(kind.mask(text)),
-                _ => Zeroizing::new(text.to_owned()),
+                Visibility::Masked => Zeroizing::new(kind.mask(&text)),
+                _ => text,
             };
             // The header was authenticated by the open above.
-            if let Some(owner) = Header::parse(ciphertext)?.key_id().subject() {
+            if let Some(owner) = Header::parse(&field.ciphertext)?.key_id().subject() {
                 match &subject {
                     None => subject = Some(owner.to_owned()),
                     Some(first) if first != owner => {

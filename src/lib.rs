@@ -126,7 +126,7 @@ pub use facade::{
     SystemClock,
 };
 pub use fields::RecordFields;
-pub use reveal::{Denied, RevealRequest, Revealed, RevealedField, SealedRecord};
+pub use reveal::{Denied, RevealRequest, Revealed, RevealedField, SealedField, SealedRecord};
 pub use secret::{SecretBytes, SecretKey};
 
 /// The README's examples, compiled and run as doc tests (they use the SQLite, PostgreSQL and async

@@ -24,6 +24,7 @@ use zeroize::Zeroizing;
 
 use crate::mfa::StepUp;
 use crate::rbac::{Justification, OwnedDecision, Principal, Reason, Resource, Visibility};
+use crate::record::Encrypted;
 
 /// Who asks to see which resource, for what action, with which proof of a recent MFA step-up and
 /// which justification.
@@ -76,8 +77,10 @@ impl<'a> RevealRequest<'a> {
     }
 }
 
-/// The encrypted fields of one record as stored: a table name and, per field, the binary
-/// ciphertext made by [`Custodian::encrypt`](crate::Custodian::encrypt) (or `encrypt_many`) with
+/// The encrypted fields of one record as stored: a table name and, per field, either an
+/// [`Encrypted<String>`] made by [`Custodian::seal`](crate::Custodian::seal) (or
+/// [`Custodian::record`](crate::Custodian::record)) or the binary ciphertext of UTF-8 text made by
+/// [`Custodian::encrypt`](crate::Custodian::encrypt) (or `encrypt_many`), each with
 /// `EncryptionContext::for_field(table, record id, field)`.
 ///
 /// Give every field the row has: which of them are opened is the policy's decision, not the
@@ -85,7 +88,68 @@ impl<'a> RevealRequest<'a> {
 #[derive(Clone, PartialEq, Eq)]
 pub struct SealedRecord<'a> {
     pub(crate) table: String,
-    pub(crate) fields: Vec<(String, Cow<'a, [u8]>)>,
+    pub(crate) fields: Vec<(String, SealedField<'a>)>,
+}
+
+/// One field's ciphertext and how its plaintext encodes the text: made from an
+/// [`Encrypted<String>`] (a JSON string, as [`Custodian::seal`](crate::Custodian::seal) writes it)
+/// or from bytes (the UTF-8 text itself, as [`Custodian::encrypt`](crate::Custodian::encrypt) of
+/// `text.as_bytes()` writes it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedField<'a> {
+    pub(crate) ciphertext: Cow<'a, [u8]>,
+    pub(crate) typed: bool,
+}
+
+impl<'a> From<&'a [u8]> for SealedField<'a> {
+    fn from(ciphertext: &'a [u8]) -> Self {
+        Self {
+            ciphertext: Cow::Borrowed(ciphertext),
+            typed: false,
+        }
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for SealedField<'a> {
+    fn from(ciphertext: &'a Vec<u8>) -> Self {
+        Self::from(ciphertext.as_slice())
+    }
+}
+
+impl From<Vec<u8>> for SealedField<'static> {
+    fn from(ciphertext: Vec<u8>) -> Self {
+        Self {
+            ciphertext: Cow::Owned(ciphertext),
+            typed: false,
+        }
+    }
+}
+
+impl<'a> From<Cow<'a, [u8]>> for SealedField<'a> {
+    fn from(ciphertext: Cow<'a, [u8]>) -> Self {
+        Self {
+            ciphertext,
+            typed: false,
+        }
+    }
+}
+
+impl<'a> From<&'a Encrypted<String>> for SealedField<'a> {
+    fn from(value: &'a Encrypted<String>) -> Self {
+        Self {
+            ciphertext: Cow::Borrowed(value.as_bytes()),
+            typed: true,
+        }
+    }
+}
+
+impl From<Encrypted<String>> for SealedField<'static> {
+    fn from(value: Encrypted<String>) -> Self {
+        Self {
+            ciphertext: Cow::Owned(value.as_bytes().to_vec()),
+            typed: true,
+        }
+    }
 }
 
 impl<'a> SealedRecord<'a> {
@@ -97,9 +161,14 @@ impl<'a> SealedRecord<'a> {
         }
     }
 
-    /// Adds the ciphertext of `field` (borrowed or owned).
+    /// Adds the ciphertext of `field`: an `&Encrypted<String>` or bytes (borrowed or owned; see
+    /// [`SealedField`]).
     #[must_use]
-    pub fn field(mut self, field: impl Into<String>, ciphertext: impl Into<Cow<'a, [u8]>>) -> Self {
+    pub fn field(
+        mut self,
+        field: impl Into<String>,
+        ciphertext: impl Into<SealedField<'a>>,
+    ) -> Self {
         self.fields.push((field.into(), ciphertext.into()));
         self
     }
@@ -121,7 +190,13 @@ impl<'a> SealedRecord<'a> {
             fields: self
                 .fields
                 .into_iter()
-                .map(|(name, bytes)| (name, Cow::Owned(bytes.into_owned())))
+                .map(|(name, field)| {
+                    let owned = SealedField {
+                        ciphertext: Cow::Owned(field.ciphertext.into_owned()),
+                        typed: field.typed,
+                    };
+                    (name, owned)
+                })
                 .collect(),
         }
     }

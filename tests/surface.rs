@@ -716,3 +716,81 @@ fn reindex_all_gives_old_tokens_new_ones_and_lookups_work_throughout() {
     assert_eq!(again.progress.current, 12);
     assert_eq!(again.progress.changed, 0);
 }
+
+/// `reveal` reads what `seal` wrote: a sealed `Encrypted<String>` is shown as its text (not its
+/// JSON encoding), masked like a field encrypted as bytes.
+#[test]
+fn reveal_shows_sealed_strings_and_encrypted_bytes_alike() {
+    use custodian::rbac::{Principal, Resource, Visibility};
+    use custodian::{RevealRequest, SealedRecord};
+
+    let shop = Shop::new();
+    let custodian = shop.start();
+    let policy = Policy::from_path(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/policies/shop.toml"
+    ))
+    .unwrap();
+    let jane = custodian.record("customers", "42", "cus_42");
+    let email = jane.seal("email", "jane.doe@example.com").unwrap();
+    let name = custodian
+        .encrypt("cus_42", &jane.context("name").unwrap(), b"Jane Doe")
+        .unwrap();
+    let record = SealedRecord::new("customers")
+        .field("email", &email)
+        .field("name", name.as_slice());
+    let agent = Principal::new("emp-17", "store-3").with_role("support");
+    let customer = Resource::new("customer", "42", "store-3");
+    let shown = custodian
+        .reveal(
+            &policy,
+            &RevealRequest::new(&agent, "view", &customer),
+            &record,
+        )
+        .unwrap();
+    let values: Vec<(&str, Visibility, &str)> = shown
+        .fields()
+        .iter()
+        .map(|f| (f.name(), f.visibility(), f.expose_secret()))
+        .collect();
+    assert_eq!(
+        values,
+        [
+            ("email", Visibility::Masked, "j***@example.com"),
+            ("name", Visibility::Full, "Jane Doe"),
+        ]
+    );
+    // Given as bytes, the same value would be read as its JSON encoding, quotes and all: the
+    // typed `SealedField` is what tells the two apart.
+    let as_bytes = SealedRecord::new("customers").field("email", email.as_bytes());
+    let shown = custodian
+        .reveal(
+            &policy,
+            &RevealRequest::new(&agent, "view", &customer),
+            &as_bytes,
+        )
+        .unwrap();
+    assert_ne!(shown.fields()[0].expose_secret(), "j***@example.com");
+}
+
+#[test]
+fn public_messages_say_nothing_of_the_server_side() {
+    let shop = Shop::new();
+    let custodian = shop.start();
+    let ctx = EncryptionContext::for_field("customers", "1", "email").unwrap();
+    let sealed = custodian
+        .encrypt("cus_1", &ctx, b"jane@example.com")
+        .unwrap();
+    let other = EncryptionContext::for_field("customers", "2", "email").unwrap();
+    let failed = custodian.decrypt(&other, &sealed).unwrap_err();
+    assert_eq!(failed.public_message(), "internal error");
+    let rejected = Error::from(MfaError::Rejected(RejectReason::Locked));
+    assert_eq!(rejected.public_message(), "code rejected");
+    let down = Error::from(KeyError::StoreUnavailable("10.0.0.7:5432 refused".into()));
+    assert!(!down.public_message().contains("10.0.0.7"));
+    let garbage = custodian.decrypt(&ctx, b"garbage").unwrap_err();
+    assert_eq!(garbage.public_message(), garbage.to_string());
+    custodian.erase_subject("cus_1").unwrap();
+    let erased = custodian.decrypt(&ctx, &sealed).unwrap_err();
+    assert_eq!(erased.public_message(), erased.to_string());
+}
