@@ -31,14 +31,15 @@
 //!
 //! | feature | lines of this file | glue |
 //! |---|---|---|
-//! | setup: imports, stores (SQLite or PostgreSQL), facade, MFA, index, policy | 48-55, 63, 83-86, 380-408, 410-413, 428-430 | 49 |
-//! | encrypted fields + e-mail blind index | 69-71, 77, 166, 173-180, 186, 196 | 15 |
-//! | RBAC field views (`reveal`, audited), the delete check | 237-239, 244-246, 250-252, 350-355 | 15 |
-//! | TOTP enrollment, login, step-up into `reveal` | 88, 243, 247-249, 263-266, 277-278, 290-292, 415 | 15 |
-//! | rotation: rotate, `rewrap_all`, re-index | 303-339 | 35 |
-//! | erasure with receipt | 356, 358-359 | 3 |
-//! | error mapping by `ErrorKind` | 125-139 | 15 |
-//! | **total** (13 of them the PostgreSQL option, 8 imports) | | **147** |
+//! | setup: imports, stores (SQLite or PostgreSQL), facade, MFA, index, policy | 49-56, 64, 79-82, 370-393, 395-398, 413-415 | 44 |
+//! | encrypted fields (`Encrypted<String>`) + e-mail blind index | 72-73, 158, 165-170, 176, 186 | 11 |
+//! | RBAC field views (`reveal`, audited), the delete check | 227-229, 234-236, 240-242, 340-345 | 15 |
+//! | TOTP enrollment, login, step-up into `reveal` | 84, 233, 237-239, 253-256, 267-268, 280-282, 400 | 15 |
+//! | rotation: rotate, `rewrap_all`, `reindex_all` | 293-329 | 37 |
+//! | erasure with receipt | 346, 348-349 | 3 |
+//! | error mapping: `ErrorKind::http_status`, `Error::public_message` | 121-131 | 11 |
+//! | **total** | | **136** |
+//! | total without the PostgreSQL option (377-386, 10) and the custodian imports (8) | | 118 |
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -47,8 +48,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use custodian::asynchronous::{AsyncCustodian, AsyncMfa};
 use custodian::audit::ErasureReceipt;
-use custodian::keys::{LocalRootKey, SqliteKeyStore, generate_key_file};
-use custodian::mfa::{SqliteFactorStore, StepUp, TotpKey, Verifier};
+use custodian::keys::{KeyStore, LocalRootKey, SqliteKeyStore, generate_key_file};
+use custodian::mfa::{FactorStore, SqliteFactorStore, StepUp, TotpKey, Verifier};
 use custodian::rbac::{Policy, Principal, RequestContext, Resource};
 use custodian::record::{BlindIndex, Encrypted, IndexToken, Normalizer};
 use custodian::rotation::{IndexedValue, Rewritten, StoredValue};
@@ -164,11 +165,8 @@ async fn sign_up(State(shop): State<Shop>, Json(form): Json<SignUp>) -> Answer<S
     let mut sealed = Vec::new();
     for (table, field, value) in fields {
         let context = EncryptionContext::for_field(table, form.id.as_str(), field)?;
-        let value = shop
-            .custodian
-            .seal(&form.id, &context, value.as_str())
-            .await?;
-        sealed.push(((table, form.id.clone(), field), value));
+        let value = shop.custodian.seal(&form.id, &context, value.as_str());
+        sealed.push(((table, form.id.clone(), field), value.await?));
     }
     let mut tables = lock(&shop.tables);
     if tables.email_tokens.contains_key(&form.id) {
@@ -316,9 +314,8 @@ async fn rotate(State(shop): State<Shop>, headers: HeaderMap) -> Answer<Json<ser
         }
         let mut stored = Some((stored, ()));
         let write = |changes: Vec<Rewritten<Cell>>| {
-            for change in changes {
-                let new = Encrypted::from_ciphertext(change.new)?;
-                tables.values.insert(change.key, new);
+            for Rewritten { key, new, .. } in changes {
+                tables.values.insert(key, Encrypted::from_ciphertext(new)?);
             }
             Ok::<_, custodian::Error>(())
         };
@@ -376,32 +373,27 @@ pub fn open(dir: &FsPath, root_key_file: &FsPath, url: Option<&str>) -> Result<S
     } else {
         generate_key_file(root_key_file)?
     };
-    let builder = Custodian::builder().root_key(root);
-    let (custodian, mfa) = match url {
+    let (keys, factors): (Arc<dyn KeyStore>, Arc<dyn FactorStore>) = match url {
         #[cfg(feature = "postgres")]
         Some(url) => {
             let pg = custodian::postgres::Postgres::connect(url)?;
-            let custodian = builder
-                .key_store(custodian::keys::PgKeyStore::open(pg.clone())?)
-                .build()?;
-            let mfa = custodian.mfa(custodian::mfa::PgFactorStore::open(pg)?)?;
-            (custodian, mfa)
+            let keys = Arc::new(custodian::keys::PgKeyStore::open(pg.clone())?);
+            (keys, Arc::new(custodian::mfa::PgFactorStore::open(pg)?))
         }
         #[cfg(not(feature = "postgres"))]
         Some(url) => {
             return Err(format!("DATABASE_URL `{url}` needs the `postgres` feature").into());
         }
-        None => {
-            let custodian = builder
-                .key_store(SqliteKeyStore::open(dir.join("keys.db"))?)
-                .build()?;
-            let mfa = custodian.mfa(SqliteFactorStore::open(dir.join("mfa.db"))?)?;
-            (custodian, mfa)
-        }
+        None => (
+            Arc::new(SqliteKeyStore::open(dir.join("keys.db"))?),
+            Arc::new(SqliteFactorStore::open(dir.join("mfa.db"))?),
+        ),
     };
+    let custodian = Custodian::builder().with_store(keys);
+    let custodian = custodian.root_key(root).build()?;
     Ok(Shop {
         email_index: Arc::new(custodian.blind_index("customers.email", Normalizer::Email)?),
-        mfa: AsyncMfa::new(mfa, Verifier::default()),
+        mfa: AsyncMfa::new(custodian.mfa_with_store(factors)?, Verifier::default()),
         custodian: custodian.into(),
         policy: Arc::new(Policy::from_path(POLICY)?),
         tables: Arc::default(),
