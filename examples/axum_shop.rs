@@ -31,15 +31,15 @@
 //!
 //! | feature | lines of this file | glue |
 //! |---|---|---|
-//! | setup: imports, stores (SQLite or PostgreSQL), facade, MFA, index, policy | 49-56, 64, 79-82, 370-393, 395-398, 413-415 | 44 |
+//! | setup: imports, stores (SQLite or PostgreSQL), facade, MFA, index, policy | 49-56, 64, 79-82, 373-396, 398-401, 416-418 | 44 |
 //! | encrypted fields (`Encrypted<String>`) + e-mail blind index | 72-73, 158, 165-170, 176, 186 | 11 |
-//! | RBAC field views (`reveal`, audited), the delete check | 227-229, 234-236, 240-242, 340-345 | 15 |
-//! | TOTP enrollment, login, step-up into `reveal` | 84, 233, 237-239, 253-256, 267-268, 280-282, 400 | 15 |
-//! | rotation: rotate, `rewrap_all`, `reindex_all` | 293-329 | 37 |
-//! | erasure with receipt | 346, 348-349 | 3 |
+//! | RBAC field views (`reveal`, audited), the delete check | 227-229, 234-236, 240-242, 343-348 | 15 |
+//! | TOTP enrollment, login, step-up into `reveal` | 84, 233, 237-239, 253-256, 267-268, 280-282, 403 | 15 |
+//! | rotation: rotate, `rewrap_all`, `reindex_all` | 293-332 | 40 |
+//! | erasure with receipt | 349, 351-352 | 3 |
 //! | error mapping: `ErrorKind::http_status`, `Error::public_message` | 121-131 | 11 |
-//! | **total** | | **136** |
-//! | total without the PostgreSQL option (377-386, 10) and the custodian imports (8) | | 118 |
+//! | **total** | | **139** |
+//! | total without the PostgreSQL option (380-389, 10) and the custodian imports (8) | | 121 |
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -321,7 +321,10 @@ async fn rotate(State(shop): State<Shop>, headers: HeaderMap) -> Answer<Json<ser
         };
         let rewrapped = c.rewrap_all(None, |_| Ok(stored.take()), write, |_| {})?;
         let (mut indexed, index) = (Some((indexed, ())), &shop.email_index);
-        let write = |tokens| Ok::<_, custodian::Error>(tables.email_tokens.extend(tokens));
+        let write = |tokens| {
+            tables.email_tokens.extend(tokens);
+            Ok::<_, custodian::Error>(())
+        };
         let reindexed = c.reindex_all(index, None, |_| Ok(indexed.take()), write, |_| {})?;
         let (rewrapped, reindexed) = (rewrapped.progress, reindexed.progress.changed);
         Ok(serde_json::json!({ "rewrapped": rewrapped, "reindexed": reindexed }))
