@@ -31,14 +31,15 @@
 //!
 //! | feature | lines of this file | glue |
 //! |---|---|---|
-//! | setup: imports, stores (SQLite or PostgreSQL), facade, MFA, index, policy | 48-55, 63, 83-86, 380-408, 410-413, 428-430 | 49 |
-//! | encrypted fields + e-mail blind index | 69-71, 77, 166, 173-180, 186, 196 | 15 |
-//! | RBAC field views (`reveal`, audited), the delete check | 237-239, 244-246, 250-252, 350-355 | 15 |
-//! | TOTP enrollment, login, step-up into `reveal` | 88, 243, 247-249, 263-266, 277-278, 290-292, 415 | 15 |
-//! | rotation: rotate, `rewrap_all`, re-index | 303-339 | 35 |
-//! | erasure with receipt | 356, 358-359 | 3 |
-//! | error mapping by `ErrorKind` | 125-139 | 15 |
-//! | **total** (13 of them the PostgreSQL option, 8 imports) | | **147** |
+//! | setup: imports, stores (SQLite or PostgreSQL), facade, MFA, index, policy | 49-56, 64, 79-82, 373-396, 398-401, 416-418 | 44 |
+//! | encrypted fields (`Encrypted<String>`) + e-mail blind index | 72-73, 158, 165-170, 176, 186 | 11 |
+//! | RBAC field views (`reveal`, audited), the delete check | 227-229, 234-236, 240-242, 343-348 | 15 |
+//! | TOTP enrollment, login, step-up into `reveal` | 84, 233, 237-239, 253-256, 267-268, 280-282, 403 | 15 |
+//! | rotation: rotate, `rewrap_all`, `reindex_all` | 293-332 | 40 |
+//! | erasure with receipt | 349, 351-352 | 3 |
+//! | error mapping: `ErrorKind::http_status`, `Error::public_message` | 121-131 | 11 |
+//! | **total** | | **139** |
+//! | total without the PostgreSQL option (380-389, 10) and the custodian imports (8) | | 121 |
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -47,12 +48,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use custodian::asynchronous::{AsyncCustodian, AsyncMfa};
 use custodian::audit::ErasureReceipt;
-use custodian::keys::{LocalRootKey, SqliteKeyStore, generate_key_file};
-use custodian::mfa::{SqliteFactorStore, StepUp, TotpKey, Verifier};
+use custodian::keys::{KeyStore, LocalRootKey, SqliteKeyStore, generate_key_file};
+use custodian::mfa::{FactorStore, SqliteFactorStore, StepUp, TotpKey, Verifier};
 use custodian::rbac::{Policy, Principal, RequestContext, Resource};
-use custodian::record::{BlindIndex, IndexToken, Normalizer};
-use custodian::rotation::{Rewritten, StoredValue};
-use custodian::{Custodian, EncryptionContext, ErrorKind, RevealRequest, Revealed, SealedRecord};
+use custodian::record::{BlindIndex, Encrypted, IndexToken, Normalizer};
+use custodian::rotation::{IndexedValue, Rewritten, StoredValue};
+use custodian::{Custodian, EncryptionContext, RevealRequest, Revealed, SealedRecord};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path as FsPath;
@@ -65,15 +66,10 @@ const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/sho
 /// Where a value is stored: table, record id, field.
 type Cell = (&'static str, String, &'static str);
 
-/// The encryption context of a stored value: its table, record and field.
-fn context((table, id, field): &Cell) -> Result<EncryptionContext, custodian::Error> {
-    Ok(EncryptionContext::for_field(*table, id.as_str(), *field)?)
-}
-
-/// The application's tables: ciphertexts by cell, and the e-mail index by customer id.
+/// The application's tables: sealed values by cell, and the e-mail index by customer id.
 #[derive(Default)]
 pub(crate) struct Tables {
-    pub(crate) values: BTreeMap<Cell, Vec<u8>>,
+    pub(crate) values: BTreeMap<Cell, Encrypted<String>>,
     pub(crate) email_tokens: BTreeMap<String, IndexToken>,
 }
 
@@ -120,21 +116,17 @@ impl IntoResponse for Failure {
     }
 }
 
-/// Any custodian error, by its kind. Server-side failures are logged and answered in general
-/// terms; a refused one-time code is answered "code rejected" and nothing more.
+/// Any custodian error, by its kind, with the text a client may see (a refused one-time code is
+/// "code rejected" and nothing more); server-side failures are logged.
 impl<E: Into<custodian::Error>> From<E> for Failure {
     fn from(error: E) -> Self {
         let error = error.into();
-        let status = StatusCode::from_u16(error.kind().http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if error.kind() == ErrorKind::CodeRejected {
-            Failure(status, "code rejected".into())
-        } else if status.is_server_error() {
+        let status = StatusCode::from_u16(error.kind().http_status());
+        let status = status.unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
             eprintln!("custodian: {error}");
-            Failure(status, "internal error".into())
-        } else {
-            Failure(status, error.to_string())
         }
+        Failure(status, error.public_message().into_owned())
     }
 }
 
@@ -170,13 +162,11 @@ async fn sign_up(State(shop): State<Shop>, Json(form): Json<SignUp>) -> Answer<S
         ("customers", "phone", form.phone),
     ];
     fields.extend(form.card.map(|number| ("payment_cards", "number", number)));
-    let (mut sealed, c) = (Vec::new(), &shop.custodian);
+    let mut sealed = Vec::new();
     for (table, field, value) in fields {
-        let cell = (table, form.id.clone(), field);
-        let ciphertext = c
-            .encrypt(&form.id, &context(&cell)?, value.as_bytes())
-            .await?;
-        sealed.push((cell, ciphertext));
+        let context = EncryptionContext::for_field(table, form.id.as_str(), field)?;
+        let value = shop.custodian.seal(&form.id, &context, value.as_str());
+        sealed.push(((table, form.id.clone(), field), value.await?));
     }
     let mut tables = lock(&shop.tables);
     if tables.email_tokens.contains_key(&form.id) {
@@ -300,41 +290,44 @@ async fn rotate(State(shop): State<Shop>, headers: HeaderMap) -> Answer<Json<ser
     if !staff(&headers)?.roles().iter().any(|role| role == "admin") {
         return Err(failure(StatusCode::FORBIDDEN, "admins only"));
     }
-    let (tables, index) = (Arc::clone(&shop.tables), Arc::clone(&shop.email_index));
     let rotated = shop.custodian.blocking(move |c| {
         c.rotate()?;
         c.rotate_index_keys()?;
-        let mut guard = lock(&tables);
+        let mut guard = lock(&shop.tables);
         let tables = &mut *guard;
-        let mut page = Vec::new();
-        for (cell, ciphertext) in &tables.values {
-            page.push(StoredValue {
-                key: cell.clone(),
-                context: context(cell)?,
-                ciphertext: ciphertext.clone(),
+        let (mut stored, mut indexed) = (Vec::new(), Vec::new());
+        for ((table, id, field), value) in &tables.values {
+            let context = EncryptionContext::for_field(*table, id.as_str(), *field)?;
+            if let Some(token) = tables.email_tokens.get(id).filter(|_| *field == "email") {
+                indexed.push(IndexedValue {
+                    key: id.clone(),
+                    token: token.clone(),
+                    context: context.clone(),
+                    value: value.clone(),
+                });
+            }
+            stored.push(StoredValue {
+                key: (*table, id.clone(), *field),
+                context,
+                ciphertext: value.as_bytes().to_vec(),
             });
         }
-        let mut page = Some((page, ()));
+        let mut stored = Some((stored, ()));
         let write = |changes: Vec<Rewritten<Cell>>| {
-            let changes = changes.into_iter().map(|change| (change.key, change.new));
-            tables.values.extend(changes);
+            for Rewritten { key, new, .. } in changes {
+                tables.values.insert(key, Encrypted::from_ciphertext(new)?);
+            }
             Ok::<_, custodian::Error>(())
         };
-        let rewrapped = c.rewrap_all(None, |_| Ok(page.take()), write, |_| {})?;
-        // The e-mail is sealed as text (what `reveal` reads), and `reindex_all` opens values
-        // sealed as JSON: the new tokens are computed here.
-        let mut reindexed = 0;
-        for (id, token) in tables.email_tokens.iter_mut() {
-            let cell = ("customers", id.clone(), "email");
-            if let Some(sealed) = tables.values.get(&cell)
-                && !index.is_current(token)
-            {
-                let email = c.decrypt(&context(&cell)?, sealed)?;
-                *token = index.token(&String::from_utf8_lossy(email.expose_secret()))?;
-                reindexed += 1;
-            }
-        }
-        Ok(serde_json::json!({ "rewrapped": rewrapped.progress, "reindexed": reindexed }))
+        let rewrapped = c.rewrap_all(None, |_| Ok(stored.take()), write, |_| {})?;
+        let (mut indexed, index) = (Some((indexed, ())), &shop.email_index);
+        let write = |tokens| {
+            tables.email_tokens.extend(tokens);
+            Ok::<_, custodian::Error>(())
+        };
+        let reindexed = c.reindex_all(index, None, |_| Ok(indexed.take()), write, |_| {})?;
+        let (rewrapped, reindexed) = (rewrapped.progress, reindexed.progress.changed);
+        Ok(serde_json::json!({ "rewrapped": rewrapped, "reindexed": reindexed }))
     });
     Ok(Json(rotated.await?))
 }
@@ -383,32 +376,27 @@ pub fn open(dir: &FsPath, root_key_file: &FsPath, url: Option<&str>) -> Result<S
     } else {
         generate_key_file(root_key_file)?
     };
-    let builder = Custodian::builder().root_key(root);
-    let (custodian, mfa) = match url {
+    let (keys, factors): (Arc<dyn KeyStore>, Arc<dyn FactorStore>) = match url {
         #[cfg(feature = "postgres")]
         Some(url) => {
             let pg = custodian::postgres::Postgres::connect(url)?;
-            let custodian = builder
-                .key_store(custodian::keys::PgKeyStore::open(pg.clone())?)
-                .build()?;
-            let mfa = custodian.mfa(custodian::mfa::PgFactorStore::open(pg)?)?;
-            (custodian, mfa)
+            let keys = Arc::new(custodian::keys::PgKeyStore::open(pg.clone())?);
+            (keys, Arc::new(custodian::mfa::PgFactorStore::open(pg)?))
         }
         #[cfg(not(feature = "postgres"))]
         Some(url) => {
             return Err(format!("DATABASE_URL `{url}` needs the `postgres` feature").into());
         }
-        None => {
-            let custodian = builder
-                .key_store(SqliteKeyStore::open(dir.join("keys.db"))?)
-                .build()?;
-            let mfa = custodian.mfa(SqliteFactorStore::open(dir.join("mfa.db"))?)?;
-            (custodian, mfa)
-        }
+        None => (
+            Arc::new(SqliteKeyStore::open(dir.join("keys.db"))?),
+            Arc::new(SqliteFactorStore::open(dir.join("mfa.db"))?),
+        ),
     };
+    let custodian = Custodian::builder().with_store(keys);
+    let custodian = custodian.root_key(root).build()?;
     Ok(Shop {
         email_index: Arc::new(custodian.blind_index("customers.email", Normalizer::Email)?),
-        mfa: AsyncMfa::new(mfa, Verifier::default()),
+        mfa: AsyncMfa::new(custodian.mfa_with_store(factors)?, Verifier::default()),
         custodian: custodian.into(),
         policy: Arc::new(Policy::from_path(POLICY)?),
         tables: Arc::default(),
