@@ -236,7 +236,11 @@ fn a_time_beyond_the_supported_range_is_reported_as_given() {
 fn a_refusal_debugs_its_reason_and_state_but_not_the_code() {
     let factor = active(FactorState::from_stored(Phase::Active, None, 0, 0, false));
     let right = code(NOW);
-    let wrong = if right == "000000" { "999999" } else { "000000" };
+    let wrong = if right == "000000" {
+        "999999"
+    } else {
+        "000000"
+    };
     let rejected = Verifier::default().verify(&factor, wrong, NOW).unwrap_err();
     let debug = format!("{rejected:?}");
     assert!(debug.starts_with("Rejected {"), "{debug}");
