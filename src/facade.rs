@@ -544,7 +544,7 @@ impl Custodian {
     ///
     /// - **Seeds** are sealed in the MFA ring ([`CustodianBuilder::mfa_ring`], created on first
     ///   use) under each staff member's own subject key, with the seed's context
-    ///   (docs/MFA.md, "Seed record"). Rotate the ring with `keys().rotate(ring, now)` like any
+    ///   (docs/MFA.md, "Sealed seed"). Rotate the ring with `keys().rotate(ring, now)` like any
     ///   other: subject keys are rewrapped, so stored seeds need no rewriting, and they keep
     ///   opening on every server and after every restart. [`Custodian::erase_subject`] of a staff
     ///   member makes their seeds unopenable.

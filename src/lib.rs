@@ -39,25 +39,26 @@
 //!
 //! # The layers
 //!
-//! Each folder is one layer and depends only on the ones above it in this list:
+//! Each folder is one layer, listed here from the bottom up (docs/ARCHITECTURE.md has the exact
+//! dependencies):
 //!
 //! - [`secret`]: key material that zeroizes on drop and never prints;
 //! - [`crypto`]: AEAD suites behind a small provider interface (AWS-LC by default, pure-Rust
 //!   RustCrypto without the `aws-lc` feature);
 //! - [`envelope`]: the versioned ciphertext format: a fresh data key per message, wrapped by a
 //!   key-encryption key, with an [`EncryptionContext`] bound into both layers;
-//! - [`keys`]: the key hierarchy (root key, versioned key rings, per-subject keys), rotation,
-//!   crypto-shredding and the durable key stores;
 //! - [`audit`]: a tamper-evident audit log (RFC 9162 Merkle tree, signed C2SP checkpoints,
 //!   inclusion and consistency proofs, erasure receipts) over a storage trait;
+//! - [`keys`]: the key hierarchy (root key, versioned key rings, per-subject keys), rotation,
+//!   crypto-shredding and the durable key stores, which record their own audit entries;
 //! - [`record`]: typed encrypted fields ([`record::Encrypted`]) and blind indexes for lookups on
 //!   encrypted columns;
-//! - [`mask`]: masking of shown values (`j***@example.com`);
-//! - [`rbac`]: role-based access control with field views, compiled from TOML or JSON policies;
 //! - [`mfa`]: TOTP with enrollment, replay protection, lockout, recovery codes and step-up;
-//! - [`postgres`] (feature `postgres`) and [`asynchronous`] (feature `tokio`): several app
-//!   servers on one PostgreSQL, and the facade for async code;
-//! - the facade: [`Custodian`], [`reveal`], [`rotation`], [`Error`].
+//! - [`mask`] and [`rbac`]: masking of shown values (`j***@example.com`) and role-based access
+//!   control with field views, compiled from TOML or JSON policies;
+//! - the facade: [`Custodian`], [`Error`], [`RecordFields`], [`rotation`], [`reveal`];
+//! - [`asynchronous`] (feature `tokio`): the facade for async code; [`postgres`] (feature
+//!   `postgres`): the stores several app servers share.
 //!
 //! # Without the facade
 //!

@@ -54,8 +54,9 @@ pub struct StoredFactor {
     pub generation: u64,
 }
 
-/// Factors and recovery codes of every user, in a [`FactorStore`], with seeds sealed under `kek`
-/// and factor states authenticated with `state_key`.
+/// Factors and recovery codes of every user, in a [`FactorStore`], with seeds sealed (under a KEK
+/// given to [`MfaService::new`], or in a key ring when the facade's `Custodian::mfa` built it) and
+/// factor states authenticated with a state key.
 ///
 /// Cheap to clone (a few `Arc`s); share one per application. Every method is one or a few store
 /// round trips; none holds a lock of its own, so verifications of different users run in parallel.
