@@ -82,6 +82,15 @@ impl Shop {
     }
 }
 
+/// The shop policy the examples ship.
+fn shop_policy() -> Policy {
+    Policy::from_path(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/policies/shop.toml"
+    ))
+    .unwrap()
+}
+
 /// Enrolls and confirms `user`'s phone; returns the authenticator app's copy of the key.
 fn enroll(shop: &Shop, mfa: &MfaService, user: &str) -> TotpKey {
     let verifier = Verifier::default();
@@ -380,11 +389,7 @@ fn a_denied_reveal_is_denied_or_asks_for_a_code() {
 
     let shop = Shop::new();
     let custodian = shop.start();
-    let policy = Policy::from_path(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/policies/shop.toml"
-    ))
-    .unwrap();
+    let policy = shop_policy();
     let ctx = EncryptionContext::for_field("cards", "card-9", "number").unwrap();
     let number = custodian
         .encrypt("cus_42", &ctx, b"4242 4242 4242 4242")
@@ -726,11 +731,7 @@ fn reveal_shows_sealed_strings_and_encrypted_bytes_alike() {
 
     let shop = Shop::new();
     let custodian = shop.start();
-    let policy = Policy::from_path(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/policies/shop.toml"
-    ))
-    .unwrap();
+    let policy = shop_policy();
     let jane = custodian.record("customers", "42", "cus_42");
     let email = jane.seal("email", "jane.doe@example.com").unwrap();
     let name = custodian
