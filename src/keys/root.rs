@@ -94,6 +94,19 @@ impl LocalRootKey {
         Ok(Self::with_source(&key, format!("file `{shown}`")))
     }
 
+    /// Reads the key file at `path` as [`from_file`](Self::from_file) does, or, when there is no
+    /// file there, creates one as [`generate_key_file`] does: the first start of a single-server
+    /// deployment or a demo. Only a missing file leads to a new key; a file that cannot be read
+    /// or parsed is an error, never replaced. Several servers sharing one store need one key:
+    /// provision the file (or use [`from_env`](Self::from_env)) instead of racing to create it.
+    pub fn from_file_or_generate(path: impl AsRef<Path>) -> Result<Self, KeyError> {
+        let path = path.as_ref();
+        match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => generate_key_file(path),
+            _ => Self::from_file(path),
+        }
+    }
+
     /// Where the key came from, for diagnostics (`env `X``, `file `/etc/...``, `memory`).
     pub fn source(&self) -> &str {
         &self.source
@@ -255,6 +268,31 @@ mod tests {
         assert!(root.unwrap(b"ring a v1", &flipped).is_err());
         assert!(root.unwrap(b"ring a v1", &blob[..60]).is_err());
         assert!(root.unwrap(b"ring a v1", &[]).is_err());
+    }
+
+    #[test]
+    fn from_file_or_generate_creates_once_then_reads_and_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("root.key");
+        let first = LocalRootKey::from_file_or_generate(&path).unwrap();
+        let blob = first
+            .wrap(b"ring a v1", &SecretKey::from_bytes([7; 32]))
+            .unwrap();
+        let again = LocalRootKey::from_file_or_generate(&path).unwrap();
+        assert_eq!(
+            again.unwrap(b"ring a v1", &blob).unwrap().expose_secret(),
+            &[7; 32]
+        );
+
+        let broken = dir.path().join("broken.key");
+        std::fs::write(&broken, "not a key\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        assert!(LocalRootKey::from_file_or_generate(&broken).is_err());
+        assert_eq!(std::fs::read_to_string(&broken).unwrap(), "not a key\n");
     }
 
     #[test]
