@@ -13,12 +13,17 @@
 //! values already current are skipped. A value that cannot be rewrapped is left as it is and
 //! reported; it does not stop the run. Values of erased customers are counted apart: they have
 //! nothing left to protect.
+//!
+//! Values the application already holds in memory (a page of rows it loaded as structs, a cache)
+//! are brought up to date where they are with [`Custodian::rewrap_in_place`] and
+//! [`Custodian::reindex_in_place`], which say which of them changed, to be written back.
 
 use crate::Error;
 use crate::envelope::EncryptionContext;
 use crate::facade::Custodian;
 use crate::record::{BlindIndex, Encrypted, IndexToken};
 use serde::Serialize;
+use std::borrow::Borrow;
 
 /// One stored ciphertext, as the application read it: `key` says where it goes back (a row id and
 /// a column, say).
@@ -84,6 +89,61 @@ pub struct RunOutcome<K, P> {
     pub failures: Vec<(K, Error)>,
 }
 
+/// What [`Custodian::rewrap_in_place`] or [`Custodian::reindex_in_place`] did to the values it
+/// was given, each named by its position in the order given. Serializes as counts, the way
+/// [`RunProgress`] does (`seen`, `changed`, `current`, `erased`, `failed`), to log.
+#[derive(Debug)]
+pub struct InPlaceOutcome {
+    /// Values looked at.
+    pub seen: u64,
+    /// The positions of the values that changed in place: write these back.
+    pub changed: Vec<usize>,
+    /// Values already current.
+    pub current: u64,
+    /// Values of erased customers, left as they are.
+    pub erased: u64,
+    /// Values that could not be brought up to date, left as they are: their positions and why.
+    pub failures: Vec<(usize, Error)>,
+}
+
+impl Serialize for InPlaceOutcome {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut counts = serializer.serialize_struct("InPlaceOutcome", 5)?;
+        counts.serialize_field("seen", &self.seen)?;
+        counts.serialize_field("changed", &self.changed.len())?;
+        counts.serialize_field("current", &self.current)?;
+        counts.serialize_field("erased", &self.erased)?;
+        counts.serialize_field("failed", &self.failures.len())?;
+        counts.end()
+    }
+}
+
+impl InPlaceOutcome {
+    fn new() -> Self {
+        Self {
+            seen: 0,
+            changed: Vec::new(),
+            current: 0,
+            erased: 0,
+            failures: Vec::new(),
+        }
+    }
+
+    fn count<W>(&mut self, position: usize, step: Result<Step<W>, Error>, write: impl FnOnce(W)) {
+        self.seen += 1;
+        match step {
+            Ok(Step::Write(new)) => {
+                write(new);
+                self.changed.push(position);
+            }
+            Ok(Step::Current) => self.current += 1,
+            Ok(Step::Erased) => self.erased += 1,
+            Err(e) => self.failures.push((position, e)),
+        }
+    }
+}
+
 /// What one value needs.
 enum Step<W> {
     Write(W),
@@ -125,12 +185,7 @@ impl Custodian {
         run_pages(
             resume,
             next_page,
-            |value: &StoredValue<K>| match self.rewrap(&value.context, &value.ciphertext) {
-                Ok(Some(new)) => Ok(Step::Write(new)),
-                Ok(None) => Ok(Step::Current),
-                Err(e) if e.is_subject_erased() => Ok(Step::Erased),
-                Err(e) => Err(e),
-            },
+            |value: &StoredValue<K>| self.rewrap_step(&value.context, &value.ciphertext),
             |changes: Vec<(StoredValue<K>, Vec<u8>)>| {
                 write_page(
                     changes
@@ -166,17 +221,7 @@ impl Custodian {
             resume,
             next_page,
             |value: &IndexedValue<K>| {
-                if index.is_current(&value.token) {
-                    return Ok(Step::Current);
-                }
-                match self.open(&value.value, &value.context) {
-                    Ok(plaintext) => {
-                        let plaintext = zeroize::Zeroizing::new(plaintext);
-                        Ok(Step::Write(index.token(&plaintext)?))
-                    }
-                    Err(e) if e.is_subject_erased() => Ok(Step::Erased),
-                    Err(e) => Err(e),
-                }
+                self.reindex_step(index, &value.context, &value.value, &value.token)
             },
             |changes: Vec<(IndexedValue<K>, IndexToken)>| {
                 write_page(
@@ -189,6 +234,97 @@ impl Custodian {
             |value| value.key,
             progress,
         )
+    }
+
+    /// Rewraps, where they are, the values the application holds in memory (each with the context
+    /// it was sealed with), to the data ring's current version. Values already current, values of
+    /// erased customers and values that fail are left as they are; the outcome says which changed.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), custodian::Error> {
+    /// # use custodian::{Custodian, EncryptionContext, keys::{LocalRootKey, MemoryKeyStore}};
+    /// # use std::collections::HashMap;
+    /// # let custodian = Custodian::builder().key_store(MemoryKeyStore::new())
+    /// #     .root_key(LocalRootKey::random()?).build()?;
+    /// let mut page = HashMap::new();
+    /// let context = EncryptionContext::for_field("customers", "cus_42", "email")?;
+    /// page.insert(context.clone(), custodian.seal("cus_42", &context, "jane@example.com")?);
+    ///
+    /// custodian.rotate()?;
+    /// let outcome = custodian.rewrap_in_place(page.iter_mut());
+    /// assert_eq!(outcome.changed.len(), 1); // write it back
+    /// assert_eq!(custodian.open(&page[&context], &context)?, "jane@example.com");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn rewrap_in_place<'v, T: 'v, C: Borrow<EncryptionContext>>(
+        &self,
+        values: impl IntoIterator<Item = (C, &'v mut Encrypted<T>)>,
+    ) -> InPlaceOutcome {
+        let mut outcome = InPlaceOutcome::new();
+        for (position, (context, value)) in values.into_iter().enumerate() {
+            let step = self
+                .rewrap_step(context.borrow(), value.as_bytes())
+                .and_then(|step| match step {
+                    Step::Write(new) => Ok(Step::Write(Encrypted::from_ciphertext(new)?)),
+                    Step::Current => Ok(Step::Current),
+                    Step::Erased => Ok(Step::Erased),
+                });
+            outcome.count(position, step, |new| *value = new);
+        }
+        outcome
+    }
+
+    /// Gives, where they are, a new token to each blind-index token the application holds in
+    /// memory that is not under `index`'s current key version, from the sealed value it indexes
+    /// (opened in memory, wiped after). Like [`Custodian::rewrap_in_place`], the outcome says which
+    /// tokens changed.
+    pub fn reindex_in_place<'v, C: Borrow<EncryptionContext>>(
+        &self,
+        index: &BlindIndex,
+        values: impl IntoIterator<Item = (C, &'v Encrypted<String>, &'v mut IndexToken)>,
+    ) -> InPlaceOutcome {
+        let mut outcome = InPlaceOutcome::new();
+        for (position, (context, value, token)) in values.into_iter().enumerate() {
+            let step = self.reindex_step(index, context.borrow(), value, token);
+            outcome.count(position, step, |new| *token = new);
+        }
+        outcome
+    }
+
+    /// What rewrapping `ciphertext` needs: the new ciphertext, nothing, or nothing ever (erased).
+    fn rewrap_step(
+        &self,
+        context: &EncryptionContext,
+        ciphertext: &[u8],
+    ) -> Result<Step<Vec<u8>>, Error> {
+        match self.rewrap(context, ciphertext) {
+            Ok(Some(new)) => Ok(Step::Write(new)),
+            Ok(None) => Ok(Step::Current),
+            Err(e) if e.is_subject_erased() => Ok(Step::Erased),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What re-indexing `value`, now indexed by `token`, needs.
+    fn reindex_step(
+        &self,
+        index: &BlindIndex,
+        context: &EncryptionContext,
+        value: &Encrypted<String>,
+        token: &IndexToken,
+    ) -> Result<Step<IndexToken>, Error> {
+        if index.is_current(token) {
+            return Ok(Step::Current);
+        }
+        match self.open(value, context) {
+            Ok(plaintext) => {
+                let plaintext = zeroize::Zeroizing::new(plaintext);
+                Ok(Step::Write(index.token(&plaintext)?))
+            }
+            Err(e) if e.is_subject_erased() => Ok(Step::Erased),
+            Err(e) => Err(e),
+        }
     }
 }
 
