@@ -44,8 +44,10 @@ use crate::mfa::{
     Factor, FactorStore, MfaError, MfaService, Phase, RecoveryCodeSet, StepUp, StoredFactor,
     TotpKey, Verifier,
 };
+use crate::rbac::Policy;
 use crate::record::encrypted::{from_plaintext, to_plaintext};
 use crate::record::{BlindIndex, Encrypted, Normalizer};
+use crate::reveal::{Authorized, OwnedRevealRequest, RevealRequest, Revealed, SealedRecord};
 use crate::secret::SecretBytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -286,6 +288,31 @@ impl AsyncCustodian {
         }
         let (context, ciphertext) = (context.clone(), ciphertext.to_vec());
         self.blocking(move |c| c.rewrap(&context, &ciphertext))
+            .await
+    }
+
+    /// [`Custodian::reveal`], on the blocking pool (it appends to the audit log). The request and
+    /// the record are copied for the blocking task.
+    pub async fn reveal(
+        &self,
+        policy: &Arc<Policy>,
+        request: &RevealRequest<'_>,
+        record: &SealedRecord<'_>,
+    ) -> Result<Revealed, Error> {
+        let (policy, request) = (Arc::clone(policy), OwnedRevealRequest::new(request));
+        let record = record.clone().into_owned();
+        self.blocking(move |c| c.reveal(&policy, &request.request(), &record))
+            .await
+    }
+
+    /// [`Custodian::authorize`], on the blocking pool (it appends to the audit log).
+    pub async fn authorize(
+        &self,
+        policy: &Arc<Policy>,
+        request: &RevealRequest<'_>,
+    ) -> Result<Authorized, Error> {
+        let (policy, request) = (Arc::clone(policy), OwnedRevealRequest::new(request));
+        self.blocking(move |c| c.authorize(&policy, &request.request()))
             .await
     }
 

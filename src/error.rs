@@ -61,6 +61,10 @@ pub enum Error {
     /// why).
     #[error("invalid sealed record: {0}")]
     InvalidRecord(String),
+    /// A deployment setting the facade cannot use, for example a store location this build has no
+    /// store for (the message says which setting and what would fix it).
+    #[error("configuration: {0}")]
+    Configuration(String),
 }
 
 impl From<EnvelopeError> for Error {
@@ -84,6 +88,7 @@ impl Error {
             Error::Denied(_) => ErrorKind::Denied,
             Error::Audit(e) => audit_kind(e),
             Error::InvalidRecord(_) => ErrorKind::InvalidInput,
+            Error::Configuration(_) => ErrorKind::Configuration,
         }
     }
 

@@ -17,13 +17,13 @@ use crate::keys::{
     RotationPolicy,
 };
 use crate::mfa::{FactorStore, MfaService};
-use crate::rbac::{Policy, RequestContext, Visibility};
+use crate::rbac::{self, Policy, RequestContext, Visibility};
 use crate::record::encrypted::{from_plaintext, to_plaintext};
 use crate::record::{
     BlindIndex, DEFAULT_TOKEN_LEN, Encrypted, IndexKey, IndexKeySource, IndexScope, Normalizer,
     RecordError,
 };
-use crate::reveal::{Denied, RevealRequest, Revealed, RevealedField, SealedRecord};
+use crate::reveal::{Authorized, Denied, RevealRequest, Revealed, RevealedField, SealedRecord};
 use crate::secret::SecretBytes;
 use core::fmt;
 use serde::Serialize;
@@ -407,40 +407,23 @@ impl Custodian {
         let now = self.now();
         let principal = request.principal;
         let resource = request.resource;
-        let mut context = RequestContext::at(now);
-        if let Some(step_up) = request.step_up {
-            context = context.with_step_up(principal, step_up);
-        }
-        if let Some(justification) = &request.justification {
-            context = context.with_justification(justification.clone());
-        }
+        let context = request_context(request, now);
         let decision = policy.check(principal, request.action, resource, &context);
-        let policy_digest = Hash::from_hex(policy.digest()).ok_or_else(|| AuditError::Store {
-            message: format!("the policy digest `{}` is not SHA-256 hex", policy.digest()),
-            source: None,
-        })?;
+        let policy_digest = policy_digest(policy)?;
         let audit_resource = format!("{}/{}", record.table(), resource.id());
         let decision_event = |verdict| {
-            AuditEvent::new(
+            decision_event(
                 now,
                 principal.id(),
-                Action::AccessDecision {
-                    decision: verdict,
-                    rule: decision.reason().rule().map(str::to_owned),
-                    policy_digest,
-                },
-                audit_resource.as_str(),
+                &decision,
+                verdict,
+                policy_digest,
+                &audit_resource,
             )
         };
 
         if !decision.is_allowed() {
-            let entry = self
-                .audit
-                .append(decision_event(Decision::Deny).with_outcome(Outcome::Denied))?;
-            return Err(Error::Denied(Box::new(Denied {
-                decision: decision.into_owned(),
-                audit_entry: entry.index,
-            })));
+            return Err(self.record_denial(decision, decision_event(Decision::Deny)));
         }
 
         // Which fields to open: only those the view shows. A hidden field's bytes are not read.
@@ -535,6 +518,89 @@ impl Custodian {
             fields,
             audit_entries,
         })
+    }
+
+    /// Checks `request` against `policy` at the facade's clock, with the request's step-up and
+    /// justification, and records the decision in the audit log (an `access_decision` entry for
+    /// resource `type/id`, as [`Custodian::reveal`] records one): for sensitive actions that open
+    /// no field, such as deleting a customer or issuing a refund. A denial is recorded, then
+    /// returned as [`Error::Denied`] (whose [`kind`](Error::kind) says when a fresh step-up would
+    /// lift it); an allowed decision is returned after its entry is written, so an action the log
+    /// does not show is never allowed.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use custodian::{Custodian, ErrorKind, RevealRequest, keys::{LocalRootKey, MemoryKeyStore}};
+    /// # use custodian::rbac::{Policy, Principal, Resource};
+    /// # let custodian = Custodian::builder().key_store(MemoryKeyStore::new())
+    /// #     .root_key(LocalRootKey::random()?).build()?;
+    /// let policy = Policy::from_toml(r#"
+    ///     version = 1
+    ///     [resource_types.customer]
+    ///     actions = ["delete"]
+    ///     [roles.admin]
+    ///     [roles.support]
+    ///     [[rules]]
+    ///     name = "admins-delete-customers"
+    ///     effect = "allow"
+    ///     roles = ["admin"]
+    ///     permissions = ["customer:delete"]
+    /// "#, "shop.toml")?;
+    /// let customer = Resource::new("customer", "cus_42", "store-3");
+    /// let admin = Principal::new("emp-1", "store-3").with_role("admin");
+    /// let agent = Principal::new("emp-17", "store-3").with_role("support");
+    ///
+    /// let before = custodian.audit().tree_size()?;
+    /// custodian.authorize(&policy, &RevealRequest::new(&admin, "delete", &customer))?;
+    /// let refused = custodian.authorize(&policy, &RevealRequest::new(&agent, "delete", &customer));
+    /// assert_eq!(refused.unwrap_err().kind(), ErrorKind::Denied);
+    /// assert_eq!(custodian.audit().tree_size()?, before + 2); // both decisions are in the log
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn authorize(
+        &self,
+        policy: &Policy,
+        request: &RevealRequest<'_>,
+    ) -> Result<Authorized, Error> {
+        let now = self.now();
+        let resource = request.resource;
+        let context = request_context(request, now);
+        let decision = policy.check(request.principal, request.action, resource, &context);
+        let audit_resource = format!("{}/{}", resource.type_name(), resource.id());
+        let policy_digest = policy_digest(policy)?;
+        let principal = request.principal.id();
+        let event = |verdict| {
+            decision_event(
+                now,
+                principal,
+                &decision,
+                verdict,
+                policy_digest,
+                &audit_resource,
+            )
+        };
+        if !decision.is_allowed() {
+            let event = event(Decision::Deny);
+            return Err(self.record_denial(decision, event));
+        }
+        let entry = self.audit.append(event(Decision::Allow))?;
+        Ok(Authorized {
+            decision: decision.into_owned(),
+            audit_entry: entry.index,
+        })
+    }
+
+    /// Records a denied decision (`event`) and makes the error that returns it; an entry that
+    /// cannot be written is the error instead.
+    fn record_denial(&self, decision: rbac::Decision<'_>, event: AuditEvent) -> Error {
+        match self.audit.append(event.with_outcome(Outcome::Denied)) {
+            Ok(entry) => Error::Denied(Box::new(Denied {
+                decision: decision.into_owned(),
+                audit_entry: entry.index,
+            })),
+            Err(e) => e.into(),
+        }
     }
 
     // ---- MFA ----
@@ -834,6 +900,49 @@ impl Custodian {
 struct IndexRing {
     watch: RingWatch,
     info: Vec<u8>,
+}
+
+/// The RBAC context of `request` at `now`: its step-up and justification.
+fn request_context(request: &RevealRequest<'_>, now: u64) -> RequestContext {
+    let mut context = RequestContext::at(now);
+    if let Some(step_up) = request.step_up {
+        context = context.with_step_up(request.principal, step_up);
+    }
+    if let Some(justification) = &request.justification {
+        context = context.with_justification(justification.clone());
+    }
+    context
+}
+
+/// The policy's digest as the audit log records it.
+fn policy_digest(policy: &Policy) -> Result<Hash, Error> {
+    Hash::from_hex(policy.digest()).ok_or_else(|| {
+        Error::from(AuditError::Store {
+            message: format!("the policy digest `{}` is not SHA-256 hex", policy.digest()),
+            source: None,
+        })
+    })
+}
+
+/// The `access_decision` entry of `decision` for `resource` (as the log names it).
+fn decision_event(
+    now: u64,
+    principal: &str,
+    decision: &rbac::Decision<'_>,
+    verdict: Decision,
+    policy_digest: Hash,
+    resource: &str,
+) -> AuditEvent {
+    AuditEvent::new(
+        now,
+        principal,
+        Action::AccessDecision {
+            decision: verdict,
+            rule: decision.reason().rule().map(str::to_owned),
+            policy_digest,
+        },
+        resource,
+    )
 }
 
 impl IndexKeySource for IndexRing {

@@ -56,7 +56,8 @@
 //! - [`mfa`]: TOTP with enrollment, replay protection, lockout, recovery codes and step-up;
 //! - [`mask`] and [`rbac`]: masking of shown values (`j***@example.com`) and role-based access
 //!   control with field views, compiled from TOML or JSON policies;
-//! - the facade: [`Custodian`], [`Error`], [`RecordFields`], [`rotation`], [`reveal`];
+//! - the facade: [`Custodian`], [`Error`], [`RecordFields`], [`rotation`], [`reveal`], and
+//!   [`stores`], which opens the key and MFA stores from one location (a directory or a URL);
 //! - [`asynchronous`] (feature `tokio`): the facade for async code; [`postgres`] (feature
 //!   `postgres`): the stores several app servers share.
 //!
@@ -119,6 +120,7 @@ pub mod rotation;
 pub mod secret;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+pub mod stores;
 
 pub use envelope::{EncryptionContext, EnvelopeError, Header, Kek, KeyId, StaticKek};
 pub use error::{Error, ErrorKind};
@@ -127,8 +129,11 @@ pub use facade::{
     SystemClock,
 };
 pub use fields::RecordFields;
-pub use reveal::{Denied, RevealRequest, Revealed, RevealedField, SealedField, SealedRecord};
+pub use reveal::{
+    Authorized, Denied, RevealRequest, Revealed, RevealedField, SealedField, SealedRecord,
+};
 pub use secret::{SecretBytes, SecretKey};
+pub use stores::Stores;
 
 /// The README's examples, compiled and run as doc tests (they use the SQLite, PostgreSQL and async
 /// parts, so they need those features: the README's test command turns all features on).

@@ -61,11 +61,12 @@ impl<'a> RevealRequest<'a> {
         }
     }
 
-    /// The principal's last MFA verification. A step-up of another user is ignored (fail closed);
-    /// whether it is recent enough is the policy's `mfa_within`, against the facade's clock.
+    /// The principal's last MFA verification, if any (`&StepUp` or `Option<&StepUp>`). A step-up
+    /// of another user is ignored (fail closed); whether it is recent enough is the policy's
+    /// `mfa_within`, against the facade's clock.
     #[must_use]
-    pub fn with_step_up(mut self, step_up: &'a StepUp) -> Self {
-        self.step_up = Some(step_up);
+    pub fn with_step_up(mut self, step_up: impl Into<Option<&'a StepUp>>) -> Self {
+        self.step_up = step_up.into();
         self
     }
 
@@ -74,6 +75,39 @@ impl<'a> RevealRequest<'a> {
     pub fn with_justification(mut self, justification: Justification) -> Self {
         self.justification = Some(justification);
         self
+    }
+}
+
+/// A [`RevealRequest`] that owns its parts, to move to another thread (the async facade).
+#[cfg(feature = "tokio")]
+pub(crate) struct OwnedRevealRequest {
+    principal: Principal,
+    action: String,
+    resource: Resource,
+    step_up: Option<StepUp>,
+    justification: Option<Justification>,
+}
+
+#[cfg(feature = "tokio")]
+impl OwnedRevealRequest {
+    pub(crate) fn new(request: &RevealRequest<'_>) -> Self {
+        Self {
+            principal: request.principal.clone(),
+            action: request.action.to_owned(),
+            resource: request.resource.clone(),
+            step_up: request.step_up.cloned(),
+            justification: request.justification.clone(),
+        }
+    }
+
+    pub(crate) fn request(&self) -> RevealRequest<'_> {
+        RevealRequest {
+            principal: &self.principal,
+            action: &self.action,
+            resource: &self.resource,
+            step_up: self.step_up.as_ref(),
+            justification: self.justification.clone(),
+        }
     }
 }
 
@@ -295,6 +329,26 @@ impl fmt::Debug for RevealedField {
 
 fn serialize_exposed<S: Serializer>(value: &Zeroizing<String>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(value)
+}
+
+/// An action [`Custodian::authorize`](crate::Custodian::authorize) allowed, after recording the
+/// decision (entry [`audit_entry`](Authorized::audit_entry)).
+#[derive(Debug, Clone)]
+pub struct Authorized {
+    pub(crate) decision: OwnedDecision,
+    pub(crate) audit_entry: u64,
+}
+
+impl Authorized {
+    /// The allowing decision: its rule and field view.
+    pub fn decision(&self) -> &OwnedDecision {
+        &self.decision
+    }
+
+    /// The index of the `access_decision` entry that records it.
+    pub fn audit_entry(&self) -> u64 {
+        self.audit_entry
+    }
 }
 
 /// A reveal the policy denied. The denial is in the audit log (entry
