@@ -31,15 +31,14 @@
 //!
 //! | feature | lines of this file | glue |
 //! |---|---|---|
-//! | setup: imports, stores (SQLite or PostgreSQL), facade, MFA, index, policy | 49-56, 64, 79-82, 373-396, 398-401, 416-418 | 44 |
-//! | encrypted fields (`Encrypted<String>`) + e-mail blind index | 72-73, 158, 165-170, 176, 186 | 11 |
-//! | RBAC field views (`reveal`, audited), the delete check | 227-229, 234-236, 240-242, 343-348 | 15 |
-//! | TOTP enrollment, login, step-up into `reveal` | 84, 233, 237-239, 253-256, 267-268, 280-282, 403 | 15 |
-//! | rotation: rotate, `rewrap_all`, `reindex_all` | 293-332 | 40 |
-//! | erasure with receipt | 349, 351-352 | 3 |
-//! | error mapping: `ErrorKind::http_status`, `Error::public_message` | 121-131 | 11 |
-//! | **total** | | **139** |
-//! | total without the PostgreSQL option (380-389, 10) and the custodian imports (8) | | 121 |
+//! | setup: imports, stores (SQLite or PostgreSQL by one location), root key, facade, MFA, index, policy | 48-54, 62, 75-78, 335-345, 359-361 | 26 |
+//! | encrypted fields (`Encrypted<String>`) + e-mail blind index | 68-69, 154, 163-165, 167, 173, 183, 187-188 | 11 |
+//! | RBAC field views (`reveal`, audited), the audited delete check (`authorize`) | 220-225, 230-233, 306-308 | 13 |
+//! | TOTP enrollment, login, step-up into `reveal` | 80, 229, 244-246, 258-259, 271-273 | 10 |
+//! | rotation: rotate, `rewrap_in_place`, `reindex_in_place` | 284-294 | 11 |
+//! | erasure with receipt | 309, 311-313 | 4 |
+//! | error mapping: `ErrorKind::http_status`, `Error::public_message` | 117-127 | 11 |
+//! | **total** | | **86** |
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -48,14 +47,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use custodian::asynchronous::{AsyncCustodian, AsyncMfa};
 use custodian::audit::ErasureReceipt;
-use custodian::keys::{KeyStore, LocalRootKey, SqliteKeyStore, generate_key_file};
-use custodian::mfa::{FactorStore, SqliteFactorStore, StepUp, TotpKey, Verifier};
-use custodian::rbac::{Policy, Principal, RequestContext, Resource};
+use custodian::keys::LocalRootKey;
+use custodian::mfa::{StepUp, TotpKey, Verifier};
+use custodian::rbac::{Policy, Principal, Resource};
 use custodian::record::{BlindIndex, Encrypted, IndexToken, Normalizer};
-use custodian::rotation::{IndexedValue, Rewritten, StoredValue};
-use custodian::{Custodian, EncryptionContext, RevealRequest, Revealed, SealedRecord};
+use custodian::{Custodian, EncryptionContext, RevealRequest, Revealed, SealedRecord, Stores};
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path as FsPath;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -63,14 +61,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 const SHOP: &str = "store-3";
 const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/policies/shop.toml");
 
-/// Where a value is stored: table, record id, field.
-type Cell = (&'static str, String, &'static str);
-
-/// The application's tables: sealed values by cell, and the e-mail index by customer id.
+/// The application's tables: sealed values by where they are stored (their context: table,
+/// record id, field), and the e-mail index tokens by the context of the e-mail they index.
 #[derive(Default)]
 pub(crate) struct Tables {
-    pub(crate) values: BTreeMap<Cell, Encrypted<String>>,
-    pub(crate) email_tokens: BTreeMap<String, IndexToken>,
+    pub(crate) values: HashMap<EncryptionContext, Encrypted<String>>,
+    pub(crate) email_tokens: HashMap<EncryptionContext, IndexToken>,
 }
 
 /// What the handlers share.
@@ -166,14 +162,15 @@ async fn sign_up(State(shop): State<Shop>, Json(form): Json<SignUp>) -> Answer<S
     for (table, field, value) in fields {
         let context = EncryptionContext::for_field(table, form.id.as_str(), field)?;
         let value = shop.custodian.seal(&form.id, &context, value.as_str());
-        sealed.push(((table, form.id.clone(), field), value.await?));
+        sealed.push((context.clone(), value.await?));
     }
+    let email = EncryptionContext::for_field("customers", form.id.as_str(), "email")?;
     let mut tables = lock(&shop.tables);
-    if tables.email_tokens.contains_key(&form.id) {
+    if tables.email_tokens.contains_key(&email) {
         return Err(failure(StatusCode::CONFLICT, "customer exists"));
     }
     tables.values.extend(sealed);
-    tables.email_tokens.insert(form.id, token);
+    tables.email_tokens.insert(email, token);
     Ok(StatusCode::CREATED)
 }
 
@@ -188,7 +185,7 @@ async fn find_by_email(
         .email_tokens
         .iter()
         .find(|(_, token)| tokens.contains(token))
-        .map(|(id, _)| id.clone());
+        .and_then(|(email, _)| email.get("record").map(str::to_owned));
     let id = found.ok_or_else(|| failure(StatusCode::NOT_FOUND, "no such customer"))?;
     reveal(shop, &headers, "customer", "customers", id).await
 }
@@ -215,30 +212,24 @@ async fn show_card(
 async fn reveal(
     shop: Shop,
     headers: &HeaderMap,
-    kind: &'static str,
-    table: &'static str,
+    kind: &str,
+    table: &str,
     id: String,
 ) -> Answer<Json<Revealed>> {
     let principal = staff(headers)?;
-    let record = lock(&shop.tables)
-        .values
-        .iter()
-        .filter(|((t, record, _), _)| *t == table && *record == id)
-        .fold(SealedRecord::new(table), |r, ((_, _, field), value)| {
-            r.field(*field, value.clone())
-        });
+    let mut record = SealedRecord::new(table);
+    for (context, value) in lock(&shop.tables).values.iter() {
+        if context.get("table") == Some(table) && context.get("record") == Some(id.as_str()) {
+            record = record.field(context.get("field").unwrap_or_default(), value.clone());
+        }
+    }
     if record.field_names().next().is_none() {
         return Err(failure(StatusCode::NOT_FOUND, "no such record"));
     }
     let step_up = lock(&shop.step_ups).get(principal.id()).cloned();
-    let revealed = shop.custodian.blocking(move |c| {
-        let resource = Resource::new(kind, &id, SHOP);
-        let mut request = RevealRequest::new(&principal, "view", &resource);
-        if let Some(step_up) = &step_up {
-            request = request.with_step_up(step_up);
-        }
-        c.reveal(&shop.policy, &request, &record)
-    });
+    let resource = Resource::new(kind, &id, SHOP);
+    let request = RevealRequest::new(&principal, "view", &resource).with_step_up(step_up.as_ref());
+    let revealed = shop.custodian.reveal(&shop.policy, &request, &record);
     Ok(Json(revealed.await?))
 }
 
@@ -284,8 +275,8 @@ async fn login(
 }
 
 /// Rotates the data and index keys, then brings every stored value and e-mail token up to date
-/// (admins only). On the blocking pool with the table locked, as one page: a real service walks its
-/// table page by page and keeps the position to resume from.
+/// in place (admins only), on the blocking pool with the tables locked. A real service walks its
+/// table page by page with `rewrap_all` and `reindex_all`, keeping the position to resume from.
 async fn rotate(State(shop): State<Shop>, headers: HeaderMap) -> Answer<Json<serde_json::Value>> {
     if !staff(&headers)?.roles().iter().any(|role| role == "admin") {
         return Err(failure(StatusCode::FORBIDDEN, "admins only"));
@@ -293,62 +284,32 @@ async fn rotate(State(shop): State<Shop>, headers: HeaderMap) -> Answer<Json<ser
     let rotated = shop.custodian.blocking(move |c| {
         c.rotate()?;
         c.rotate_index_keys()?;
-        let mut guard = lock(&shop.tables);
-        let tables = &mut *guard;
-        let (mut stored, mut indexed) = (Vec::new(), Vec::new());
-        for ((table, id, field), value) in &tables.values {
-            let context = EncryptionContext::for_field(*table, id.as_str(), *field)?;
-            if let Some(token) = tables.email_tokens.get(id).filter(|_| *field == "email") {
-                indexed.push(IndexedValue {
-                    key: id.clone(),
-                    token: token.clone(),
-                    context: context.clone(),
-                    value: value.clone(),
-                });
-            }
-            stored.push(StoredValue {
-                key: (*table, id.clone(), *field),
-                context,
-                ciphertext: value.as_bytes().to_vec(),
-            });
-        }
-        let mut stored = Some((stored, ()));
-        let write = |changes: Vec<Rewritten<Cell>>| {
-            for Rewritten { key, new, .. } in changes {
-                tables.values.insert(key, Encrypted::from_ciphertext(new)?);
-            }
-            Ok::<_, custodian::Error>(())
-        };
-        let rewrapped = c.rewrap_all(None, |_| Ok(stored.take()), write, |_| {})?;
-        let (mut indexed, index) = (Some((indexed, ())), &shop.email_index);
-        let write = |tokens| {
-            tables.email_tokens.extend(tokens);
-            Ok::<_, custodian::Error>(())
-        };
-        let reindexed = c.reindex_all(index, None, |_| Ok(indexed.take()), write, |_| {})?;
-        let (rewrapped, reindexed) = (rewrapped.progress, reindexed.progress.changed);
+        let tables = &mut *lock(&shop.tables);
+        let rewrapped = c.rewrap_in_place(tables.values.iter_mut());
+        let (values, emails) = (&tables.values, tables.email_tokens.iter_mut());
+        let emails = emails.filter_map(|(email, token)| Some((email, values.get(email)?, token)));
+        let reindexed = c.reindex_in_place(&shop.email_index, emails);
         Ok(serde_json::json!({ "rewrapped": rewrapped, "reindexed": reindexed }))
     });
     Ok(Json(rotated.await?))
 }
 
-/// Crypto-shreds a customer (admins only): every copy of their ciphertexts becomes unreadable.
-/// Answers the erasure receipt, which anyone can check against the published verifier key.
+/// Crypto-shreds a customer (admins only, as the policy says; the decision is audited): every
+/// copy of their ciphertexts becomes unreadable. Answers the erasure receipt, which anyone can
+/// check against the published verifier key.
 async fn erase(
     State(shop): State<Shop>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Answer<Json<ErasureReceipt>> {
     let principal = staff(&headers)?;
-    let context = RequestContext::at(shop.custodian.sync().now());
     let resource = Resource::new("customer", &id, SHOP);
-    let decision = shop.policy.check(&principal, "delete", &resource, &context);
-    if !decision.is_allowed() {
-        return Err(failure(StatusCode::FORBIDDEN, "forbidden"));
-    }
+    let request = RevealRequest::new(&principal, "delete", &resource);
+    shop.custodian.authorize(&shop.policy, &request).await?;
     let erasure = shop.custodian.erase_subject_by(&id, principal.id()).await?;
     // The token would still link the row to the address: it goes with the data.
-    lock(&shop.tables).email_tokens.remove(&id);
+    let email = EncryptionContext::for_field("customers", id.as_str(), "email")?;
+    lock(&shop.tables).email_tokens.remove(&email);
     Ok(Json(shop.custodian.erasure_receipt(&erasure).await?))
 }
 
@@ -367,36 +328,19 @@ pub fn app(shop: Shop) -> Router {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Builds the shared state: keys and MFA factors in PostgreSQL at `url` or else in SQLite in
-/// `dir`, the root key from `root_key_file` (created on first run, mode 0600), the shop policy.
-/// Opening a database does I/O (and migrates a new one): call it on the blocking pool.
-pub fn open(dir: &FsPath, root_key_file: &FsPath, url: Option<&str>) -> Result<Shop, BoxError> {
-    let root = if root_key_file.exists() {
-        LocalRootKey::from_file(root_key_file)?
-    } else {
-        generate_key_file(root_key_file)?
-    };
-    let (keys, factors): (Arc<dyn KeyStore>, Arc<dyn FactorStore>) = match url {
-        #[cfg(feature = "postgres")]
-        Some(url) => {
-            let pg = custodian::postgres::Postgres::connect(url)?;
-            let keys = Arc::new(custodian::keys::PgKeyStore::open(pg.clone())?);
-            (keys, Arc::new(custodian::mfa::PgFactorStore::open(pg)?))
-        }
-        #[cfg(not(feature = "postgres"))]
-        Some(url) => {
-            return Err(format!("DATABASE_URL `{url}` needs the `postgres` feature").into());
-        }
-        None => (
-            Arc::new(SqliteKeyStore::open(dir.join("keys.db"))?),
-            Arc::new(SqliteFactorStore::open(dir.join("mfa.db"))?),
-        ),
-    };
-    let custodian = Custodian::builder().with_store(keys);
-    let custodian = custodian.root_key(root).build()?;
+/// Builds the shared state: keys and MFA factors at `location` (a PostgreSQL URL, with the
+/// `postgres` feature, or a directory for SQLite), the root key from `root_key_file` (created on
+/// first run, mode 0600), the shop policy. Opening a database does I/O (and migrates a new one):
+/// call it on the blocking pool.
+pub fn open(location: &str, root_key_file: &FsPath) -> Result<Shop, BoxError> {
+    let stores = Stores::open(location)?;
+    let custodian = Custodian::builder().with_store(stores.keys);
+    let custodian = custodian.root_key(LocalRootKey::from_file_or_generate(root_key_file)?);
+    let custodian = custodian.build()?;
+    let mfa = custodian.mfa_with_store(stores.factors)?;
     Ok(Shop {
         email_index: Arc::new(custodian.blind_index("customers.email", Normalizer::Email)?),
-        mfa: AsyncMfa::new(custodian.mfa_with_store(factors)?, Verifier::default()),
+        mfa: AsyncMfa::new(mfa, Verifier::default()),
         custodian: custodian.into(),
         policy: Arc::new(Policy::from_path(POLICY)?),
         tables: Arc::default(),
@@ -412,9 +356,8 @@ pub fn open(dir: &FsPath, root_key_file: &FsPath, url: Option<&str>) -> Result<S
 async fn main() -> Result<(), BoxError> {
     let dir = std::env::temp_dir().join("custodian-axum-shop");
     std::fs::create_dir_all(&dir)?;
-    let url = std::env::var("DATABASE_URL").ok();
-    let shop =
-        tokio::task::spawn_blocking(move || open(&dir, &dir.join("root.key"), url.as_deref()));
+    let location = std::env::var("DATABASE_URL").unwrap_or_else(|_| dir.display().to_string());
+    let shop = tokio::task::spawn_blocking(move || open(&location, &dir.join("root.key")));
     let shop = shop.await??;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://{}", listener.local_addr()?);

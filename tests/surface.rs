@@ -795,3 +795,123 @@ fn public_messages_say_nothing_of_the_server_side() {
     let erased = custodian.decrypt(&ctx, &sealed).unwrap_err();
     assert_eq!(erased.public_message(), erased.to_string());
 }
+
+#[test]
+fn rewrap_in_place_and_reindex_in_place_bring_a_loaded_page_up_to_date() {
+    let shop = Shop::new();
+    let custodian = shop.start();
+    let index = custodian
+        .blind_index("customers.email", Normalizer::Email)
+        .unwrap();
+    let table = customers(&custodian, &index, 6);
+    custodian.erase_subject("cus_2").unwrap();
+    custodian.rotate().unwrap();
+    custodian.rotate_index_keys().unwrap();
+
+    // A page as the application loaded it; row 4 comes back with the wrong context.
+    let mut page: Vec<(EncryptionContext, Encrypted<String>)> = table
+        .rows
+        .iter()
+        .map(|(id, sealed, _)| {
+            let record = if *id == 4 { "5" } else { &id.to_string() };
+            let context = EncryptionContext::for_field("customers", record, "email").unwrap();
+            (context, sealed.clone())
+        })
+        .collect();
+    let before: Vec<Vec<u8>> = page.iter().map(|(_, v)| v.as_bytes().to_vec()).collect();
+
+    let outcome = custodian.rewrap_in_place(page.iter_mut().map(|(c, v)| (&*c, v)));
+    assert_eq!(outcome.changed, [0, 1, 3, 5]);
+    assert_eq!((outcome.seen, outcome.current, outcome.erased), (6, 0, 1));
+    assert_eq!(outcome.failures.len(), 1);
+    assert_eq!(outcome.failures[0].0, 4);
+    assert_eq!(
+        serde_json::to_string(&outcome).unwrap(),
+        r#"{"seen":6,"changed":4,"current":0,"erased":1,"failed":1}"#
+    );
+    for (position, (context, value)) in page.iter().enumerate() {
+        if outcome.changed.contains(&position) {
+            assert!(!custodian.needs_rewrap(value.as_bytes()).unwrap());
+            let email = custodian.open(value, context).unwrap();
+            assert_eq!(email, format!("customer{position}@example.com"));
+        } else {
+            assert_eq!(
+                value.as_bytes(),
+                before[position].as_slice(),
+                "left as it was"
+            );
+        }
+    }
+    let again = custodian.rewrap_in_place(page.iter_mut().map(|(c, v)| (&*c, v)));
+    assert!(again.changed.is_empty());
+    assert_eq!(again.current, 4);
+
+    let mut tokens: Vec<IndexToken> = table.rows.iter().map(|row| row.2.clone()).collect();
+    let rows = page
+        .iter()
+        .zip(tokens.iter_mut())
+        .map(|((c, v), t)| (c, v, t));
+    let outcome = custodian.reindex_in_place(&index, rows);
+    assert_eq!(outcome.changed, [0, 1, 3, 5]);
+    assert_eq!((outcome.erased, outcome.failures.len()), (1, 1));
+    for position in [0, 1, 3, 5] {
+        let email = format!("customer{position}@example.com");
+        assert_eq!(tokens[position], index.token(&email).unwrap());
+        assert!(index.is_current(&tokens[position]));
+    }
+    assert!(
+        !index.is_current(&tokens[2]),
+        "the erased row keeps its old token"
+    );
+}
+
+#[test]
+fn authorize_records_every_decision_and_asks_for_a_code_when_a_step_up_would_lift_a_denial() {
+    use custodian::RevealRequest;
+    use custodian::mfa::{StepUp, StepUpMethod};
+    use custodian::rbac::{Principal, Resource};
+
+    let shop = Shop::new();
+    let custodian = shop.start();
+    let policy = shop_policy();
+    let card = Resource::new("payment_card", "card-9", "store-3").with("customer_id", "cus_42");
+    let size = || custodian.audit().tree_size().unwrap();
+
+    let packer = Principal::new("emp-40", "store-3").with_role("fulfillment");
+    let before = size();
+    let denied = custodian
+        .authorize(&policy, &RevealRequest::new(&packer, "view", &card))
+        .unwrap_err();
+    assert_eq!(denied.kind(), ErrorKind::Denied, "{denied}");
+    assert_eq!(denied.denied().unwrap().audit_entry(), before);
+
+    let clerk = Principal::new("emp-82", "store-3").with_role("finance");
+    let no_step_up = custodian
+        .authorize(&policy, &RevealRequest::new(&clerk, "view", &card))
+        .unwrap_err();
+    assert_eq!(no_step_up.kind(), ErrorKind::StepUpRequired, "{no_step_up}");
+
+    let step_up =
+        StepUp::assume_verified_by_this_server("emp-82", "phone", StepUpMethod::Totp, shop.now());
+    let request = RevealRequest::new(&clerk, "view", &card).with_step_up(Some(&step_up));
+    let allowed = custodian.authorize(&policy, &request).unwrap();
+    assert!(allowed.decision().is_allowed());
+    assert_eq!(allowed.audit_entry(), before + 2);
+    assert_eq!(
+        size(),
+        before + 3,
+        "one entry per decision, denials included"
+    );
+
+    let trail = custodian.audit().export_json_lines(before..size()).unwrap();
+    assert_eq!(
+        trail.matches(r#""type":"access_decision""#).count(),
+        3,
+        "{trail}"
+    );
+    assert_eq!(trail.matches("payment_card/card-9").count(), 3, "{trail}");
+    assert!(
+        trail.contains("emp-40") && trail.contains("emp-82"),
+        "{trail}"
+    );
+}
