@@ -2,7 +2,10 @@
 //! - seal through the `KeyManager` (cached subject, ring level) against the bare envelope seal;
 //! - seal for an uncached subject, read from an SQLite store holding 100,000 subjects;
 //! - subject-key creation into SQLite (batched and one at a time);
-//! - rewrap of 1 KiB and 1 MiB ciphertexts, and rewrap against open + seal of 1 MiB.
+//! - rewrap of 1 KiB and 1 MiB ciphertexts, and rewrap against open + seal of 1 MiB;
+//! - a rotation against the number of customers: `rotate` itself, and the subject-key rewrap job
+//!   that follows it, on SQLite stores of 10,000 subjects, and of 1,000,000 with
+//!   `CUSTODIAN_BENCH_MILLION=1` (building that store takes a few minutes).
 //!
 //! Run: `cargo bench --bench keys -- --warm-up-time 1 --measurement-time 3`
 #![allow(
@@ -242,5 +245,60 @@ fn rewrap(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, seal, rewrap, creation, uncached);
+/// A SQLite store with `n` subject keys in ring `customers`, made 10,000 per transaction.
+fn store_with_subjects(dir: &tempfile::TempDir, n: usize) -> KeyManager {
+    let keys = manager(
+        sqlite(dir, &format!("rotation_{n}.db")),
+        ManagerOptions::default(),
+    );
+    keys.create_ring(
+        "customers",
+        Suite::default(),
+        RotationPolicy::default(),
+        NOW,
+    )
+    .unwrap();
+    for start in (0..n).step_by(10_000) {
+        let names: Vec<String> = (start..n.min(start + 10_000))
+            .map(|i| format!("cus_{i}"))
+            .collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        keys.create_subjects("customers", &refs, NOW).unwrap();
+    }
+    keys
+}
+
+fn rotation(c: &mut Criterion) {
+    let mut sizes = vec![10_000usize];
+    if std::env::var_os("CUSTODIAN_BENCH_MILLION").is_some() {
+        sizes.push(1_000_000);
+    }
+    let mut group = c.benchmark_group("rotation_sqlite");
+    group.sample_size(10);
+    for n in sizes {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = store_with_subjects(&dir, n);
+        // The rotation: one ring transaction, whatever the number of customers.
+        group.bench_function(format!("rotate/{n}_subjects"), |b| {
+            b.iter(|| keys.rotate("customers", NOW).unwrap())
+        });
+        // The job after it: every subject key rewrapped to the new version (linear, by design).
+        group.bench_function(format!("rewrap_subject_keys/{n}_subjects"), |b| {
+            b.iter_custom(|iters| {
+                let mut spent = std::time::Duration::ZERO;
+                for _ in 0..iters {
+                    keys.rotate("customers", NOW).unwrap();
+                    let start = std::time::Instant::now();
+                    let rewrapped = keys.rewrap_subject_keys("customers", NOW).unwrap();
+                    spent += start.elapsed();
+                    assert_eq!(rewrapped, n as u64);
+                }
+                spent
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, seal, rewrap, creation, uncached, rotation);
 criterion_main!(benches);

@@ -321,6 +321,12 @@ impl AsyncCustodian {
         self.blocking(Custodian::rotate).await
     }
 
+    /// [`Custodian::rewrap_subject_keys`], on the blocking pool (spawn it as a task to run it in
+    /// the background).
+    pub async fn rewrap_subject_keys(&self) -> Result<u64, Error> {
+        self.blocking(|c| c.rewrap_subject_keys(|_| {})).await
+    }
+
     /// [`Custodian::rotate_index_keys`], on the blocking pool.
     pub async fn rotate_index_keys(&self) -> Result<Rotation, Error> {
         self.blocking(Custodian::rotate_index_keys).await

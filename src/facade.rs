@@ -13,7 +13,7 @@ use crate::envelope::{EncryptionContext, Header};
 pub use crate::error::Error;
 use crate::fields::RecordFields;
 use crate::keys::{
-    Erasure, KeyManager, KeyStore, ManagerOptions, RingWatch, RootKeyProvider, Rotation,
+    Erasure, KeyError, KeyManager, KeyStore, ManagerOptions, RingWatch, RootKeyProvider, Rotation,
     RotationPolicy,
 };
 use crate::mfa::{FactorStore, MfaService};
@@ -611,8 +611,9 @@ impl Custodian {
     /// - **Seeds** are sealed in the MFA ring ([`CustodianBuilder::mfa_ring`], created on first
     ///   use) under each staff member's own subject key, with the seed's context
     ///   (docs/MFA.md, "Sealed seed"). Rotate the ring with `keys().rotate(ring, now)` like any
-    ///   other: subject keys are rewrapped, so stored seeds need no rewriting, and they keep
-    ///   opening on every server and after every restart. [`Custodian::erase_subject`] of a staff
+    ///   other, then `keys().rewrap_subject_keys(ring, now)`: only subject keys are rewrapped,
+    ///   so stored seeds need no rewriting, and they keep opening on every server and after every
+    ///   restart. [`Custodian::erase_subject`] of a staff
     ///   member makes their seeds unopenable.
     /// - **The state key** that authenticates each factor's lifecycle columns is derived from
     ///   version 1 of the MFA ring (`KeyManager::derive_key(ring, 1,`
@@ -820,9 +821,34 @@ impl Custodian {
 
     // ---- rotation and erasure ----
 
-    /// Rotates the data ring: new values are sealed under a new version at once.
+    /// Rotates the data ring: new values are sealed under a new version at once. Constant time,
+    /// whatever the number of customers: their subject keys move to the new version afterwards,
+    /// with [`Custodian::rewrap_subject_keys`] (until then they keep opening under the old one).
     pub fn rotate(&self) -> Result<Rotation, Error> {
         Ok(self.keys.rotate(&self.data_ring, self.now())?)
+    }
+
+    /// The job that follows [`Custodian::rotate`]: rewraps every customer's subject key to the data
+    /// ring's current version, one store transaction per batch of
+    /// [`ManagerOptions::subject_rewrap_batch`], calling `progress` with the running total after
+    /// each batch; returns the total. Run it in the background (a thread, `spawn_blocking`, a
+    /// batch job). It is safe to interrupt (what is done stays done, the rest keeps opening under
+    /// the older version), to run again (it resumes where the keys are), and to run on several
+    /// servers at once (each row is compare-and-set). Payloads and ciphertexts are not touched.
+    pub fn rewrap_subject_keys(&self, mut progress: impl FnMut(u64)) -> Result<u64, Error> {
+        let mut total = 0u64;
+        // The bound only stops a store that keeps returning rows it then refuses to update.
+        for _ in 0..100_000 {
+            let batch = self
+                .keys
+                .rewrap_subject_keys_batch(&self.data_ring, self.now())?;
+            total += batch.rewrapped;
+            if batch.done {
+                return Ok(total);
+            }
+            progress(total);
+        }
+        Err(KeyError::Conflict(format!("subject keys of key ring `{}`", self.data_ring)).into())
     }
 
     /// Rotates the blind-index ring (indexes follow it by themselves; re-index rows whose token is

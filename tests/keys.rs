@@ -84,7 +84,15 @@ fn ring_and_subject_data_survive_rotation_rewrap_and_destroy() {
 
     let rotation = keys.rotate("customers", T0 + 10).unwrap();
     assert_eq!(rotation.new_version, 2);
-    assert_eq!(rotation.subject_keys_rewrapped, 1);
+    // The rotation rewraps no subject key: jane's still opens under version 1 until the job runs.
+    assert_eq!(
+        keys.open(&ctx("1"), &jane, T0 + 10)
+            .unwrap()
+            .expose_secret(),
+        b"jane@example.com"
+    );
+    assert_eq!(keys.rewrap_subject_keys("customers", T0 + 10).unwrap(), 1);
+    assert_eq!(keys.rewrap_subject_keys("customers", T0 + 10).unwrap(), 0);
     assert!(keys.needs_rewrap(&shop, T0 + 10).unwrap());
     assert!(keys.needs_rewrap(&jane, T0 + 10).unwrap());
 

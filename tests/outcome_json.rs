@@ -146,7 +146,15 @@ fn rotation_and_erasure() {
     let rotation = custodian.rotate().unwrap();
     assert_eq!(
         serde_json::to_value(&rotation).unwrap(),
-        json!({"ring": "customers", "new_version": 2, "subject_keys_rewrapped": 1})
+        json!({"ring": "customers", "new_version": 2})
+    );
+    let batch = custodian
+        .keys()
+        .rewrap_subject_keys_batch("customers", NOW)
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&batch).unwrap(),
+        json!({"rewrapped": 1, "done": true})
     );
     let erasure = custodian.erase_subject("cus_42").unwrap();
     assert_eq!(

@@ -596,8 +596,8 @@ fn killing_the_server_during_rotations_and_subject_writes_loses_nothing() {
     });
     let calls = calls.into_inner().unwrap();
     // Known limit (found by this test): the timeout bounds each store round trip, not a manager
-    // call. A rotation during the outage makes up to three round trips (commit, reload,
-    // subject-key rewrap), each waiting the full timeout, and holds the ring's update lock
+    // call. A rotation during the outage makes up to two round trips (reload, commit), each
+    // waiting the full timeout (before the subject-key rewrap became a job apart, three), and holds the ring's update lock
     // meanwhile, so a seal on that ring that needs a usage reservation waits behind it. Seen: 6.0 s
     // for a rotation, 6.3 s for a seal, with a 2 s timeout. The bound here is "no hang" (a stuck
     // call would wait for the pool's 30 s acquire timeout or forever), not "within the timeout".

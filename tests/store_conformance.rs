@@ -214,7 +214,7 @@ mod postgres {
 
         let rotation = a.rotate("customers", T0 + 10).unwrap();
         assert_eq!(rotation.new_version, 2);
-        assert_eq!(rotation.subject_keys_rewrapped, 2);
+        assert_eq!(a.rewrap_subject_keys("customers", T0 + 10).unwrap(), 2);
         let store = server();
         assert!(
             store

@@ -4,7 +4,7 @@
 
 use super::KeyError;
 use super::ledger::ring_change_events;
-use super::manager::{Destruction, KeyManager, Rotation};
+use super::manager::{Destruction, KeyManager, Rotation, SubjectRewrapBatch};
 use super::ring::{self, RingInfo, RotationPolicy};
 use super::state::{Plan, RingHandle, broadcast, current, expire, lock};
 use super::store::{CommitOutcome, Journal, RingChange, RingRows};
@@ -43,7 +43,10 @@ impl KeyManager {
                 ..Journal::default()
             };
             match self.store.create_ring(&rows, &mut journal) {
-                Ok(true) => return Ok(RingInfo::from_rows(&rows)),
+                Ok(true) => {
+                    self.saw_committed(&journal);
+                    return Ok(RingInfo::from_rows(&rows));
+                }
                 Ok(false) => return Err(KeyError::RingExists(name.to_owned())),
                 Err(KeyError::LedgerMoved) => continue,
                 Err(e) => return Err(e),
@@ -88,7 +91,7 @@ impl KeyManager {
         let rows = self
             .modify(&handle, now, false, |rows| self.plan_rotation(rows, now))?
             .ok_or_else(|| KeyError::Conflict(format!("key ring `{ring}`")))?;
-        self.finish_rotation(ring, rows.ring.primary_version, now)
+        Ok(rotation(ring, rows.ring.primary_version))
     }
 
     /// Rotates if the primary version is older than the policy's maximum age or has used its
@@ -102,12 +105,7 @@ impl KeyManager {
                 Ok(None)
             }
         })?;
-        match rotated {
-            Some(rows) => self
-                .finish_rotation(ring, rows.ring.primary_version, now)
-                .map(Some),
-            None => Ok(None),
-        }
+        Ok(rotated.map(|rows| rotation(ring, rows.ring.primary_version)))
     }
 
     /// [`KeyManager::rotate_if_due`] for every ring in the store (for a periodic job).
@@ -133,22 +131,6 @@ impl KeyManager {
             &key,
         )?;
         Ok(Some((ring::rotate(rows, wrapped, now)?, None)))
-    }
-
-    pub(super) fn finish_rotation(
-        &self,
-        ring: &str,
-        version: u32,
-        now: u64,
-    ) -> Result<Rotation, KeyError> {
-        // Subject keys left under older versions still open (those versions still decrypt), so a
-        // crash here loses nothing; the next rotation, threshold change or destroy finishes it.
-        let rewrapped = self.rewrap_subject_keys(ring, now)?;
-        Ok(Rotation {
-            ring: ring.to_owned(),
-            new_version: version,
-            subject_keys_rewrapped: rewrapped,
-        })
     }
 
     /// Versions below `min` become decrypt-only.
@@ -229,53 +211,77 @@ impl KeyManager {
     }
 
     /// Rewraps every live subject key of `ring` that is wrapped by a version older than the
-    /// primary. Idempotent; safe to run concurrently with anything (each row is compare-and-set).
+    /// primary, batch after batch ([`KeyManager::rewrap_subject_keys_batch`]) until none is left;
+    /// returns how many it rewrapped. Idempotent; safe to run concurrently with anything, on
+    /// several servers at once (each row is compare-and-set), and to interrupt: what is done stays
+    /// done, and the rest still opens under its older version.
     pub fn rewrap_subject_keys(&self, ring: &str, now: u64) -> Result<u64, KeyError> {
-        let handle = self.handle(ring);
         let mut total = 0u64;
-        // Each pass rewraps a batch in one store transaction, or finds nothing left; the bound
-        // only stops a store that keeps returning rows it then refuses to update.
+        // Each batch rewraps rows in one store transaction, or finds nothing left; the bound only
+        // stops a store that keeps returning rows it then refuses to update.
         for _ in 0..100_000 {
-            let snap = self.snapshot(&handle, now)?;
-            let primary = snap.rows.ring.primary_version;
-            let rows = self.store.subjects_wrapped_below(
-                ring,
-                primary,
-                self.options.subject_rewrap_batch.max(1),
-            )?;
-            if rows.is_empty() {
+            let batch = self.rewrap_subject_keys_batch(ring, now)?;
+            total += batch.rewrapped;
+            if batch.done {
                 return Ok(total);
             }
-            let mut batch = Vec::with_capacity(rows.len());
-            for row in rows {
-                self.integrity.verify_subject(&row)?;
-                let Some(wrapped) = row.wrapped_key.as_deref() else {
-                    continue;
-                };
-                let from = snap.decrypting_key(row.wrapped_by).map_err(|e| {
-                    KeyError::Refused(format!(
-                        "subject key of `{}` is wrapped by version {} of key ring `{ring}`, which cannot decrypt ({e}); lower min_decryption_version to {} and retry",
-                        row.subject, row.wrapped_by, row.wrapped_by
-                    ))
-                })?;
-                let key = unwrap_subject_key(from, &row.subject, row.generation, wrapped)?;
-                let (_, to) = self.encrypting_key(&handle, now, 1)?;
-                let to_version = to.key_id().version();
-                if to_version <= row.wrapped_by {
-                    continue;
-                }
-                let mut next = row.clone();
-                next.wrapped_by = to_version;
-                next.wrapped_key = Some(wrap_subject_key(&to, &row.subject, row.generation, &key)?);
-                self.integrity.seal_subject(&mut next);
-                batch.push((next, row.wrapped_by));
-            }
-            let done = self.store.rewrap_subjects(&batch)?;
-            total += done.iter().filter(|d| **d).count() as u64;
         }
         Err(KeyError::Conflict(format!(
             "subject keys of key ring `{ring}`"
         )))
+    }
+
+    /// One step of the subject-key rewrap that follows a rotation: rewraps up to
+    /// [`ManagerOptions::subject_rewrap_batch`] live subject keys of `ring` wrapped by versions
+    /// older than the primary, in one store transaction. A background job calls it until
+    /// [`SubjectRewrapBatch::done`], and may stop between any two calls: nothing is lost, since
+    /// older versions keep opening their subject keys until they are disabled (which rewraps what
+    /// is left first).
+    pub fn rewrap_subject_keys_batch(
+        &self,
+        ring: &str,
+        now: u64,
+    ) -> Result<SubjectRewrapBatch, KeyError> {
+        let handle = self.handle(ring);
+        let snap = self.snapshot(&handle, now)?;
+        let primary = snap.rows.ring.primary_version;
+        let limit = self.options.subject_rewrap_batch.max(1);
+        let rows = self.store.subjects_wrapped_below(ring, primary, limit)?;
+        // A short page is the last one: new subject keys are made under the primary.
+        let last = rows.len() < limit;
+        let mut batch = Vec::with_capacity(rows.len());
+        for row in rows {
+            self.integrity.verify_subject(&row)?;
+            let Some(wrapped) = row.wrapped_key.as_deref() else {
+                continue;
+            };
+            let from = snap.decrypting_key(row.wrapped_by).map_err(|e| {
+                KeyError::Refused(format!(
+                    "subject key of `{}` is wrapped by version {} of key ring `{ring}`, which cannot decrypt ({e}); lower min_decryption_version to {} and retry",
+                    row.subject, row.wrapped_by, row.wrapped_by
+                ))
+            })?;
+            let key = unwrap_subject_key(from, &row.subject, row.generation, wrapped)?;
+            let (_, to) = self.encrypting_key(&handle, now, 1)?;
+            let to_version = to.key_id().version();
+            if to_version <= row.wrapped_by {
+                continue;
+            }
+            let mut next = row.clone();
+            next.wrapped_by = to_version;
+            next.wrapped_key = Some(wrap_subject_key(&to, &row.subject, row.generation, &key)?);
+            self.integrity.seal_subject(&mut next);
+            batch.push((next, row.wrapped_by));
+        }
+        let done = if batch.is_empty() {
+            Vec::new()
+        } else {
+            self.store.rewrap_subjects(&batch)?
+        };
+        Ok(SubjectRewrapBatch {
+            rewrapped: done.iter().filter(|d| **d).count() as u64,
+            done: last,
+        })
     }
 
     /// Applies a planned change with compare-and-set, reloading and re-planning on conflict.
@@ -342,6 +348,7 @@ impl KeyManager {
             };
             match outcome {
                 CommitOutcome::Committed => {
+                    self.saw_committed(&change.journal);
                     self.install(handle, next.clone(), now, None)?;
                     return Ok(Some(next));
                 }
@@ -381,5 +388,16 @@ impl KeyManager {
                 other => return other,
             }
         }
+    }
+}
+
+/// The answer of a committed rotation. Subject keys stay wrapped by older versions, which still
+/// decrypt: moving them to the new version is [`KeyManager::rewrap_subject_keys`], a job apart, so
+/// a rotation costs the same with ten customers or ten million. Disabling an older version rewraps
+/// what is left first.
+fn rotation(ring: &str, new_version: u32) -> Rotation {
+    Rotation {
+        ring: ring.to_owned(),
+        new_version,
     }
 }

@@ -117,6 +117,15 @@ impl KeyManager {
         Ok(ledger)
     }
 
+    /// Remembers the ledger `journal` committed: this manager wrote it, so it has seen it, and a
+    /// later read of an older one is a rollback, whether or not it read the store in between.
+    pub(super) fn saw_committed(&self, journal: &super::store::Journal) {
+        if let Some(write) = &journal.ledger {
+            self.ledger_seen
+                .fetch_max(write.record.counter, Ordering::SeqCst);
+        }
+    }
+
     /// The highest ledger counter seen so far: read it before asking the store.
     pub(super) fn ledger_floor(&self) -> u64 {
         self.ledger_seen.load(Ordering::SeqCst)

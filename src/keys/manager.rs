@@ -34,7 +34,8 @@ pub struct ManagerOptions {
     pub auto_rotate_when_exhausted: bool,
     /// Compare-and-set attempts before giving up with [`KeyError::Conflict`] (default 32).
     pub max_conflict_retries: u32,
-    /// Subject-key rows rewrapped per store round trip after a rotation (default 1,000).
+    /// Subject-key rows rewrapped per store transaction by [`KeyManager::rewrap_subject_keys_batch`]
+    /// (default 1,000).
     pub subject_rewrap_batch: usize,
     /// How often, in milliseconds, the store's change feed is read (default 250): erasures,
     /// rotations and disabled or destroyed versions made by other processes and servers leave this
@@ -117,15 +118,24 @@ pub struct LiveVersions {
     pub live: Vec<u32>,
 }
 
-/// What a rotation did.
+/// What a rotation did. It does not rewrap subject keys: that is
+/// [`KeyManager::rewrap_subject_keys`], a resumable job run after it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Rotation {
     /// Key ring.
     pub ring: String,
     /// The new primary version.
     pub new_version: u32,
-    /// Subject keys rewrapped to the new version.
-    pub subject_keys_rewrapped: u64,
+}
+
+/// What one [`KeyManager::rewrap_subject_keys_batch`] did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SubjectRewrapBatch {
+    /// Subject keys rewrapped to the primary version in this batch (rows another server rewrapped
+    /// first are not counted).
+    pub rewrapped: u64,
+    /// Whether no subject key was left below the primary version: the job is finished.
+    pub done: bool,
 }
 
 /// Ties the key hierarchy together: root provider, key store, caches and the envelope format.

@@ -38,7 +38,7 @@ pub use error::KeyError;
 pub(crate) use io_guard::without_io;
 pub use manager::{
     Destruction, Erasure, KeyManager, LiveVersions, ManagerOptions, RingWatch, Rotation,
-    SubjectGeneration,
+    SubjectGeneration, SubjectRewrapBatch,
 };
 pub use memory::MemoryKeyStore;
 #[cfg(feature = "postgres")]

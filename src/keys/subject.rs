@@ -348,6 +348,7 @@ impl KeyManager {
             };
             match written {
                 Ok(true) => {
+                    self.saw_committed(&journal);
                     result = Some(Erasure {
                         ring: ring.to_owned(),
                         subject: subject.to_owned(),
