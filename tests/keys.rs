@@ -1271,3 +1271,82 @@ fn a_key_read_while_it_is_erased_is_not_cached() {
         "the erased key came back into the cache"
     );
 }
+
+/// The subject-key rewrap after a rotation is a job apart: batches of `subject_rewrap_batch`,
+/// interruptible between any two, resumable by any manager, and shared by several servers at
+/// once without double counting; every subject key opens throughout.
+#[test]
+fn the_subject_key_rewrap_job_resumes_and_is_shared_by_two_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = ManagerOptions {
+        subject_rewrap_batch: 40,
+        ..ManagerOptions::default()
+    };
+    let server =
+        || KeyManager::with_options(sqlite_store(&dir), Arc::new(root()), options.clone()).unwrap();
+    let (a, b) = (server(), server());
+    a.create_ring("customers", Suite::default(), quick_policy(), T0)
+        .unwrap();
+    let sealed: Vec<(String, Vec<u8>)> = (0..300)
+        .map(|i| {
+            let subject = format!("cus_{i}");
+            let value = a
+                .seal("customers", Some(&subject), &ctx(&subject), b"x", T0)
+                .unwrap();
+            (subject, value)
+        })
+        .collect();
+    a.rotate("customers", T0 + 10).unwrap();
+
+    // One batch, then the job is "interrupted": the rest still opens under version 1.
+    let first = a.rewrap_subject_keys_batch("customers", T0 + 10).unwrap();
+    assert_eq!((first.rewrapped, first.done), (40, false));
+    for (subject, value) in &sealed {
+        assert_eq!(
+            b.open(&ctx(subject), value, T0 + 10)
+                .unwrap()
+                .expose_secret(),
+            b"x"
+        );
+    }
+    let store = sqlite_store(&dir);
+    assert_eq!(
+        store
+            .subjects_wrapped_below("customers", 2, 1_000)
+            .unwrap()
+            .len(),
+        260
+    );
+
+    // Two servers finish it at once: every key is rewrapped exactly once between them.
+    let (left_a, left_b) = std::thread::scope(|s| {
+        let ja = s.spawn(|| a.rewrap_subject_keys("customers", T0 + 11).unwrap());
+        let jb = s.spawn(|| b.rewrap_subject_keys("customers", T0 + 11).unwrap());
+        (ja.join().unwrap(), jb.join().unwrap())
+    });
+    assert_eq!(first.rewrapped + left_a + left_b, 300);
+    assert!(
+        store
+            .subjects_wrapped_below("customers", 2, 1_000)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        a.rewrap_subject_keys_batch("customers", T0 + 12)
+            .unwrap()
+            .done
+    );
+    for (subject, value) in &sealed {
+        assert_eq!(
+            a.open(&ctx(subject), value, T0 + 12)
+                .unwrap()
+                .expose_secret(),
+            b"x"
+        );
+    }
+    // With no subject key left below it, version 1 can stop decrypting at once.
+    a.set_min_encryption_version("customers", 2, T0 + 13)
+        .unwrap();
+    a.set_min_decryption_version("customers", 2, T0 + 13)
+        .unwrap();
+}
