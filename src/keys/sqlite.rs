@@ -734,7 +734,10 @@ impl KeyStore for SqliteKeyStore {
             params.push(Box::new(int(change.expected_generation)));
             let updated = tx
                 .execute(
-                    "UPDATE rings SET name = ?1, generation = ?2, suite = ?3, primary_version = ?4,
+                    // `name` is the key the subject rows refer to: setting it, even to itself,
+                    // makes SQLite check the foreign key against every subject row of the ring,
+                    // which made a rotation linear in the number of customers.
+                    "UPDATE rings SET generation = ?2, suite = ?3, primary_version = ?4,
                          min_encryption_version = ?5, min_decryption_version = ?6,
                          max_age_secs = ?7, max_encryptions = ?8, propagation_secs = ?9,
                          created_at = ?10, version_digests = ?11, mac = ?12
