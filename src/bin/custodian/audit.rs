@@ -80,14 +80,8 @@ pub(crate) fn run(args: &StoreArgs, out: &Output, command: AuditCommand) -> Outc
             let (checked, trusted) = match &checkpoint {
                 Some(path) => (read_checkpoint(path, &signer.verifier(), now)?, true),
                 None => {
-                    let size = log.tree_size()?;
                     let signed = log.checkpoint(&signer, now)?;
-                    let checked = signer
-                        .verifier()
-                        .verify(&signed, now)
-                        .map_err(Failure::from)?;
-                    debug_assert_eq!(checked.tree_size(), size);
-                    (checked, false)
+                    (signer.verifier().verify(&signed, now)?, false)
                 }
             };
             let unsigned = log
@@ -121,10 +115,7 @@ pub(crate) fn run(args: &StoreArgs, out: &Output, command: AuditCommand) -> Outc
             let signed = log.checkpoint(&signer, now)?;
             if let Some(path) = &file {
                 std::fs::write(path, signed.as_str()).map_err(|e| {
-                    Failure::Store(format!(
-                        "cannot write checkpoint `{}`: {e}",
-                        path.display()
-                    ))
+                    Failure::Store(format!("cannot write checkpoint `{}`: {e}", path.display()))
                 })?;
             }
             if out.json {
@@ -148,6 +139,11 @@ pub(crate) fn run(args: &StoreArgs, out: &Output, command: AuditCommand) -> Outc
             let size = checkpoint.tree_size().min(size);
             let value = match (index, from) {
                 (Some(index), _) => {
+                    if index >= size {
+                        return Err(Failure::Refused(format!(
+                            "no entry {index}: the log has {size} entries"
+                        )));
+                    }
                     let entry = log
                         .entries(index..index.saturating_add(1))?
                         .pop()
@@ -161,6 +157,11 @@ pub(crate) fn run(args: &StoreArgs, out: &Output, command: AuditCommand) -> Outc
                         "proof": log.inclusion_proof(index, size)?,
                         "checkpoint": signed,
                     })
+                }
+                (None, Some(old)) if old > size => {
+                    return Err(Failure::Refused(format!(
+                        "`--from {old}` is larger than the log, which has {size} entries"
+                    )));
                 }
                 (None, Some(old)) => serde_json::json!({
                     "proof": log.consistency_proof(old, size)?,
@@ -217,9 +218,8 @@ pub(crate) fn read_checkpoint(
     verifier: &CheckpointVerifier,
     now: u64,
 ) -> Result<Checkpoint, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Failure::Store(format!("cannot read checkpoint `{}`: {e}", path.display()))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Store(format!("cannot read checkpoint `{}`: {e}", path.display())))?;
     verifier
         .verify(&SignedCheckpoint::from_text(text), now)
         .map_err(|e| {

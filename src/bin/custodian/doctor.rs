@@ -227,7 +227,8 @@ fn sqlite_settings(report: &mut Report, path: &Path) {
         // The store check says why.
         return;
     }
-    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let flags =
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = match rusqlite::Connection::open_with_flags(path, flags) {
         Ok(conn) => conn,
         Err(e) => {
@@ -247,7 +248,8 @@ fn sqlite_settings(report: &mut Report, path: &Path) {
         Ok(mode) => report.fail(
             "sqlite-wal",
             format!("journal_mode is `{mode}`, not WAL: another program changed it"),
-            "find the tool that changed it; custodian sets WAL again whenever it opens the file".into(),
+            "find the tool that changed it; custodian sets WAL again whenever it opens the file"
+                .into(),
         ),
         Err(e) => report.fail(
             "sqlite-wal",
@@ -330,11 +332,7 @@ fn postgres_host(url: &str) -> String {
             .split_once(']')
             .map_or(host_port.to_owned(), |(h, _)| format!("{h}]"));
     }
-    host_port
-        .split(':')
-        .next()
-        .unwrap_or_default()
-        .to_owned()
+    host_port.split(':').next().unwrap_or_default().to_owned()
 }
 
 /// Rotation due or near, and versions disabled for longer than the grace period.
@@ -499,7 +497,10 @@ fn audit_log(
         Err(failure) => {
             report.fail(
                 CHECK,
-                format!("cannot read the checkpoint key: {}", failure_message(&failure)),
+                format!(
+                    "cannot read the checkpoint key: {}",
+                    failure_message(&failure)
+                ),
                 "check the root key".into(),
             );
             return;
@@ -690,8 +691,14 @@ mod tests {
 
     #[test]
     fn hosts_are_found_in_urls() {
-        assert_eq!(postgres_host("postgres://u:p@db.internal:5432/shop"), "db.internal");
-        assert_eq!(postgres_host("postgres://127.0.0.1/shop?sslmode=disable"), "127.0.0.1");
+        assert_eq!(
+            postgres_host("postgres://u:p@db.internal:5432/shop"),
+            "db.internal"
+        );
+        assert_eq!(
+            postgres_host("postgres://127.0.0.1/shop?sslmode=disable"),
+            "127.0.0.1"
+        );
         assert_eq!(postgres_host("postgresql://u@[::1]:5433/x"), "[::1]");
         assert_eq!(postgres_host("postgres:///shop?host=/run/postgresql"), "");
     }

@@ -89,7 +89,9 @@ pub(crate) fn run(args: &StoreArgs, out: &Output, command: KeysCommand) -> Outco
                     );
                     Ok(())
                 }
-                None if out.json => out.json(&serde_json::json!({ "ring": ring, "rotated": false })),
+                None if out.json => {
+                    out.json(&serde_json::json!({ "ring": ring, "rotated": false }))
+                }
                 None => {
                     println!("`{ring}` is not due for rotation; nothing changed");
                     Ok(())
@@ -327,7 +329,11 @@ fn show_ring(out: &Output, info: &RingInfo, now: u64) -> Outcome {
         info.primary_version,
         info.min_encryption_version,
         info.min_decryption_version,
-        if info.rotation_due(now) { "due" } else { "not due" }
+        if info.rotation_due(now) {
+            "due"
+        } else {
+            "not due"
+        }
     );
     println!("{}", policy_line(&info.policy));
     let mut table = Table::new(&["VERSION", "STATE", "CREATED", "SUPERSEDED", "USAGE"]);

@@ -33,15 +33,13 @@ pub(crate) enum PolicyCommand {
         /// The policy file.
         file: PathBuf,
         /// The request (JSON: principal, action, resource, context; see `--help`).
-        #[arg(
-            long_help = "The request as JSON, in the shape of a policy test:\n\
+        #[arg(long_help = "The request as JSON, in the shape of a policy test:\n\
             {\"principal\": {\"id\": \"emp-7\", \"tenant\": \"store-1\", \"roles\": [\"support\"]},\n \
             \"action\": \"view\",\n \
             \"resource\": {\"type\": \"customer\", \"id\": \"42\", \"tenant\": \"store-1\", \"attributes\": {}},\n \
             \"context\": {\"now\": 1700000000, \"mfa_verified_at\": 1699999990,\n  \
             \"justification\": {\"ticket\": \"SUP-1\", \"names\": [\"customer\", \"42\"]}}}\n\
-            `principal.kind`, `attributes` and `context` are optional; `context.now` defaults to the current time."
-        )]
+            `principal.kind`, `attributes` and `context` are optional; `context.now` defaults to the current time.")]
         request: PathBuf,
     },
 }

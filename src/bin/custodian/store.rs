@@ -27,7 +27,12 @@ pub(crate) struct StoreArgs {
     pub root_key: Option<PathBuf>,
 
     /// Who the audit log records as the actor of this command's changes.
-    #[arg(long, global = true, default_value = "custodian-cli", value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "custodian-cli",
+        value_name = "NAME"
+    )]
     pub actor: String,
 
     /// The audit log's name, signed into its checkpoints (the application's `audit_origin`).
@@ -215,9 +220,10 @@ impl Opened {
             Location::Sqlite(path) => Ok(Arc::new(custodian::mfa::SqliteFactorStore::open(path)?)),
             #[cfg(feature = "postgres")]
             Location::Postgres(_) => {
-                let pg = self.postgres.clone().ok_or_else(|| {
-                    Failure::Store("the PostgreSQL handle is missing".into())
-                })?;
+                let pg = self
+                    .postgres
+                    .clone()
+                    .ok_or_else(|| Failure::Store("the PostgreSQL handle is missing".into()))?;
                 Ok(Arc::new(custodian::mfa::PgFactorStore::open(pg)?))
             }
             #[cfg(not(feature = "postgres"))]

@@ -193,9 +193,8 @@ fn first_erasure_index(keys: &KeyManager, ring: &str, subject: &str) -> Result<u
 
 /// Reads a receipt file.
 pub(crate) fn read_receipt(path: &std::path::Path) -> Result<ErasureReceipt, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Failure::Store(format!("cannot read receipt `{}`: {e}", path.display()))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Store(format!("cannot read receipt `{}`: {e}", path.display())))?;
     serde_json::from_str(&text).map_err(|e| {
         Failure::Refused(format!(
             "`{}` is not an erasure receipt: {e}",
