@@ -425,13 +425,25 @@ fn rotation(report: &mut Report, check: &str, info: &RingInfo, now: u64, near_li
         );
         return;
     }
+    let Some(max_age) = info.policy.max_age_secs else {
+        report.warn(
+            check,
+            format!(
+                "no maximum age: rotation is never due by age (primary version {} is {} old, usage {usage})",
+                primary.version,
+                duration(age)
+            ),
+            format!("custodian keys policy {name} --max-age 365d (or the period your policy requires)"),
+        );
+        return;
+    };
     report.pass(
         check,
         format!(
             "primary version {} is {} old (max {}), usage {usage}",
             primary.version,
             duration(age),
-            info.policy.max_age_secs.map_or("none".into(), duration)
+            duration(max_age)
         ),
     );
 }
@@ -631,6 +643,23 @@ fn mfa(report: &mut Report, opened: &store::Opened, doctor: &DoctorArgs, staff: 
             return;
         }
     };
+    let enrolled_any = opened
+        .keys
+        .ring_names()
+        .is_ok_and(|names| names.contains(&doctor.rings.mfa_ring));
+    if !enrolled_any {
+        for user in &users {
+            report.warn(
+                &format!("mfa:{user}"),
+                format!(
+                    "`{user}` has no active MFA factor (the store has no MFA ring `{}`): step-up rules will deny them",
+                    doctor.rings.mfa_ring
+                ),
+                format!("have `{user}` enroll an authenticator"),
+            );
+        }
+        return;
+    }
     let service = match crate::mfa::service(opened, &doctor.rings) {
         Ok(service) => service,
         Err(failure) => {
@@ -676,13 +705,12 @@ fn mfa(report: &mut Report, opened: &store::Opened, doctor: &DoctorArgs, staff: 
             }
         }
     }
-    report.pass(
-        CHECK,
-        format!(
-            "{clean} of {} staff have an active factor and none locked",
-            users.len()
-        ),
-    );
+    if clean == users.len() {
+        report.pass(
+            CHECK,
+            format!("all {clean} staff have an active factor and none is locked"),
+        );
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! `custodian mfa`: a staff member's factors, and an administrator's unlock and reset.
 //!
 //! The factors are read through the facade's MFA service (`Custodian::mfa`), as the application
-//! reads them: seeds stay sealed in the MFA ring and every row's state MAC is checked. Building the
-//! facade creates the data, index and MFA rings if they are missing, as the application does at
-//! start-up; name them with `--data-ring`, `--index-ring` and `--mfa-ring` if yours differ.
+//! reads them: seeds stay sealed in the MFA ring and every row's state MAC is checked. The
+//! application's data, index and MFA rings must exist (the facade would create missing ones; these
+//! commands refuse instead); name them with `--data-ring`, `--index-ring` and `--mfa-ring` if the
+//! application's differ.
 
 use crate::output::{Output, Table, time};
 use crate::store::{self, Opened, StoreArgs};
@@ -23,7 +24,7 @@ pub(crate) struct RingNames {
     index_ring: String,
     /// The ring that seals staff MFA seeds.
     #[arg(long, default_value = custodian::DEFAULT_MFA_RING)]
-    mfa_ring: String,
+    pub mfa_ring: String,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -153,7 +154,22 @@ fn report(out: &Output, verb: &str, user: &str, factors: &[&FactorView]) -> Outc
 }
 
 /// The facade's MFA service over the store's factor tables.
+///
+/// The facade creates missing rings; an operator's command must not, so a store without them is
+/// refused instead (no staff member has enrolled, or the names differ from the application's).
 pub(crate) fn service(opened: &Opened, rings: &RingNames) -> Result<MfaService, Failure> {
+    let existing = opened.keys.ring_names()?;
+    for (ring, option) in [
+        (&rings.data_ring, "--data-ring"),
+        (&rings.index_ring, "--index-ring"),
+        (&rings.mfa_ring, "--mfa-ring"),
+    ] {
+        if !existing.contains(ring) {
+            return Err(Failure::Refused(format!(
+                "the store has no ring `{ring}`: no staff member has enrolled yet, or the application names it otherwise (`{option}`)"
+            )));
+        }
+    }
     let custodian = Custodian::builder()
         .with_store(Arc::clone(&opened.store))
         .root_key(SharedRoot(Arc::clone(&opened.root)))

@@ -191,11 +191,16 @@ fn open_postgres(url: &str) -> Result<(Arc<dyn KeyStore>, PgHandle), Failure> {
 
 #[cfg(not(feature = "postgres"))]
 fn open_postgres(url: &str) -> Result<(Arc<dyn KeyStore>, PgHandle), Failure> {
-    Err(Failure::Usage(format!(
+    Err(postgres_feature_missing(url))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres_feature_missing(url: &str) -> Failure {
+    Failure::Usage(format!(
         "`{}` is a PostgreSQL URL, but this custodian was built without the `postgres` feature; \
          install it with `cargo install custodian --features cli,postgres`",
         redact_password(url)
-    )))
+    ))
 }
 
 /// Refuses an SQLite path that is not an existing file.
@@ -227,7 +232,7 @@ impl Opened {
                 Ok(Arc::new(custodian::mfa::PgFactorStore::open(pg)?))
             }
             #[cfg(not(feature = "postgres"))]
-            Location::Postgres(url) => open_postgres(url).map(|_| unreachable_store()),
+            Location::Postgres(url) => Err(postgres_feature_missing(url)),
         }
     }
 
@@ -235,11 +240,6 @@ impl Opened {
     pub(crate) fn now(&self) -> u64 {
         now()
     }
-}
-
-#[cfg(not(feature = "postgres"))]
-fn unreachable_store() -> Arc<dyn FactorStore> {
-    Arc::new(custodian::mfa::MemoryFactorStore::new())
 }
 
 /// The system clock, Unix seconds.

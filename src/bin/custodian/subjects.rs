@@ -104,7 +104,7 @@ pub(crate) fn run(args: &StoreArgs, out: &Output, command: SubjectsCommand) -> O
                 Some(_) => keys.erasure_receipt(&erasure, &signer, now)?,
                 // Erased before: the receipt of the first erasure, found in the log.
                 None => {
-                    let index = first_erasure_index(keys, &ring, &subject)?;
+                    let index = erasure_index(keys, &ring, &subject)?;
                     keys.audit_log().erasure_receipt(index, &signer, now)?
                 }
             };
@@ -169,8 +169,8 @@ fn erase_staff_seeds(
     Ok(())
 }
 
-/// The index of the audit entry of the subject's successful erasure in `ring` (the latest).
-fn first_erasure_index(keys: &KeyManager, ring: &str, subject: &str) -> Result<u64, Failure> {
+/// The index of the audit entry of the subject's latest successful erasure in `ring`.
+fn erasure_index(keys: &KeyManager, ring: &str, subject: &str) -> Result<u64, Failure> {
     let log = keys.audit_log();
     let size = log.tree_size()?;
     let entries = log.entries(0..size)?;
