@@ -119,7 +119,14 @@ pub(crate) fn run(args: &StoreArgs, out: &Output, doctor: &DoctorArgs) -> Outcom
                 destroy_grace,
                 doctor.near_limit,
             );
-            purge(&mut report, &opened.keys);
+            match &location {
+                Location::Sqlite(_) => purge(&mut report, &opened.keys),
+                Location::Postgres(_) => report.warn(
+                    "erasures-purged",
+                    "PostgreSQL keeps erased key bytes in old row versions until VACUUM, and in its WAL, archives and backups; no client can confirm they are gone (docs/KEYSTORE.md)".into(),
+                    "VACUUM custodian_subject_keys, custodian_ring_versions after erasures, and treat WAL archives and backups as key material".into(),
+                ),
+            }
             audit_log(&mut report, &opened.keys, args, doctor, now, checkpoint_max_age);
             if let Some(staff) = &doctor.staff {
                 mfa(&mut report, &opened, doctor, staff);
