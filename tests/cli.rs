@@ -245,6 +245,7 @@ fn keys_list_prints_a_table_and_json() {
 fn keys_rotate_disable_destroy_and_policy() {
     let f = Fixture::new();
     let rotated = f.run_json(&["keys", "rotate", "customers"], 0);
+    assert_eq!(rotated["rotated"], true);
     assert_eq!(rotated["new_version"], 2);
     assert_eq!(rotated["subject_keys_rewrapped"], 2);
 
@@ -416,7 +417,12 @@ fn subjects_status_and_erase_print_a_receipt_that_verifies() {
     );
 
     let status = f.run(&["subjects", "status", "cus_42"], 0);
-    assert!(status.contains("erased"), "{status}");
+    assert!(
+        status.contains("cus_42` in ring `customers`: erased"),
+        "{status}"
+    );
+    let never = f.run_json(&["subjects", "status", "cus_99"], 0);
+    assert_eq!(never["state"], "none");
 
     // Anyone verifies the receipt with the published key alone, without the store.
     let checkpoint = f.run_json(&["audit", "checkpoint"], 0);

@@ -81,7 +81,12 @@ pub(crate) fn run(args: &StoreArgs, out: &Output, command: KeysCommand) -> Outco
             };
             bar.finish_and_clear();
             match rotation {
-                Some(rotation) if out.json => out.json(&rotation),
+                Some(rotation) if out.json => out.json(&serde_json::json!({
+                    "ring": rotation.ring,
+                    "rotated": true,
+                    "new_version": rotation.new_version,
+                    "subject_keys_rewrapped": rotation.subject_keys_rewrapped,
+                })),
                 Some(rotation) => {
                     println!(
                         "rotated `{}`: version {} is the primary; {} subject keys rewrapped",

@@ -43,10 +43,10 @@ pub(crate) fn run(args: &StoreArgs, out: &Output, command: SubjectsCommand) -> O
         SubjectsCommand::Status { subject, ring } => {
             keys.ring_info(&ring, now)?;
             let history = keys.subject_history(&ring, &subject)?;
-            let state = match history.last() {
-                None => "no key (nothing sealed for this subject yet)",
-                Some(g) if g.erased_at.is_some() => "erased",
-                Some(_) => "live",
+            let (state, described) = match history.last() {
+                None => ("none", "no key (nothing sealed for this subject yet)"),
+                Some(g) if g.erased_at.is_some() => ("erased", "erased"),
+                Some(_) => ("live", "live"),
             };
             if out.json {
                 let generations: Vec<_> = history
@@ -63,11 +63,11 @@ pub(crate) fn run(args: &StoreArgs, out: &Output, command: SubjectsCommand) -> O
                 return out.json(&serde_json::json!({
                     "ring": ring,
                     "subject": subject,
-                    "state": state.split(' ').next().unwrap_or(state),
+                    "state": state,
                     "generations": generations,
                 }));
             }
-            println!("subject `{subject}` in ring `{ring}`: {state}");
+            println!("subject `{subject}` in ring `{ring}`: {described}");
             if !history.is_empty() {
                 let mut table = Table::new(&["GENERATION", "CREATED", "ERASED", "WRAPPED BY"]);
                 for g in &history {
