@@ -936,7 +936,7 @@ fn doctor_warns_on_disabled_versions_past_their_grace_and_locked_staff() {
     f.run(&["keys", "policy", "customers", "--propagation", "0"], 0);
     f.run(&["keys", "disable", "customers", "1"], 0);
     lock_emp_7(&f);
-    let staff = f.file("staff.txt", "emp-7\nemp-8\n");
+    let staff = f.file("staff.txt", "emp-7 support\nemp-8\nemp-9 support,auditor\n");
     let report = f.run_json(
         &["doctor", "--destroy-grace", "0s", "--staff", s(&staff)],
         0,
@@ -951,6 +951,34 @@ fn doctor_warns_on_disabled_versions_past_their_grace_and_locked_staff() {
     let (_, status, reason) = check(&checks, "mfa:emp-8");
     assert_eq!(status, "warn");
     assert!(reason.contains("no active MFA factor"), "{reason}");
+
+    // With the policy: a member without a factor whose role needs a step-up fails.
+    let policy = f.file(
+        "step_up.toml",
+        r#"
+version = 1
+[resource_types.customer]
+actions = ["view"]
+[roles.support]
+[roles.auditor]
+[[rules]]
+name = "support-views-with-mfa"
+effect = "allow"
+roles = ["support"]
+permissions = ["customer:view"]
+when = { mfa_within = 300 }
+"#,
+    );
+    let staff = f.file("staff2.txt", "emp-8 auditor\nemp-9 support,auditor\n");
+    let report = f.run_json(&["doctor", "--staff", s(&staff), "--policy", s(&policy)], 1);
+    let checks = doctor_checks(&report);
+    let (_, status, reason) = check(&checks, "mfa:emp-9");
+    assert_eq!(status, "fail");
+    assert!(
+        reason.contains("step-up on customer:view (rule `support-views-with-mfa`)"),
+        "{reason}"
+    );
+    assert_eq!(check(&checks, "mfa:emp-8").1, "warn");
 }
 
 #[test]

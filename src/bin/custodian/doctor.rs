@@ -28,8 +28,8 @@ pub(crate) struct DoctorArgs {
     /// The access policy to check for warnings.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
-    /// Staff user ids, one per line (`#` comments): each should have an active MFA factor, none
-    /// locked.
+    /// Staff, one `user-id role,role` line each (`#` comments): each should have an active MFA
+    /// factor, none locked; one whose roles the `--policy` asks for a step-up fails without one.
     #[arg(long, value_name = "FILE")]
     staff: Option<PathBuf>,
     #[command(flatten)]
@@ -633,86 +633,223 @@ fn policy_warnings(report: &mut Report, path: &Path) {
     }
 }
 
+/// One line of the staff list: `user-id [role,role,...]`.
+#[derive(Debug)]
+struct StaffMember {
+    id: String,
+    roles: Vec<String>,
+}
+
+fn read_staff(path: &Path) -> Result<Vec<StaffMember>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read staff list `{}`: {e}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or_default().trim())
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            let id = words.next().unwrap_or_default().to_owned();
+            let roles = words
+                .flat_map(|w| w.split(','))
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned)
+                .collect();
+            StaffMember { id, roles }
+        })
+        .collect())
+}
+
+/// The (resource type, action) pairs a policy file declares, read from its text (the compiled
+/// policy does not list them).
+fn declared_actions(path: &Path) -> Vec<(String, String)> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let types: Vec<(String, Vec<String>)> = if is_json {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
+            return Vec::new();
+        };
+        value
+            .get("resource_types")
+            .and_then(|t| t.as_object())
+            .map(|types| {
+                types
+                    .iter()
+                    .map(|(name, t)| {
+                        let actions = t
+                            .get("actions")
+                            .and_then(|a| a.as_array())
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|x| x.as_str().map(str::to_owned))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        (name.clone(), actions)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        let Ok(value) = text.parse::<toml::Table>() else {
+            return Vec::new();
+        };
+        value
+            .get("resource_types")
+            .and_then(|t| t.as_table())
+            .map(|types| {
+                types
+                    .iter()
+                    .map(|(name, t)| {
+                        let actions = t
+                            .get("actions")
+                            .and_then(|a| a.as_array())
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|x| x.as_str().map(str::to_owned))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        (name.clone(), actions)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    types
+        .into_iter()
+        .flat_map(|(name, actions)| actions.into_iter().map(move |a| (name.clone(), a)))
+        .collect()
+}
+
+/// The first permission (`type:action (rule)`) for which the policy asks a member with `roles`
+/// for an MFA step-up, on a resource of their own tenant without attributes.
+fn step_up_needed(
+    policy: &custodian::rbac::Policy,
+    actions: &[(String, String)],
+    member: &StaffMember,
+    now: u64,
+) -> Option<String> {
+    use custodian::rbac::{Principal, Reason, RequestContext, Resource};
+    let mut principal = Principal::new(member.id.as_str(), "doctor");
+    for role in &member.roles {
+        principal = principal.with_role(role.as_str());
+    }
+    let context = RequestContext::at(now);
+    actions.iter().find_map(|(type_name, action)| {
+        let resource = Resource::new(type_name.as_str(), "doctor-probe", "doctor");
+        match policy
+            .check(&principal, action, &resource, &context)
+            .reason()
+        {
+            Reason::StepUpRequired { rule, .. } => {
+                Some(format!("{type_name}:{action} (rule `{rule}`)"))
+            }
+            _ => None,
+        }
+    })
+}
+
+/// Locked factors, and staff without an active factor: a failure when the policy asks their
+/// roles for a step-up, a warning otherwise.
 fn mfa(report: &mut Report, opened: &store::Opened, doctor: &DoctorArgs, staff: &Path) {
     const CHECK: &str = "mfa";
-    let users = match std::fs::read_to_string(staff) {
-        Ok(text) => text
-            .lines()
-            .map(|line| line.split('#').next().unwrap_or_default().trim().to_owned())
-            .filter(|line| !line.is_empty())
-            .collect::<Vec<_>>(),
-        Err(e) => {
+    let members = match read_staff(staff) {
+        Ok(members) => members,
+        Err(reason) => {
             report.fail(
                 CHECK,
-                format!("cannot read staff list `{}`: {e}", staff.display()),
-                "give a file with one user id per line".into(),
+                reason,
+                "give a file with one `user-id role,role` line per staff member".into(),
             );
             return;
         }
     };
+    let policy = doctor.policy.as_deref().and_then(|path| {
+        crate::policy::load(path)
+            .ok()
+            .map(|p| (p, declared_actions(path)))
+    });
+    let now = store::now();
     let enrolled_any = opened
         .keys
         .ring_names()
         .is_ok_and(|names| names.contains(&doctor.rings.mfa_ring));
-    if !enrolled_any {
-        for user in &users {
-            report.warn(
-                &format!("mfa:{user}"),
-                format!(
-                    "`{user}` has no active MFA factor (the store has no MFA ring `{}`): step-up rules will deny them",
-                    doctor.rings.mfa_ring
-                ),
-                format!("have `{user}` enroll an authenticator"),
-            );
+    let service = if enrolled_any {
+        match crate::mfa::service(opened, &doctor.rings) {
+            Ok(service) => Some(service),
+            Err(failure) => {
+                report.fail(
+                    CHECK,
+                    format!("cannot open the MFA service: {}", failure_message(&failure)),
+                    "check `--mfa-ring` and the store".into(),
+                );
+                return;
+            }
         }
-        return;
-    }
-    let service = match crate::mfa::service(opened, &doctor.rings) {
-        Ok(service) => service,
-        Err(failure) => {
-            report.fail(
-                CHECK,
-                format!("cannot open the MFA service: {}", failure_message(&failure)),
-                "check `--mfa-ring` and the store".into(),
-            );
-            return;
-        }
+    } else {
+        None
     };
     let mut clean = 0usize;
-    for user in &users {
+    for member in &members {
+        let user = &member.id;
         let check = format!("mfa:{user}");
-        match crate::mfa::factor_views(&service, user) {
-            Err(failure) => report.fail(
-                &check,
-                format!("factors of `{user}` cannot be read: {}", failure_message(&failure)),
-                "a factor row fails its state MAC: re-enroll the user after checking who changed it".into(),
-            ),
-            Ok(factors) => {
-                let locked: Vec<&str> = factors
-                    .iter()
-                    .filter(|f| f.locked)
-                    .map(|f| f.factor.as_str())
-                    .collect();
-                let active = factors.iter().any(|f| f.phase == "active");
-                if !locked.is_empty() {
-                    report.warn(
+        let factors = match &service {
+            None => Vec::new(),
+            Some(service) => match crate::mfa::factor_views(service, user) {
+                Ok(factors) => factors,
+                Err(failure) => {
+                    report.fail(
                         &check,
-                        format!("`{user}` has locked factors: {}", locked.join(", ")),
-                        format!("check with `{user}` who tried the codes, then `custodian mfa unlock {user}`"),
+                        format!("factors of `{user}` cannot be read: {}", failure_message(&failure)),
+                        "a factor row fails its state MAC: re-enroll the user after checking who changed it".into(),
                     );
-                } else if !active {
-                    report.warn(
-                        &check,
-                        format!("`{user}` has no active MFA factor: step-up rules will deny them"),
-                        format!("have `{user}` enroll an authenticator"),
-                    );
-                } else {
-                    clean += 1;
+                    continue;
                 }
+            },
+        };
+        let locked: Vec<&str> = factors
+            .iter()
+            .filter(|f| f.locked)
+            .map(|f| f.factor.as_str())
+            .collect();
+        let active = factors.iter().any(|f| f.phase == "active");
+        if !locked.is_empty() {
+            report.warn(
+                &check,
+                format!("`{user}` has locked factors: {}", locked.join(", ")),
+                format!(
+                    "check with `{user}` who tried the codes, then `custodian mfa unlock {user}`"
+                ),
+            );
+        } else if active {
+            clean += 1;
+        } else {
+            let needed = policy
+                .as_ref()
+                .and_then(|(policy, actions)| step_up_needed(policy, actions, member, now));
+            let fix = format!("have `{user}` enroll an authenticator");
+            match needed {
+                Some(permission) => report.fail(
+                    &check,
+                    format!(
+                        "`{user}` has no active MFA factor, and the policy asks their roles for a step-up on {permission}"
+                    ),
+                    fix,
+                ),
+                None => report.warn(
+                    &check,
+                    format!("`{user}` has no active MFA factor"),
+                    fix,
+                ),
             }
         }
     }
-    if clean == users.len() {
+    if clean == members.len() {
         report.pass(
             CHECK,
             format!("all {clean} staff have an active factor and none is locked"),
