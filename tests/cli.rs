@@ -1092,22 +1092,59 @@ fn commands_and_doctor_run_against_a_postgres_store_by_url() {
     let (_, status, reason) = check(&checks, "erasures-purged");
     assert_eq!(status, "warn");
     assert!(reason.contains("VACUUM"), "{reason}");
-    // A server elsewhere would be a failure (checked without connecting: the store check fails
-    // too, since nothing listens there).
-    let remote = format!("postgres://custodian@192.0.2.1:5432/{database}");
+    run(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"));
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn doctor_fails_on_a_postgres_connection_that_leaves_the_host_without_tls() {
+    let f = Fixture::new();
+    // Nothing listens at this documentation address (RFC 5737): the store check fails too, after
+    // the connection timeout, but the transport check needs no server.
     let output = Command::new(env!("CARGO_BIN_EXE_custodian"))
         .args([
             "--json",
             "--store",
-            &remote,
-            "--root-key",
-            s(&key),
-            "doctor",
+            "postgres://app:hunter2@192.0.2.1:5432/shop",
         ])
+        .args(["--root-key", s(&f.key), "doctor"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(check(&doctor_checks(&report), "postgres-tls").1, "fail");
-    run(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let checks = doctor_checks(&report);
+    let (_, status, reason) = check(&checks, "postgres-tls");
+    assert_eq!(status, "fail");
+    assert!(reason.contains("`192.0.2.1` has no TLS"), "{reason}");
+    assert_eq!(check(&checks, "store").1, "fail");
+}
+
+#[cfg(unix)]
+#[test]
+fn doctor_warns_on_a_database_file_others_can_read_and_on_usage_near_the_limit() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new();
+    std::fs::set_permissions(&f.db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // A ring whose primary has reserved one block of 65,536 encryptions out of 70,000.
+    let policy = RotationPolicy {
+        max_age_secs: Some(86_400),
+        max_encryptions: 70_000,
+        ..RotationPolicy::default()
+    };
+    let keys = f.keys();
+    keys.create_ring("orders", Suite::default(), policy, now())
+        .unwrap();
+    keys.seal("orders", None, &email_context(), b"x", now())
+        .unwrap();
+    drop(keys);
+    let report = f.run_json(&["doctor"], 0);
+    let checks = doctor_checks(&report);
+    let (_, status, reason) = check(&checks, "sqlite-file");
+    assert_eq!(status, "warn");
+    assert!(reason.contains("mode 0644"), "{reason}");
+    let (_, status, reason) = check(&checks, "ring:orders");
+    assert_eq!(status, "warn", "{reason}");
+    assert!(reason.contains("usage 93.6%"), "{reason}");
 }
