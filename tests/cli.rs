@@ -359,6 +359,15 @@ fn store_and_root_key_errors_have_their_exit_codes() {
     )
     .success()
     .stdout(predicate::str::contains("customers"));
+    // `--help` never shows the variables' values (a URL may hold a password).
+    f.checked(
+        Command::new(env!("CARGO_BIN_EXE_custodian"))
+            .env("CUSTODIAN_STORE", "postgres://app:hunter2@db/shop")
+            .arg("--help"),
+    )
+    .success()
+    .stdout(predicate::str::contains("CUSTODIAN_STORE"))
+    .stdout(predicate::str::contains("hunter2").not());
     // A usage error from the parser.
     f.assert(&["keys", "frobnicate"]).code(2);
 }

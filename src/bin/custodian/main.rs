@@ -31,7 +31,7 @@ use std::process::ExitCode;
 /// Operate a custodian key store: keys, erasures, policies, MFA, the audit log, and a security
 /// self-check.
 #[derive(Debug, Parser)]
-#[command(name = "custodian", version, about, long_about = None)]
+#[command(name = "custodian", version)]
 #[command(after_help = "Exit codes: 0 success; 1 refused, or a check failed; \
     2 usage error; 3 store or root-key error.")]
 pub(crate) struct Cli {

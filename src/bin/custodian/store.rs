@@ -13,7 +13,14 @@ pub(crate) const ROOT_KEY_VAR: &str = "CUSTODIAN_ROOT_KEY";
 #[derive(Debug, clap::Args)]
 pub(crate) struct StoreArgs {
     /// The key store: an SQLite file path, or a `postgres://` URL (needs the `postgres` feature).
-    #[arg(long, global = true, env = "CUSTODIAN_STORE", value_name = "PATH|URL")]
+    // The variable's value is never shown in `--help`: a URL may hold a password.
+    #[arg(
+        long,
+        global = true,
+        env = "CUSTODIAN_STORE",
+        hide_env_values = true,
+        value_name = "PATH|URL"
+    )]
     pub store: Option<String>,
 
     /// The root key file (64 hex digits or base64 of 32 bytes, mode 0600). Without it, the key
@@ -22,6 +29,7 @@ pub(crate) struct StoreArgs {
         long,
         global = true,
         env = "CUSTODIAN_ROOT_KEY_FILE",
+        hide_env_values = true,
         value_name = "FILE"
     )]
     pub root_key: Option<PathBuf>,
