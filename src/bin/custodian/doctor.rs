@@ -666,63 +666,33 @@ fn declared_actions(path: &Path) -> Vec<(String, String)> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Vec::new();
     };
+    // Both forms read into one JSON value (the policy loader has checked the file already).
     let is_json = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    let types: Vec<(String, Vec<String>)> = if is_json {
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
-            return Vec::new();
-        };
-        value
-            .get("resource_types")
-            .and_then(|t| t.as_object())
-            .map(|types| {
-                types
-                    .iter()
-                    .map(|(name, t)| {
-                        let actions = t
-                            .get("actions")
-                            .and_then(|a| a.as_array())
-                            .map(|a| {
-                                a.iter()
-                                    .filter_map(|x| x.as_str().map(str::to_owned))
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        (name.clone(), actions)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+    let value: Option<serde_json::Value> = if is_json {
+        serde_json::from_str(&text).ok()
     } else {
-        let Ok(value) = text.parse::<toml::Table>() else {
-            return Vec::new();
-        };
-        value
-            .get("resource_types")
-            .and_then(|t| t.as_table())
-            .map(|types| {
-                types
-                    .iter()
-                    .map(|(name, t)| {
-                        let actions = t
-                            .get("actions")
-                            .and_then(|a| a.as_array())
-                            .map(|a| {
-                                a.iter()
-                                    .filter_map(|x| x.as_str().map(str::to_owned))
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        (name.clone(), actions)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        toml::from_str(&text).ok()
+    };
+    let Some(types) = value
+        .as_ref()
+        .and_then(|v| v.get("resource_types"))
+        .and_then(|t| t.as_object())
+    else {
+        return Vec::new();
     };
     types
-        .into_iter()
-        .flat_map(|(name, actions)| actions.into_iter().map(move |a| (name.clone(), a)))
+        .iter()
+        .flat_map(|(name, declared)| {
+            declared
+                .get("actions")
+                .and_then(|a| a.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|action| action.as_str())
+                .map(move |action| (name.clone(), action.to_owned()))
+        })
         .collect()
 }
 
