@@ -283,8 +283,9 @@ fn keys_rotate_disable_destroy_and_policy() {
     let table = f.run(&["keys", "status", "customers"], 0);
     assert!(table.contains("destroyed"), "{table}");
 
-    // Data sealed under version 1 was rewrapped to version 2 through its subject key, so it
-    // still opens after version 1 is gone.
+    // The rotation rewrapped the subject keys, not the stored value: its header still names
+    // version 1, so it no longer opens (an application rewraps stored values with
+    // `Custodian::rewrap_all` before its operator destroys a version).
     let keys = f.keys();
     let opened = keys.open(&email_context(), &f.sealed, now());
     assert!(
