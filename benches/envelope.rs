@@ -98,7 +98,11 @@ fn bench_large_aws_lc(c: &mut Criterion) {
 
     const SIZE: usize = 1 << 20;
     let raw_key = LessSafeKey::new(
-        UnboundKey::new(&AES_256_GCM, SecretKey::try_random().unwrap().expose_secret()).unwrap(),
+        UnboundKey::new(
+            &AES_256_GCM,
+            SecretKey::try_random().unwrap().expose_secret(),
+        )
+        .unwrap(),
     );
     let kek = StaticKek::with_algorithm(
         KeyId::new("customers", 1).unwrap(),

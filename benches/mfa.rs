@@ -79,7 +79,12 @@ fn bench_against_totp_rs(c: &mut Criterion) {
         .with_secret(secret)
         .build()
         .unwrap();
-    let code = factor.key().code_at(NOW).unwrap().expose_secret().to_owned();
+    let code = factor
+        .key()
+        .code_at(NOW)
+        .unwrap()
+        .expose_secret()
+        .to_owned();
     // Both agree on the code before anything is timed.
     assert_eq!(theirs.check(&code, NOW), Some(NOW / 30));
     assert!(verifier.verify(&factor, &code, NOW).is_ok());

@@ -95,7 +95,9 @@ pub(crate) fn seal_with(
     data_nonce: &[u8],
 ) -> Result<Vec<u8>, EnvelopeError> {
     let mut out = Vec::new();
-    append_sealed(kek, context, plaintext, dek, wrap_nonce, data_nonce, &mut out)?;
+    append_sealed(
+        kek, context, plaintext, dek, wrap_nonce, data_nonce, &mut out,
+    )?;
     Ok(out)
 }
 

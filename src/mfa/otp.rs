@@ -318,7 +318,13 @@ const SHA1_BLOCK: usize = 64;
 /// SHA-1's output length in bytes.
 const SHA1_LEN: usize = 20;
 /// SHA-1's initial hash value (FIPS 180-4 section 5.3.1).
-const SHA1_INIT: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
+const SHA1_INIT: [u32; 5] = [
+    0x6745_2301,
+    0xEFCD_AB89,
+    0x98BA_DCFE,
+    0x1032_5476,
+    0xC3D2_E1F0,
+];
 
 /// HMAC-SHA-1 (RFC 2104) for HOTP's 8-byte messages, with the key's inner and outer pad states
 /// hashed once: `H(K ^ opad || H(K ^ ipad || counter))`.
