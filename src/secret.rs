@@ -53,8 +53,8 @@ impl fmt::Debug for SecretKey {
 
 /// A variable-length secret, such as a decrypted plaintext or a TOTP seed.
 ///
-/// Wiped on drop at memory speed (see [`wipe_vec`]), so that a large decrypted message costs about
-/// as much to wipe as to copy.
+/// Wiped on drop at memory speed (one `memset` and an optimization barrier, not a volatile write per
+/// byte), so that a large decrypted message costs about as much to wipe as to copy.
 #[derive(Default)]
 pub struct SecretBytes(Vec<u8>);
 
