@@ -341,3 +341,63 @@ fn seal_many_gives_independent_ciphertexts() {
             .is_empty()
     );
 }
+
+#[test]
+fn open_into_and_seal_into_round_trip_in_every_suite() {
+    for suite in Suite::ALL {
+        let kek = kek("customers", 2, suite);
+        let ctx = context("42", "document");
+        let mut sealed = b"prefix kept".to_vec();
+        for len in [0usize, 1, 16, 4097] {
+            sealed.truncate(11);
+            let plaintext: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            envelope::seal_into(&kek, &ctx, &plaintext, &mut sealed).unwrap();
+            assert_eq!(&sealed[..11], b"prefix kept");
+            let ciphertext = &sealed[11..];
+            assert_eq!(
+                envelope::open(&kek, &ctx, ciphertext)
+                    .unwrap()
+                    .expose_secret(),
+                &plaintext[..]
+            );
+            // A longer buffer than needed: the plaintext goes to its start, the rest is untouched.
+            let mut buffer = vec![0xEEu8; len + 5];
+            let opened = envelope::open_into(&kek, &ctx, ciphertext, &mut buffer).unwrap();
+            assert_eq!(opened, &plaintext[..]);
+            assert_eq!(&buffer[len..], &[0xEE; 5]);
+        }
+    }
+}
+
+#[test]
+fn open_into_refuses_a_short_buffer_and_wipes_on_failure() {
+    let kek = kek("customers", 1, Suite::Aes256Gcm);
+    let ctx = context("42", "document");
+    let plaintext = vec![0x61u8; 100];
+    let sealed = envelope::seal(&kek, &ctx, &plaintext).unwrap();
+
+    let mut short = vec![0u8; 99];
+    assert_eq!(
+        envelope::open_into(&kek, &ctx, &sealed, &mut short).unwrap_err(),
+        EnvelopeError::BufferTooSmall {
+            needed: 100,
+            given: 99
+        }
+    );
+
+    // A tampered payload: decryption writes (unauthenticated) bytes, which must not stay.
+    let mut tampered = sealed.clone();
+    let last_payload_byte = tampered.len() - 17;
+    tampered[last_payload_byte] ^= 1;
+    let mut buffer = vec![0xEEu8; 100];
+    assert_eq!(
+        envelope::open_into(&kek, &ctx, &tampered, &mut buffer).unwrap_err(),
+        EnvelopeError::Decrypt
+    );
+    assert!(buffer.iter().all(|&b| b == 0), "{buffer:?}");
+
+    // The wrong context fails before the payload is copied: the buffer is not written.
+    let mut buffer = vec![0xEEu8; 100];
+    assert!(envelope::open_into(&kek, &context("43", "document"), &sealed, &mut buffer).is_err());
+    assert!(buffer.iter().all(|&b| b == 0xEE));
+}

@@ -50,6 +50,15 @@ pub enum EnvelopeError {
     /// The text form is not `cst1:` followed by unpadded base64url.
     #[error("malformed text ciphertext: {0}")]
     MalformedText(&'static str),
+    /// The buffer given to [`super::open_into`] is shorter than the plaintext (whose length is
+    /// public: [`super::Header::payload_len`]).
+    #[error("output buffer of {given} bytes is too small for a plaintext of {needed} bytes")]
+    BufferTooSmall {
+        /// The plaintext length, from the header.
+        needed: usize,
+        /// Length of the buffer that was given.
+        given: usize,
+    },
     /// The random number generator failed (sealing only).
     #[error("random number generator failed")]
     Random,

@@ -22,5 +22,5 @@ pub use error::EnvelopeError;
 pub use format::{Header, MAX_PAYLOAD_LEN};
 pub use kek::{Kek, KeyId, StaticKek};
 pub(crate) use seal::open_parsed;
-pub use seal::{open, reencrypt, rewrap, rewrap_in_place, seal, seal_many};
+pub use seal::{open, open_into, reencrypt, rewrap, rewrap_in_place, seal, seal_into, seal_many};
 pub use text::{TEXT_PREFIX, decode_text, encode_text, open_text, seal_text};

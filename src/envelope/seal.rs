@@ -6,7 +6,7 @@ use super::format::{
 use super::{EncryptionContext, EnvelopeError, Kek};
 use crate::crypto::{TAG_LEN, Tag, fill_random};
 use crate::secret::{KEY_LEN, SecretBytes, SecretKey};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// Longest nonce of any suite (XChaCha20-Poly1305).
 const MAX_NONCE_LEN: usize = 24;
@@ -17,6 +17,20 @@ pub fn seal(
     context: &EncryptionContext,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, EnvelopeError> {
+    let mut out = Vec::new();
+    seal_into(kek, context, plaintext, &mut out)?;
+    Ok(out)
+}
+
+/// [`seal`], appending the ciphertext to `out` instead of allocating a new vector: a caller that
+/// seals many messages can reuse one buffer (`out.clear()` between them). On error `out` keeps its
+/// previous length.
+pub fn seal_into(
+    kek: &dyn Kek,
+    context: &EncryptionContext,
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), EnvelopeError> {
     let nonce_len = kek.algorithm().suite().nonce_len();
     // One call to the generator for the data key and both nonces.
     let mut random = Zeroizing::new([0u8; KEY_LEN + 2 * MAX_NONCE_LEN]);
@@ -24,7 +38,7 @@ pub fn seal(
         .get_mut(..KEY_LEN + 2 * nonce_len)
         .ok_or(EnvelopeError::Random)?;
     fill_random(random).map_err(EnvelopeError::from_crypto)?;
-    seal_with_random(kek, context, plaintext, random)
+    seal_with_random(kek, context, plaintext, random, out)
 }
 
 /// Seals several values under one KEK, drawing the randomness for all of them (a fresh data key and
@@ -40,7 +54,11 @@ pub fn seal_many(
     items
         .iter()
         .zip(random.chunks_exact(per_item))
-        .map(|((context, plaintext), random)| seal_with_random(kek, context, plaintext, random))
+        .map(|((context, plaintext), random)| {
+            let mut out = Vec::new();
+            seal_with_random(kek, context, plaintext, random, &mut out)?;
+            Ok(out)
+        })
         .collect()
 }
 
@@ -50,17 +68,24 @@ fn seal_with_random(
     context: &EncryptionContext,
     plaintext: &[u8],
     random: &[u8],
-) -> Result<Vec<u8>, EnvelopeError> {
+    out: &mut Vec<u8>,
+) -> Result<(), EnvelopeError> {
     let (dek, nonces) = random
         .split_at_checked(KEY_LEN)
         .ok_or(EnvelopeError::Random)?;
     let (wrap_nonce, data_nonce) = nonces.split_at(nonces.len() / 2);
     let dek = SecretKey::from_slice(dek).ok_or(EnvelopeError::Random)?;
-    seal_with(kek, context, plaintext, &dek, wrap_nonce, data_nonce)
+    let start = out.len();
+    let sealed = append_sealed(kek, context, plaintext, &dek, wrap_nonce, data_nonce, out);
+    if sealed.is_err() {
+        out.truncate(start);
+    }
+    sealed
 }
 
 /// Seals with caller-chosen data key and nonces. Only for the format's worked example and tests:
 /// reusing a nonce under a key destroys confidentiality and authenticity.
+#[cfg(test)]
 pub(crate) fn seal_with(
     kek: &dyn Kek,
     context: &EncryptionContext,
@@ -69,6 +94,24 @@ pub(crate) fn seal_with(
     wrap_nonce: &[u8],
     data_nonce: &[u8],
 ) -> Result<Vec<u8>, EnvelopeError> {
+    let mut out = Vec::new();
+    append_sealed(
+        kek, context, plaintext, dek, wrap_nonce, data_nonce, &mut out,
+    )?;
+    Ok(out)
+}
+
+/// Appends the ciphertext sealed with the given data key and nonces to `out`. On error, `out` may
+/// hold a partial ciphertext after its previous end (the callers truncate it).
+fn append_sealed(
+    kek: &dyn Kek,
+    context: &EncryptionContext,
+    plaintext: &[u8],
+    dek: &SecretKey,
+    wrap_nonce: &[u8],
+    data_nonce: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), EnvelopeError> {
     let algorithm = kek.algorithm();
     let suite = algorithm.suite();
     check_payload_len(plaintext.len())?;
@@ -78,9 +121,11 @@ pub(crate) fn seal_with(
         plaintext.len(),
     );
 
-    let mut out = Vec::with_capacity(layout.total);
-    write_key_header(&mut out, suite, kek.key_id(), plaintext.len());
-    let mut aad = wrap_aad(&out, context);
+    let base = out.len();
+    out.reserve(layout.total);
+    write_key_header(out, suite, kek.key_id(), plaintext.len());
+    let key_header = out.get(base..).ok_or(EnvelopeError::Random)?;
+    let mut aad = wrap_aad(key_header, context);
     let wrap = wrap_dek(kek, &aad, dek, wrap_nonce)?;
     out.extend_from_slice(wrap_nonce);
     out.extend_from_slice(&wrap);
@@ -94,8 +139,8 @@ pub(crate) fn seal_with(
         .seal_once(dek, data_nonce, &aad, payload)
         .map_err(EnvelopeError::from_crypto)?;
     out.extend_from_slice(&tag);
-    debug_assert_eq!(out.len(), layout.total);
-    Ok(out)
+    debug_assert_eq!(out.len() - base, layout.total);
+    Ok(())
 }
 
 /// Opens a ciphertext sealed by [`seal`] with the same key and context.
@@ -114,25 +159,109 @@ pub(crate) fn open_parsed(
     ciphertext: &[u8],
     header: &Header,
 ) -> Result<SecretBytes, EnvelopeError> {
-    check_key(header, kek)?;
-    let layout = header.layout();
-    let key_header = ciphertext
-        .get(..layout.key_header_end)
-        .ok_or(EnvelopeError::Decrypt)?;
-    let mut aad = wrap_aad(key_header, context);
-    let dek = unwrap_dek(kek, ciphertext, &layout, &aad)?;
-
-    let part = |from: usize, to: usize| part_of(ciphertext, from, to);
-    let data_nonce = part(layout.wrapped_dek_end, layout.data_nonce_end)?;
-    let tag: Tag = part(layout.payload_end, layout.total)?
-        .try_into()
-        .map_err(|_| EnvelopeError::Decrypt)?;
-    let mut plaintext = SecretBytes::new(part(layout.data_nonce_end, layout.payload_end)?.to_vec());
-    into_payload_aad(&mut aad, layout.key_header_end);
-    kek.algorithm()
-        .open_once(&dek, data_nonce, &aad, plaintext.expose_secret_mut(), &tag)
-        .map_err(|_| EnvelopeError::Decrypt)?;
+    let sealed = Unwrapped::new(kek, context, ciphertext, header)?;
+    let mut plaintext = SecretBytes::new(sealed.payload.to_vec());
+    sealed.open_in_place(kek, plaintext.expose_secret_mut())?;
     Ok(plaintext)
+}
+
+/// Opens into a buffer the caller owns, without allocating: for large messages, and for callers
+/// that reuse one buffer for many messages.
+///
+/// `out` must be at least [`Header::payload_len`] bytes long; the plaintext is written to its
+/// start and that part is returned. The caller owns the plaintext, so wiping it is the caller's
+/// job (for example with `zeroize::Zeroize` on the buffer, or by reusing the buffer). If the
+/// payload fails to authenticate, the bytes written to `out` are zeroed again, so no
+/// unauthenticated plaintext is left in it; on any earlier error `out` is not written.
+///
+/// ```
+/// use custodian::envelope::{self, EncryptionContext, Header, StaticKek};
+///
+/// let kek = StaticKek::generate("documents", 1)?;
+/// let context = EncryptionContext::for_field("documents", "42", "body")?;
+/// let sealed = envelope::seal(&kek, &context, b"a large document")?;
+///
+/// let mut buffer = vec![0u8; Header::parse(&sealed)?.payload_len()];
+/// let plaintext = envelope::open_into(&kek, &context, &sealed, &mut buffer)?;
+/// assert_eq!(plaintext, b"a large document");
+/// # Ok::<(), custodian::envelope::EnvelopeError>(())
+/// ```
+pub fn open_into<'a>(
+    kek: &dyn Kek,
+    context: &EncryptionContext,
+    ciphertext: &[u8],
+    out: &'a mut [u8],
+) -> Result<&'a mut [u8], EnvelopeError> {
+    let header = Header::parse(ciphertext)?;
+    let given = out.len();
+    let out = out
+        .get_mut(..header.payload_len())
+        .ok_or(EnvelopeError::BufferTooSmall {
+            needed: header.payload_len(),
+            given,
+        })?;
+    let sealed = Unwrapped::new(kek, context, ciphertext, &header)?;
+    if sealed.payload.len() != out.len() {
+        // Both lengths come from the parsed header.
+        return Err(EnvelopeError::Decrypt);
+    }
+    out.copy_from_slice(sealed.payload);
+    sealed.open_in_place(kek, out)?;
+    Ok(out)
+}
+
+/// A parsed ciphertext whose data key is unwrapped: what is left is the payload decryption.
+struct Unwrapped<'c> {
+    dek: SecretKey,
+    payload_aad: Vec<u8>,
+    data_nonce: &'c [u8],
+    payload: &'c [u8],
+    tag: Tag,
+}
+
+impl<'c> Unwrapped<'c> {
+    fn new(
+        kek: &dyn Kek,
+        context: &EncryptionContext,
+        ciphertext: &'c [u8],
+        header: &Header,
+    ) -> Result<Self, EnvelopeError> {
+        check_key(header, kek)?;
+        let layout = header.layout();
+        let key_header = ciphertext
+            .get(..layout.key_header_end)
+            .ok_or(EnvelopeError::Decrypt)?;
+        let mut aad = wrap_aad(key_header, context);
+        let dek = unwrap_dek(kek, ciphertext, &layout, &aad)?;
+        into_payload_aad(&mut aad, layout.key_header_end);
+
+        let part = |from: usize, to: usize| part_of(ciphertext, from, to);
+        Ok(Self {
+            dek,
+            payload_aad: aad,
+            data_nonce: part(layout.wrapped_dek_end, layout.data_nonce_end)?,
+            payload: part(layout.data_nonce_end, layout.payload_end)?,
+            tag: part(layout.payload_end, layout.total)?
+                .try_into()
+                .map_err(|_| EnvelopeError::Decrypt)?,
+        })
+    }
+
+    /// Decrypts `in_out`, a copy of the payload, in place; zeroes it on failure.
+    fn open_in_place(&self, kek: &dyn Kek, in_out: &mut [u8]) -> Result<(), EnvelopeError> {
+        let opened = kek.algorithm().open_once(
+            &self.dek,
+            self.data_nonce,
+            &self.payload_aad,
+            in_out,
+            &self.tag,
+        );
+        if opened.is_err() {
+            in_out.zeroize();
+            return Err(EnvelopeError::Decrypt);
+        }
+        Ok(())
+    }
 }
 
 /// Rewraps a ciphertext's data key from `from` to `to` without touching the payload.

@@ -89,8 +89,14 @@ impl Digits {
         self.0
     }
 
-    fn modulus(self) -> u32 {
-        10u32.pow(u32::from(self.0))
+    /// `value` modulo 10^digits. Each arm divides by a constant, which compiles to a
+    /// multiplication instead of a hardware division.
+    fn reduce(self, value: u32) -> u32 {
+        match self.0 {
+            6 => value % 1_000_000,
+            7 => value % 10_000_000,
+            _ => value % 100_000_000,
+        }
     }
 }
 
@@ -166,7 +172,7 @@ impl Default for TotpParams {
 }
 
 /// A one-time code as digits. Short-lived but still a secret: redacted in `Debug`, zeroized.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+#[derive(Clone)]
 pub struct OtpCode {
     ascii: [u8; 8],
     len: u8,
@@ -198,7 +204,17 @@ impl OtpCode {
 
     /// Constant-time equality of two codes of the same length.
     pub(crate) fn ct_eq_code(&self, other: &Self) -> subtle::Choice {
-        self.ascii.ct_eq(&other.ascii) & self.len.ct_eq(&other.len)
+        // One 64-bit comparison instead of eight byte comparisons (each of which would pass
+        // through `subtle`'s optimization barrier).
+        u64::from_ne_bytes(self.ascii).ct_eq(&u64::from_ne_bytes(other.ascii))
+            & self.len.ct_eq(&other.len)
+    }
+
+    /// The code as a number (leading zeros dropped). The caller wipes it.
+    pub(crate) fn value(&self) -> u32 {
+        self.bytes().iter().fold(0u32, |value, digit| {
+            value * 10 + u32::from(digit.wrapping_sub(b'0'))
+        })
     }
 
     /// Compares with typed input in constant time. The input must be exactly the digits (spaces
@@ -210,6 +226,23 @@ impl OtpCode {
         }
     }
 }
+
+// By hand rather than derived: the derive wipes an array byte by byte (a volatile write each), and
+// a verify drops four codes.
+impl Zeroize for OtpCode {
+    fn zeroize(&mut self) {
+        self.ascii.as_mut_slice().zeroize();
+        self.len.zeroize();
+    }
+}
+
+impl Drop for OtpCode {
+    fn drop(&mut self) {
+        self.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for OtpCode {}
 
 impl fmt::Debug for OtpCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -237,7 +270,7 @@ pub(crate) fn normalize_code(input: &str, digits: u8) -> Option<OtpCode> {
 /// HMAC keyed once: verifying a window of steps then costs two hash blocks per step, not four.
 #[derive(Clone)]
 pub(crate) enum KeyedHmac {
-    Sha1(Hmac<sha1::Sha1>),
+    Sha1(Sha1Pads),
     Sha256(Hmac<sha2::Sha256>),
     Sha512(Hmac<sha2::Sha512>),
 }
@@ -250,22 +283,138 @@ impl KeyedHmac {
             reason: "the HMAC key was refused".into(),
         };
         Ok(match algorithm {
-            Algorithm::Sha1 => Self::Sha1(Hmac::new_from_slice(key).map_err(invalid)?),
+            Algorithm::Sha1 => Self::Sha1(Sha1Pads::new(key)),
             Algorithm::Sha256 => Self::Sha256(Hmac::new_from_slice(key).map_err(invalid)?),
             Algorithm::Sha512 => Self::Sha512(Hmac::new_from_slice(key).map_err(invalid)?),
         })
     }
 
-    /// The HOTP value for `counter` (RFC 4226 section 5.3).
+    /// The HOTP code for `counter` (RFC 4226 section 5.3).
     pub(crate) fn code(&self, counter: u64, digits: Digits) -> OtpCode {
+        OtpCode::new(self.value(counter, digits), digits)
+    }
+
+    /// The HOTP code for `counter` as a number below 10^digits (what [`OtpCode`] spells out):
+    /// for verification, which compares numbers and skips spelling out every candidate. The
+    /// caller wipes it.
+    pub(crate) fn value(&self, counter: u64, digits: Digits) -> u32 {
         let message = counter.to_be_bytes();
         let value = match self {
-            Self::Sha1(mac) => truncate(&mac_once(mac, &message)),
+            Self::Sha1(pads) => {
+                let mut mac = pads.mac_counter(counter);
+                let value = truncate(&mac);
+                mac.as_mut_slice().zeroize();
+                value
+            }
             Self::Sha256(mac) => truncate(&mac_once(mac, &message)),
             Self::Sha512(mac) => truncate(&mac_once(mac, &message)),
         };
-        OtpCode::new(value % digits.modulus(), digits)
+        digits.reduce(value)
     }
+}
+
+/// SHA-1's block length in bytes.
+const SHA1_BLOCK: usize = 64;
+/// SHA-1's output length in bytes.
+const SHA1_LEN: usize = 20;
+/// SHA-1's initial hash value (FIPS 180-4 section 5.3.1).
+const SHA1_INIT: [u32; 5] = [
+    0x6745_2301,
+    0xEFCD_AB89,
+    0x98BA_DCFE,
+    0x1032_5476,
+    0xC3D2_E1F0,
+];
+
+/// HMAC-SHA-1 (RFC 2104) for HOTP's 8-byte messages, with the key's inner and outer pad states
+/// hashed once: `H(K ^ opad || H(K ^ ipad || counter))`.
+///
+/// Both hashes after the pads are exactly one SHA-1 block (the 8-byte counter or the 20-byte inner
+/// hash, then the padding and the bit length of FIPS 180-4 section 5.1.1), so each code costs two
+/// calls of the `sha1` crate's compression function on a copy of a pad state: no buffering, no
+/// `Hmac` object to clone per step. The pad states and every intermediate are wiped on drop.
+/// `tests::sha1_pads_match_the_hmac_crate` checks it against the `hmac` crate.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub(crate) struct Sha1Pads {
+    inner: [u32; 5],
+    outer: [u32; 5],
+}
+
+impl Sha1Pads {
+    pub(crate) fn new(key: &[u8]) -> Self {
+        // RFC 2104 section 2: a key longer than a block is hashed first; then it is zero-padded.
+        let mut padded = [0u8; SHA1_BLOCK];
+        if key.len() > SHA1_BLOCK {
+            let mut digest = <sha1::Sha1 as sha1::Digest>::digest(key);
+            copy_prefix(&mut padded, &digest);
+            digest.as_mut_slice().zeroize();
+        } else {
+            copy_prefix(&mut padded, key);
+        }
+        let pad_state = |pad: u8| {
+            let mut block = padded;
+            block.iter_mut().for_each(|b| *b ^= pad);
+            let mut state = SHA1_INIT;
+            sha1::block_api::compress(&mut state, core::slice::from_ref(&block));
+            block.as_mut_slice().zeroize();
+            state
+        };
+        let pads = Self {
+            inner: pad_state(0x36),
+            outer: pad_state(0x5c),
+        };
+        padded.as_mut_slice().zeroize();
+        pads
+    }
+
+    /// The 20-byte HMAC of `counter` as 8 bytes big-endian. The caller wipes it.
+    fn mac_counter(&self, counter: u64) -> [u8; SHA1_LEN] {
+        // Plain arrays wiped through slices at the end: `Zeroizing<[u8; N]>` would wipe byte by
+        // byte (a volatile write per element), which costs more here than the hashing around it.
+        let mut block = [0u8; SHA1_BLOCK];
+        let mut inner = self.inner;
+        last_block(&mut block, &counter.to_be_bytes());
+        sha1::block_api::compress(&mut inner, core::slice::from_ref(&block));
+
+        let mut inner_hash = [0u8; SHA1_LEN];
+        state_bytes(&inner, &mut inner_hash);
+        let mut outer = self.outer;
+        last_block(&mut block, &inner_hash);
+        sha1::block_api::compress(&mut outer, core::slice::from_ref(&block));
+
+        let mut mac = [0u8; SHA1_LEN];
+        state_bytes(&outer, &mut mac);
+        block.as_mut_slice().zeroize();
+        inner_hash.as_mut_slice().zeroize();
+        inner.as_mut_slice().zeroize();
+        outer.as_mut_slice().zeroize();
+        mac
+    }
+}
+
+/// Fills `block` as the last and only block after one pad block: `message`, the `0x80` byte,
+/// zeros, and the bit length of pad block plus message, big-endian, in the last 8 bytes.
+fn last_block(block: &mut [u8; SHA1_BLOCK], message: &[u8]) {
+    block.fill(0);
+    copy_prefix(block, message);
+    if let Some(marker) = block.get_mut(message.len()) {
+        *marker = 0x80;
+    }
+    let bits = ((SHA1_BLOCK + message.len()) as u64) * 8;
+    let (_, length) = block.split_at_mut(SHA1_BLOCK - 8);
+    length.copy_from_slice(&bits.to_be_bytes());
+}
+
+/// Copies `from` to the start of `to` (`from` is never longer here: 8 or 20 bytes into 64).
+fn copy_prefix(to: &mut [u8], from: &[u8]) {
+    to.iter_mut().zip(from).for_each(|(t, f)| *t = *f);
+}
+
+/// The big-endian bytes of a SHA-1 state: the hash value.
+fn state_bytes(state: &[u32; 5], out: &mut [u8; SHA1_LEN]) {
+    out.chunks_exact_mut(4)
+        .zip(state)
+        .for_each(|(bytes, word)| bytes.copy_from_slice(&word.to_be_bytes()));
 }
 
 fn mac_once<M: Mac + Clone>(keyed: &M, message: &[u8]) -> hmac::digest::Output<M> {
@@ -395,6 +544,9 @@ mod tests {
     #[test]
     fn codes_keep_leading_zeros_and_compare_exactly() {
         let code = OtpCode::new(42, Digits::SIX);
+        assert_eq!(code.value(), 42);
+        assert_eq!(OtpCode::new(99_999_999, Digits::EIGHT).value(), 99_999_999);
+        assert_eq!(normalize_code("012 345", 6).unwrap().value(), 12_345);
         assert_eq!(code.expose_secret(), "000042");
         assert!(code.matches("000042"));
         assert!(code.matches("000 042"));
@@ -404,6 +556,26 @@ mod tests {
         assert!(!code.matches("00004２"));
         assert!(!code.matches(""));
         assert_eq!(format!("{code:?}"), "OtpCode([REDACTED; 6 digits])");
+    }
+
+    /// The hand-keyed HMAC-SHA-1 agrees with the `hmac` crate for keys shorter than, as long as,
+    /// and longer than a block, and for counters with every byte in use.
+    #[test]
+    fn sha1_pads_match_the_hmac_crate() {
+        for key_len in [0usize, 1, 10, 20, 32, 63, 64, 65, 100, 200] {
+            let key: Vec<u8> = (0..key_len).map(|i| (i * 31 + 7) as u8).collect();
+            let pads = Sha1Pads::new(&key);
+            for counter in [0u64, 1, 56_666_666, u64::MAX, 0x0102_0304_0506_0708] {
+                let mut reference = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(&key).unwrap();
+                reference.update(&counter.to_be_bytes());
+                let expected = reference.finalize().into_bytes();
+                assert_eq!(
+                    &pads.mac_counter(counter)[..],
+                    &expected[..],
+                    "key {key_len} bytes, counter {counter}"
+                );
+            }
+        }
     }
 
     #[test]

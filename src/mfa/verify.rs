@@ -13,7 +13,8 @@ use super::otp::normalize_code;
 use super::step_up::{StepUp, StepUpMethod};
 use core::fmt;
 use serde::Serialize;
-use subtle::{Choice, ConditionallySelectable};
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
+use zeroize::Zeroize;
 
 /// Where a factor is in its life cycle. Serializes as `{"type":"pending","expires_at":..}`,
 /// `{"type":"active"}` or `{"type":"disabled"}`.
@@ -383,9 +384,12 @@ impl Verifier {
         let mut replayed = Choice::from(0);
         // Every step of the window is computed and compared, match or not, so the time taken
         // does not tell which step matched.
+        // Compared as numbers: the digits were checked above, so equal numbers are equal codes.
+        let mut typed = typed.value();
         for step in first..=last {
-            let candidate = keyed.code(step, params.digits());
-            let matches = candidate.ct_eq_code(&typed);
+            let mut candidate = keyed.value(step, params.digits());
+            let matches = candidate.ct_eq(&typed);
+            candidate.zeroize();
             // Public information: the step number and the stored replay mark.
             let fresh = Choice::from(u8::from(state.last_step.is_none_or(|l| step > l)));
             let take = matches & fresh & !found;
@@ -393,6 +397,7 @@ impl Verifier {
             found |= take;
             replayed |= matches & !fresh;
         }
+        typed.zeroize();
 
         if bool::from(found) {
             let new_state = FactorState {
