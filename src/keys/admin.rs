@@ -232,8 +232,8 @@ impl KeyManager {
     }
 
     /// One step of the subject-key rewrap that follows a rotation: rewraps up to
-    /// [`ManagerOptions::subject_rewrap_batch`] live subject keys of `ring` wrapped by versions
-    /// older than the primary, in one store transaction. A background job calls it until
+    /// [`subject_rewrap_batch`](super::ManagerOptions::subject_rewrap_batch) live subject keys of
+    /// `ring` wrapped by versions older than the primary, in one store transaction. A background job calls it until
     /// [`SubjectRewrapBatch::done`], and may stop between any two calls: nothing is lost, since
     /// older versions keep opening their subject keys until they are disabled (which rewraps what
     /// is left first).

@@ -314,14 +314,17 @@ impl KeyStore for MemoryKeyStore {
         version: u32,
         limit: usize,
     ) -> Result<Vec<SubjectRecord>, KeyError> {
-        Ok(self
+        let mut below: Vec<SubjectRecord> = self
             .lock()
             .subjects
             .values()
             .filter(|s| s.ring == ring && s.is_live() && s.wrapped_by < version)
-            .take(limit)
             .cloned()
-            .collect())
+            .collect();
+        // Oldest wrapping version first, as the trait says (stable: by subject within one).
+        below.sort_by_key(|s| s.wrapped_by);
+        below.truncate(limit);
+        Ok(below)
     }
 
     fn changes_since(&self, after: u64, limit: usize) -> Result<ChangeFeed, KeyError> {

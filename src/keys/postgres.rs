@@ -576,11 +576,11 @@ const SELECT_NEWEST_SUBJECT: &str = "SELECT ring, subject, generation, wrapped_b
 const SELECT_SUBJECT_HISTORY: &str = "SELECT ring, subject, generation, wrapped_by, wrapped_key, \
     created_at, erased_at, mac FROM custodian_subject_keys WHERE ring = $1 AND subject = $2 \
     ORDER BY generation";
-// `COLLATE "C"` orders by bytes, like the other stores, whatever the database's collation.
+// In the order of the `(ring, wrapped_by)` index, so a batch reads its rows and no others.
 const SELECT_WRAPPED_BELOW: &str = "SELECT ring, subject, generation, wrapped_by, wrapped_key, \
     created_at, erased_at, mac FROM custodian_subject_keys \
     WHERE ring = $1 AND wrapped_key IS NOT NULL AND wrapped_by < $2 \
-    ORDER BY subject COLLATE \"C\", generation LIMIT $3";
+    ORDER BY wrapped_by LIMIT $3";
 
 /// Per input key, whether it was inserted: each returned key marks the first row of the call with
 /// that key.

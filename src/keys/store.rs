@@ -349,7 +349,10 @@ pub trait KeyStore: AuditStore + Send + Sync + fmt::Debug {
     /// older snapshots (an online backup, a long query) and a later call is needed.
     fn purge(&self, wait: std::time::Duration) -> Result<bool, KeyError>;
 
-    /// Up to `limit` live subject rows of `ring` wrapped by a version below `version`.
+    /// Up to `limit` live subject rows of `ring` wrapped by a version below `version`, oldest
+    /// wrapping version first (in no particular order within a version). The order is what an
+    /// index on `(ring, wrapped_by)` gives without sorting: the rewrap job that pages through
+    /// these rows then reads each batch, never the rows it already moved to a newer version.
     fn subjects_wrapped_below(
         &self,
         ring: &str,
