@@ -121,7 +121,10 @@ impl Stores {
     }
 }
 
-fn is_postgres_url(location: &str) -> bool {
+/// Whether `location` names a PostgreSQL store (a `postgres://` or `postgresql://` URL, scheme in
+/// any case) rather than a SQLite path: the one rule [`Stores::open`] and the `custodian` command
+/// both go by.
+pub fn is_postgres_url(location: &str) -> bool {
     ["postgres://", "postgresql://"].iter().any(|scheme| {
         location
             .get(..scheme.len())

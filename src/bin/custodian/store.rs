@@ -71,7 +71,7 @@ impl Location {
                     .into(),
             )
         })?;
-        if store.starts_with("postgres://") || store.starts_with("postgresql://") {
+        if custodian::stores::is_postgres_url(store) {
             Ok(Location::Postgres(store.to_owned()))
         } else {
             Ok(Location::Sqlite(PathBuf::from(store)))
