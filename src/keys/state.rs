@@ -378,7 +378,13 @@ impl KeyManager {
                 let kek = Arc::clone(snap.primary()?);
                 return Ok((snap, kek));
             }
-            self.reserve(handle, &snap, now, n)?;
+            // The block this thread reserves holds its own `n` already: taking them from the
+            // snapshot in place on the next turn could fail again if a rotation installed a newer
+            // one meanwhile, and a thread that rotates in a loop would starve the sealers.
+            if let Some(snap) = self.reserve(handle, &snap, now, n)? {
+                let kek = Arc::clone(snap.primary()?);
+                return Ok((snap, kek));
+            }
         }
         Err(KeyError::Conflict(format!(
             "usage reservation of key ring `{}`",
@@ -387,20 +393,23 @@ impl KeyManager {
     }
 
     /// Reserves a block of encryptions under the primary (rotating first if it is exhausted).
+    /// Returns the snapshot installed with the block when the caller's `n` encryptions are taken
+    /// from it already, and `None` when the caller should look at the current snapshot again
+    /// (another thread reserved meanwhile, or the block was cut short by the usage limit).
     pub(super) fn reserve(
         &self,
         handle: &RingHandle,
         seen: &Arc<RingSnapshot>,
         now: u64,
         n: u64,
-    ) -> Result<(), KeyError> {
+    ) -> Result<Option<Arc<RingSnapshot>>, KeyError> {
         let _guard = lock(&handle.update);
         // Another thread may have reserved while this one waited for the lock.
         if let Some(snap) = current(handle, now)
             && !Arc::ptr_eq(&snap, seen)
             && snap.lease.next.load(Ordering::Relaxed).saturating_add(n) <= snap.lease.end
         {
-            return Ok(());
+            return Ok(None);
         }
         let block = self.options.usage_block.max(n);
         let mut rotated = false;
@@ -422,17 +431,18 @@ impl KeyManager {
             })?;
             match (committed, granted) {
                 (Some(rows), Some((version, start, end))) => {
-                    self.install(
+                    let taken = start.checked_add(n).filter(|after| *after <= end);
+                    let snap = self.install(
                         handle,
                         rows,
                         now,
                         Some(Lease {
                             version,
-                            next: AtomicU64::new(start),
+                            next: AtomicU64::new(taken.unwrap_or(start)),
                             end,
                         }),
                     )?;
-                    return Ok(());
+                    return Ok(taken.map(|_| snap));
                 }
                 _ => {
                     if !self.options.auto_rotate_when_exhausted || rotated {
