@@ -4,7 +4,7 @@
 //! verification, never a panic. The contract itself is checked in `tests/store_conformance.rs`.
 //!
 //! PostgreSQL tests need `CUSTODIAN_PG_URL`: run `scripts/with-postgres cargo test --release
-//! --all-features --test audit_stores`. Without it they print a loud skip notice, or fail when `CI`
+//! --all-features --test storage audit_stores`. Without it they print a loud skip notice, or fail when `CI`
 //! is set.
 #![cfg(any(feature = "sqlite", feature = "postgres"))]
 #![allow(
@@ -25,7 +25,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 #[cfg(feature = "postgres")]
-mod pg_support;
+use crate::pg_support;
 
 const CHILD_ENV: &str = "CUSTODIAN_AUDIT_APPEND_CHILD";
 /// Appending processes: this one and two children.
@@ -130,12 +130,8 @@ fn appends_from_processes_and_threads_build_one_tree(spec: &str) {
     let mut children: Vec<_> = (1..=CHILDREN)
         .map(|process| {
             let mut child = Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "audit_append_child",
-                    "--exact",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
+                .arg(crate::test_name(module_path!(), "audit_append_child"))
+                .args(["--exact", "--nocapture", "--test-threads=1"])
                 .env(CHILD_ENV, format!("{process}|{spec}"))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())

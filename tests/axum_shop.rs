@@ -10,7 +10,7 @@
 )]
 
 #[cfg(feature = "postgres")]
-mod pg_support;
+use crate::pg_support;
 #[path = "../examples/axum_shop.rs"]
 mod shop;
 

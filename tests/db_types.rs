@@ -3,7 +3,7 @@
 //! blind-index lookup, opens what it read, and refuses malformed column values with an error.
 //!
 //! The PostgreSQL test needs `CUSTODIAN_PG_URL`: run
-//! `scripts/with-postgres cargo test --release --all-features --test db_types`.
+//! `scripts/with-postgres cargo test --release --all-features --test storage db_types`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -11,7 +11,7 @@
     clippy::indexing_slicing
 )]
 
-mod pg_support;
+use crate::pg_support;
 
 use custodian::keys::{LocalRootKey, MemoryKeyStore};
 use custodian::postgres::sqlx::{self, Row};

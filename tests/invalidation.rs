@@ -125,12 +125,8 @@ fn erasure_reaches_the_other_process(spec: &str) {
         .seal(RING, Some(SUBJECT), &ctx(), b"jane@example.com", now())
         .unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "invalidation_child",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .arg(crate::test_name(module_path!(), "invalidation_child"))
+        .args(["--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, spec)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -206,7 +202,7 @@ fn sqlite_erasure_reaches_the_other_process_within_a_second() {
 }
 
 #[cfg(feature = "postgres")]
-mod pg_support;
+use crate::pg_support;
 
 #[cfg(feature = "postgres")]
 #[test]

@@ -1000,9 +1000,13 @@ fn root_key_from_environment() {
     ];
     for (value, expect) in cases {
         let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-        cmd.args(["root_key_from_environment_child", "--exact", "--nocapture"])
-            .env("CUSTODIAN_TEST_EXPECT", expect)
-            .env_remove(ENV_VAR);
+        cmd.arg(crate::test_name(
+            module_path!(),
+            "root_key_from_environment_child",
+        ))
+        .args(["--exact", "--nocapture"])
+        .env("CUSTODIAN_TEST_EXPECT", expect)
+        .env_remove(ENV_VAR);
         if let Some(value) = value {
             cmd.env(ENV_VAR, value);
         }

@@ -10,7 +10,7 @@
     clippy::indexing_slicing
 )]
 
-mod pg_support;
+use crate::pg_support;
 
 use custodian::crypto::Suite;
 use custodian::keys::store::{

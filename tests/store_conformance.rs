@@ -96,7 +96,7 @@ fn sqlite_audit_store() {
 }
 
 #[cfg(feature = "postgres")]
-mod pg_support;
+use crate::pg_support;
 
 #[cfg(feature = "postgres")]
 mod postgres {
