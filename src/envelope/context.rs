@@ -139,6 +139,11 @@ impl EncryptionContext {
         self.encoded.clone()
     }
 
+    /// The canonical encoding, borrowed.
+    pub(crate) fn encoded(&self) -> &[u8] {
+        &self.encoded
+    }
+
     /// Length of the canonical encoding in bytes.
     pub fn encoded_len(&self) -> usize {
         self.encoded.len()

@@ -30,6 +30,18 @@ pub struct Header {
     key_header_len: usize,
 }
 
+/// A [`Header`] borrowing its name and subject from the ciphertext: opening a value needs only to
+/// compare them with the key's, and this saves the allocations of a [`KeyId`] on every open.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeaderRef<'a> {
+    suite: Suite,
+    name: &'a str,
+    version: u32,
+    subject: Option<&'a str>,
+    payload_len: usize,
+    key_header_len: usize,
+}
+
 /// Where the parts of a ciphertext lie, as byte offsets.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Layout {
@@ -45,6 +57,54 @@ impl Header {
     /// Parses and checks the header of a binary ciphertext, including that the total length matches
     /// the recorded payload length (so truncation and trailing bytes are caught here).
     pub fn parse(bytes: &[u8]) -> Result<Header, EnvelopeError> {
+        HeaderRef::parse(bytes).map(HeaderRef::to_header)
+    }
+
+    /// The AEAD suite of both the key wrap and the payload.
+    pub fn suite(&self) -> Suite {
+        self.suite
+    }
+
+    /// The key that wrapped the data key.
+    pub fn key_id(&self) -> &KeyId {
+        &self.key_id
+    }
+
+    /// Plaintext length in bytes.
+    pub fn payload_len(&self) -> usize {
+        self.payload_len
+    }
+
+    /// A copy with another key id (for rewrap: only the key header and the wrap change).
+    /// The payload length was checked when this header was parsed, so this cannot fail.
+    pub(crate) fn with_key_id(&self, key_id: KeyId) -> Header {
+        let key_header_len = key_header_len(&key_id);
+        Header {
+            suite: self.suite,
+            key_id,
+            payload_len: self.payload_len,
+            key_header_len,
+        }
+    }
+
+    pub(crate) fn layout(&self) -> Layout {
+        Layout::new(
+            self.key_header_len,
+            self.suite.nonce_len(),
+            self.payload_len,
+        )
+    }
+
+    /// Appends the key header (magic through payload length) to `out`.
+    pub(crate) fn write_key_header(&self, out: &mut Vec<u8>) {
+        write_key_header(out, self.suite, &self.key_id, self.payload_len);
+    }
+}
+
+impl<'a> HeaderRef<'a> {
+    /// Parses and checks the header of a binary ciphertext, including that the total length matches
+    /// the recorded payload length (so truncation and trailing bytes are caught here).
+    pub(crate) fn parse(bytes: &'a [u8]) -> Result<HeaderRef<'a>, EnvelopeError> {
         let mut r = Reader(bytes);
         if r.take(3, "truncated before the magic bytes")? != MAGIC {
             return Err(EnvelopeError::Malformed("missing `CST` magic bytes"));
@@ -92,11 +152,11 @@ impl Header {
             return Err(EnvelopeError::Malformed("payload length over 1 GiB"));
         }
         let key_header_len = bytes.len() - r.0.len();
-        // INVARIANT: name, version and subject were checked just above.
-        let key_id = KeyId::from_checked_parts(name, version, subject);
-        let header = Header {
+        let header = HeaderRef {
             suite,
-            key_id,
+            name,
+            version,
+            subject,
             payload_len,
             key_header_len,
         };
@@ -114,34 +174,22 @@ impl Header {
         Ok(header)
     }
 
-    /// The AEAD suite of both the key wrap and the payload.
-    pub fn suite(&self) -> Suite {
+    /// Whether this header names `key_id`, compared without building a [`KeyId`].
+    pub(crate) fn names(self, key_id: &KeyId) -> bool {
+        self.name == key_id.name()
+            && self.version == key_id.version()
+            && self.subject == key_id.subject()
+    }
+
+    pub(crate) fn suite(self) -> Suite {
         self.suite
     }
 
-    /// The key that wrapped the data key.
-    pub fn key_id(&self) -> &KeyId {
-        &self.key_id
-    }
-
-    /// Plaintext length in bytes.
-    pub fn payload_len(&self) -> usize {
+    pub(crate) fn payload_len(self) -> usize {
         self.payload_len
     }
 
-    /// A copy with another key id (for rewrap: only the key header and the wrap change).
-    /// The payload length was checked when this header was parsed, so this cannot fail.
-    pub(crate) fn with_key_id(&self, key_id: KeyId) -> Header {
-        let key_header_len = key_header_len(&key_id);
-        Header {
-            suite: self.suite,
-            key_id,
-            payload_len: self.payload_len,
-            key_header_len,
-        }
-    }
-
-    pub(crate) fn layout(&self) -> Layout {
+    pub(crate) fn layout(self) -> Layout {
         Layout::new(
             self.key_header_len,
             self.suite.nonce_len(),
@@ -149,9 +197,14 @@ impl Header {
         )
     }
 
-    /// Appends the key header (magic through payload length) to `out`.
-    pub(crate) fn write_key_header(&self, out: &mut Vec<u8>) {
-        write_key_header(out, self.suite, &self.key_id, self.payload_len);
+    pub(crate) fn to_header(self) -> Header {
+        Header {
+            suite: self.suite,
+            // INVARIANT: `parse` checked name, version and subject.
+            key_id: KeyId::from_checked_parts(self.name, self.version, self.subject),
+            payload_len: self.payload_len,
+            key_header_len: self.key_header_len,
+        }
     }
 }
 

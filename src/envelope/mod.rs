@@ -8,6 +8,7 @@
 //! The byte layout is specified in `docs/FORMAT.md`; [`Header::parse`] reads the key id without any
 //! key, for "which rows still use version 3?" scans.
 
+mod aad;
 mod context;
 mod error;
 mod format;

@@ -1,7 +1,8 @@
 //! Sealing, opening and rewrapping v1 ciphertexts.
 
+use super::aad::Aad;
 use super::format::{
-    Header, Layout, PAYLOAD_AAD_PREFIX_LEN, check_payload_len, key_header_len, write_key_header,
+    Header, HeaderRef, Layout, check_payload_len, key_header_len, write_key_header,
 };
 use super::{EncryptionContext, EnvelopeError, Kek};
 use crate::crypto::{TAG_LEN, Tag, fill_random};
@@ -125,18 +126,18 @@ fn append_sealed(
     out.reserve(layout.total);
     write_key_header(out, suite, kek.key_id(), plaintext.len());
     let key_header = out.get(base..).ok_or(EnvelopeError::Random)?;
-    let mut aad = wrap_aad(key_header, context);
-    let wrap = wrap_dek(kek, &aad, dek, wrap_nonce)?;
+    let mut aad = Aad::for_wrap(key_header, context);
+    let wrap = wrap_dek(kek, aad.as_slice(), dek, wrap_nonce)?;
     out.extend_from_slice(wrap_nonce);
     out.extend_from_slice(&wrap);
     out.extend_from_slice(data_nonce);
 
-    into_payload_aad(&mut aad, layout.key_header_end);
+    aad.cut_to_payload(layout.key_header_end);
     let start = out.len();
     out.extend_from_slice(plaintext);
     let payload = out.get_mut(start..).ok_or(EnvelopeError::Random)?;
     let tag = algorithm
-        .seal_once(dek, data_nonce, &aad, payload)
+        .seal_once(dek, data_nonce, aad.as_slice(), payload)
         .map_err(EnvelopeError::from_crypto)?;
     out.extend_from_slice(&tag);
     debug_assert_eq!(out.len() - base, layout.total);
@@ -149,7 +150,9 @@ pub fn open(
     context: &EncryptionContext,
     ciphertext: &[u8],
 ) -> Result<SecretBytes, EnvelopeError> {
-    open_parsed(kek, context, ciphertext, &Header::parse(ciphertext)?)
+    let header = HeaderRef::parse(ciphertext)?;
+    check_key_ref(header, kek)?;
+    open_checked(kek, context, ciphertext, header.layout())
 }
 
 /// [`open`] for a ciphertext whose header the caller has already parsed from these same bytes.
@@ -159,7 +162,18 @@ pub(crate) fn open_parsed(
     ciphertext: &[u8],
     header: &Header,
 ) -> Result<SecretBytes, EnvelopeError> {
-    let sealed = Unwrapped::new(kek, context, ciphertext, header)?;
+    check_key(header, kek)?;
+    open_checked(kek, context, ciphertext, header.layout())
+}
+
+/// Opens a ciphertext of `layout` whose key id and suite were checked against `kek`.
+fn open_checked(
+    kek: &dyn Kek,
+    context: &EncryptionContext,
+    ciphertext: &[u8],
+    layout: Layout,
+) -> Result<SecretBytes, EnvelopeError> {
+    let sealed = Unwrapped::new(kek, context, ciphertext, layout)?;
     let mut plaintext = SecretBytes::new(sealed.payload.to_vec());
     sealed.open_in_place(kek, plaintext.expose_secret_mut())?;
     Ok(plaintext)
@@ -192,7 +206,7 @@ pub fn open_into<'a>(
     ciphertext: &[u8],
     out: &'a mut [u8],
 ) -> Result<&'a mut [u8], EnvelopeError> {
-    let header = Header::parse(ciphertext)?;
+    let header = HeaderRef::parse(ciphertext)?;
     let given = out.len();
     let out = out
         .get_mut(..header.payload_len())
@@ -200,7 +214,8 @@ pub fn open_into<'a>(
             needed: header.payload_len(),
             given,
         })?;
-    let sealed = Unwrapped::new(kek, context, ciphertext, &header)?;
+    check_key_ref(header, kek)?;
+    let sealed = Unwrapped::new(kek, context, ciphertext, header.layout())?;
     if sealed.payload.len() != out.len() {
         // Both lengths come from the parsed header.
         return Err(EnvelopeError::Decrypt);
@@ -213,27 +228,26 @@ pub fn open_into<'a>(
 /// A parsed ciphertext whose data key is unwrapped: what is left is the payload decryption.
 struct Unwrapped<'c> {
     dek: SecretKey,
-    payload_aad: Vec<u8>,
+    payload_aad: Aad,
     data_nonce: &'c [u8],
     payload: &'c [u8],
     tag: Tag,
 }
 
 impl<'c> Unwrapped<'c> {
+    /// `kek` must have been checked against the header (`check_key`, `check_key_ref`).
     fn new(
         kek: &dyn Kek,
         context: &EncryptionContext,
         ciphertext: &'c [u8],
-        header: &Header,
+        layout: Layout,
     ) -> Result<Self, EnvelopeError> {
-        check_key(header, kek)?;
-        let layout = header.layout();
         let key_header = ciphertext
             .get(..layout.key_header_end)
             .ok_or(EnvelopeError::Decrypt)?;
-        let mut aad = wrap_aad(key_header, context);
-        let dek = unwrap_dek(kek, ciphertext, &layout, &aad)?;
-        into_payload_aad(&mut aad, layout.key_header_end);
+        let mut aad = Aad::for_wrap(key_header, context);
+        let dek = unwrap_dek(kek, ciphertext, &layout, aad.as_slice())?;
+        aad.cut_to_payload(layout.key_header_end);
 
         let part = |from: usize, to: usize| part_of(ciphertext, from, to);
         Ok(Self {
@@ -252,7 +266,7 @@ impl<'c> Unwrapped<'c> {
         let opened = kek.algorithm().open_once(
             &self.dek,
             self.data_nonce,
-            &self.payload_aad,
+            self.payload_aad.as_slice(),
             in_out,
             &self.tag,
         );
@@ -296,7 +310,12 @@ pub fn rewrap_in_place(
     let key_header = ciphertext
         .get(..layout.key_header_end)
         .ok_or(EnvelopeError::Decrypt)?;
-    let dek = unwrap_dek(from, ciphertext, &layout, &wrap_aad(key_header, context))?;
+    let dek = unwrap_dek(
+        from,
+        ciphertext,
+        &layout,
+        Aad::for_wrap(key_header, context).as_slice(),
+    )?;
 
     let new_header = header.with_key_id(to.key_id().clone());
     let mut prefix = Vec::with_capacity(new_header.layout().wrapped_dek_end);
@@ -306,7 +325,12 @@ pub fn rewrap_in_place(
         .get_mut(..suite.nonce_len())
         .ok_or(EnvelopeError::Random)?;
     fill_random(wrap_nonce).map_err(EnvelopeError::from_crypto)?;
-    let wrap = wrap_dek(to, &wrap_aad(&prefix, context), &dek, wrap_nonce)?;
+    let wrap = wrap_dek(
+        to,
+        Aad::for_wrap(&prefix, context).as_slice(),
+        &dek,
+        wrap_nonce,
+    )?;
     prefix.extend_from_slice(wrap_nonce);
     prefix.extend_from_slice(&wrap);
 
@@ -333,6 +357,18 @@ fn check_key(header: &Header, kek: &dyn Kek) -> Result<(), EnvelopeError> {
             found: header.key_id().clone(),
             given: kek.key_id().clone(),
         });
+    }
+    let given = kek.algorithm().suite();
+    if header.suite() != given {
+        return Err(EnvelopeError::wrong_suite(header.suite(), given));
+    }
+    Ok(())
+}
+
+/// [`check_key`] for a borrowed header: the [`KeyId`](super::KeyId) is built only for the error.
+fn check_key_ref(header: HeaderRef<'_>, kek: &dyn Kek) -> Result<(), EnvelopeError> {
+    if !header.names(kek.key_id()) {
+        return check_key(&header.to_header(), kek);
     }
     let given = kek.algorithm().suite();
     if header.suite() != given {
@@ -388,18 +424,4 @@ fn part_of(ciphertext: &[u8], from: usize, to: usize) -> Result<&[u8], EnvelopeE
         Some(part) => Ok(part),
         None => Err(EnvelopeError::Decrypt),
     }
-}
-
-/// The wrap AAD: key header || context encoding.
-fn wrap_aad(key_header: &[u8], context: &EncryptionContext) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(key_header.len() + context.encoded_len());
-    aad.extend_from_slice(key_header);
-    context.encode_into(&mut aad);
-    aad
-}
-
-/// Turns the wrap AAD into the payload AAD, magic || version || suite || context encoding, in place.
-/// The payload AAD leaves out the key id and the wrap so that a rewrap does not touch the payload.
-fn into_payload_aad(wrap_aad: &mut Vec<u8>, key_header_len: usize) {
-    wrap_aad.drain(PAYLOAD_AAD_PREFIX_LEN..key_header_len);
 }
