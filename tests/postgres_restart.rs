@@ -328,6 +328,30 @@ fn wait_for_recovery(calls: &Mutex<Vec<Call>>, restarted: Instant) -> Duration {
     }
 }
 
+/// Seals that must have succeeded before the server is killed.
+const SEALS_BEFORE_KILL: usize = 21;
+
+/// Waits until `count` seals have succeeded; fails the test if that takes over a minute.
+fn wait_for_seals(calls: &Mutex<Vec<Call>>, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let sealed = calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.what == "seal" && c.outcome == Outcome::Ok)
+            .count();
+        if sealed >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {sealed} seals in a minute before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 const RINGS: [&str; 2] = ["profiles", "payments"];
 const KEY_WORKERS: usize = 2;
 
@@ -579,8 +603,10 @@ fn killing_the_server_during_rotations_and_subject_writes_loses_nothing() {
                 s.spawn(move || key_worker(id, keys, stop, log, calls))
             })
             .collect();
-        // A random moment of the burst.
-        std::thread::sleep(Duration::from_millis(300 + rng.below(1200)));
+        // A random moment of the burst, once it has sealed enough that the kill interrupts real
+        // work (waiting for the count, not a fixed time, keeps this true on a loaded machine).
+        wait_for_seals(&calls, SEALS_BEFORE_KILL);
+        std::thread::sleep(Duration::from_millis(rng.below(1200)));
         let killed = kill_server(&data);
         std::thread::sleep(DOWN_FOR);
         let restarted = restart_server(&ctl);
@@ -608,7 +634,7 @@ fn killing_the_server_during_rotations_and_subject_writes_loses_nothing() {
         .filter(|c| c.what == "seal" && c.outcome == Outcome::Ok && c.started < killed)
         .count();
     assert!(
-        sealed_before_kill > 20,
+        sealed_before_kill >= SEALS_BEFORE_KILL,
         "only {sealed_before_kill} seals before the kill"
     );
     assert!(
