@@ -13,7 +13,10 @@ use custodian::crypto::Suite;
 use custodian::keys::{
     KeyManager, LocalRootKey, RotationPolicy, SqliteKeyStore, generate_key_file,
 };
-use custodian::mfa::{LockoutPolicy, OtpSecret, SqliteFactorStore, TotpKey, TotpParams, Verifier};
+use custodian::mfa::{
+    LockoutPolicy, MfaService, OtpSecret, RejectReason, SqliteFactorStore, TotpKey, TotpParams,
+    Verifier,
+};
 use custodian::{Custodian, EncryptionContext, SecretBytes};
 use predicates::prelude::*;
 use serde_json::Value;
@@ -656,7 +659,7 @@ fn audit_tail_verify_checkpoint_and_prove() {
 // ---- MFA ----
 
 #[test]
-fn mfa_status_unlock_and_reset() {
+fn mfa_status_and_unlock() {
     let f = Fixture::new();
     let status = f.run_json(&["mfa", "status", "emp-7"], 0);
     assert_eq!(status["factors"][0]["factor"], "phone");
@@ -677,21 +680,91 @@ fn mfa_status_unlock_and_reset() {
     assert_eq!(tail[0]["action"]["type"], "mfa_unlocked");
     assert_eq!(tail[0]["actor"], "admin-1");
 
-    let reset = f.run_json(&["mfa", "reset", "emp-7"], 0);
-    assert_eq!(reset["reset"][0], "phone");
     f.assert(&["mfa", "reset", "nobody"]).code(1);
     f.assert(&["mfa", "unlock", "emp-7", "laptop"]).code(1);
 }
 
-fn lock_emp_7(f: &Fixture) {
+#[test]
+fn mfa_reset_disables_every_factor_and_the_user_enrolls_again() {
+    let f = Fixture::new();
+    let mfa = mfa_service(&f);
+    let v = verifier();
+    let before = MFA_NOW + 60;
+    mfa.verify(&v, "emp-7", "phone", &code_at(before), before)
+        .unwrap();
+
+    let reset = f.run_json(&["--actor", "admin-2", "mfa", "reset", "emp-7"], 0);
+    assert_eq!(reset["disabled"], serde_json::json!(["phone"]));
+    assert_eq!(reset["must_enroll_again"], true);
+    let tail = f.run_json(&["audit", "tail", "-n", "1"], 0);
+    assert_eq!(tail[0]["action"]["type"], "mfa_disabled");
+    assert_eq!(tail[0]["actor"], "admin-2");
+    assert_eq!(tail[0]["resource"], "emp-7/phone");
+    let status = f.run_json(&["mfa", "status", "emp-7"], 0);
+    assert_eq!(status["factors"][0]["phase"], "disabled");
+    let table = f.run(&["mfa", "status", "emp-7"], 0);
+    assert!(table.contains("disabled"), "{table}");
+
+    // A second reset changes nothing and records nothing.
+    let again = f.run(&["mfa", "reset", "emp-7"], 0);
+    assert!(again.contains("already disabled"), "{again}");
+    assert!(again.contains("must enroll again"), "{again}");
+    let tail = f.run_json(&["audit", "tail", "-n", "1"], 0);
+    assert_eq!(tail[0]["action"]["type"], "mfa_disabled");
+    assert_eq!(tail[0]["actor"], "admin-2");
+
+    // The old code no longer logs in.
+    let after = MFA_NOW + 120;
+    assert_eq!(
+        mfa.verify(&v, "emp-7", "phone", &code_at(after), after)
+            .unwrap_err()
+            .reject_reason(),
+        Some(RejectReason::NotActive)
+    );
+
+    // A fresh enrollment of the same factor id, without a step-up, replaces the disabled one.
+    let new_key = TotpKey::generate().unwrap();
+    let app = new_key.duplicate();
+    mfa.begin_enrollment(&v, "emp-7", "phone", new_key, after, None)
+        .unwrap();
+    let status = f.run_json(&["mfa", "status", "emp-7"], 0);
+    assert_eq!(status["factors"][0]["phase"], "pending");
+    let confirm = after + 30;
+    mfa.confirm_enrollment(
+        &v,
+        "emp-7",
+        "phone",
+        app.code_at(confirm).unwrap().expose_secret(),
+        confirm,
+    )
+    .unwrap();
+    let login = confirm + 30;
+    mfa.verify(
+        &v,
+        "emp-7",
+        "phone",
+        app.code_at(login).unwrap().expose_secret(),
+        login,
+    )
+    .unwrap();
+    let status = f.run_json(&["mfa", "status", "emp-7"], 0);
+    assert_eq!(status["factors"][0]["phase"], "active");
+}
+
+/// The application's MFA service over the fixture's store.
+fn mfa_service(f: &Fixture) -> MfaService {
     let custodian = Custodian::builder()
         .key_store(SqliteKeyStore::open(&f.db).unwrap())
         .root_key(LocalRootKey::from_file(&f.key).unwrap())
         .build()
         .unwrap();
-    let mfa = custodian
+    custodian
         .mfa(SqliteFactorStore::open(&f.db).unwrap())
-        .unwrap();
+        .unwrap()
+}
+
+fn lock_emp_7(f: &Fixture) {
+    let mfa = mfa_service(f);
     let v = verifier();
     for i in 0..3 {
         mfa.verify(&v, "emp-7", "phone", "000000", MFA_NOW + 100 + i)
