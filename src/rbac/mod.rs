@@ -82,6 +82,7 @@ mod lint;
 mod load;
 mod model;
 mod request;
+mod request_spec;
 mod suggest;
 mod testing;
 mod validate;
@@ -93,6 +94,7 @@ pub use decision::{AuditRecord, Decision, FieldAccess, OwnedDecision, Reason, Re
 pub use error::{Location, PolicyError, PolicyErrorKind};
 pub use handle::{PolicyHandle, PolicySnapshot};
 pub use request::{AttributeValue, EntityRef, Justification, Principal, RequestContext, Resource};
+pub use request_spec::RequestSpec;
 pub use testing::{PolicyTestFailure, PolicyTestReport};
 pub use view::{FieldKind, FieldView, OwnedFieldView, Visibility};
 pub use warning::{PolicyWarning, PolicyWarningKind};
