@@ -306,6 +306,27 @@ fn keys_rotate_disable_destroy_and_policy() {
 }
 
 #[test]
+fn keys_rotate_off_a_terminal_prints_only_its_summary() {
+    let f = Fixture::new();
+    // stderr is a pipe here: the progress bar (with the store's count of keys to rewrap as its
+    // total) is drawn only on a terminal, and never with --json.
+    let output = f.cmd(&["keys", "rotate", "customers"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "rotated `customers`: version 2 is the primary; 2 subject keys rewrapped\n"
+    );
+    assert_eq!(String::from_utf8(output.stderr).unwrap(), "");
+    let output = f
+        .cmd(&["--json", "keys", "rewrap", "customers"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(output.stderr).unwrap(), "");
+    let rewrap: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(rewrap["subject_keys_rewrapped"], 0);
+}
+
+#[test]
 fn keys_rewrap_resumes_and_unknown_rings_are_refused() {
     let f = Fixture::new();
     let rewrap = f.run_json(&["keys", "rewrap", "customers"], 0);
