@@ -1086,6 +1086,73 @@ when = { mfa_within = 300 }
 }
 
 #[test]
+fn doctor_finds_step_up_rules_that_depend_on_resource_attributes() {
+    let f = Fixture::new();
+    // A probe without attributes misses both step-ups: the allow rule asks for MFA only on
+    // orders assigned to the member, the deny rule only on large refunds.
+    let policy = f.file(
+        "attributes.toml",
+        r#"
+version = 1
+[resource_types.order]
+actions = ["view", "refund"]
+attributes = { total = "integer", assigned_agent = "ref:employee" }
+[roles.support]
+[roles.finance]
+[roles.auditor]
+[roles.trainee]
+inherits = ["support"]
+[[rules]]
+name = "support-views-assigned-orders-with-mfa"
+effect = "allow"
+roles = ["support"]
+except_roles = ["trainee"]
+permissions = ["order:view"]
+when = { principal_is = "assigned_agent", mfa_within = 300 }
+[[rules]]
+name = "finance-refunds"
+effect = "allow"
+roles = ["finance"]
+permissions = ["order:refund"]
+[[rules]]
+name = "large-refunds-after-mfa"
+effect = "deny"
+roles = ["finance"]
+permissions = ["order:refund"]
+when = { at_least = { total = 100000 } }
+unless = { mfa_within = 120 }
+[[rules]]
+name = "expired-audit-grant"
+effect = "allow"
+roles = ["auditor"]
+permissions = ["order:view"]
+when = { mfa_within = 300, valid_until = 1000000000 }
+"#,
+    );
+    let staff = f.file(
+        "staff.txt",
+        "emp-8 support\nemp-9 finance\nemp-10 auditor\nemp-11 trainee\n",
+    );
+    let report = f.run_json(&["doctor", "--staff", s(&staff), "--policy", s(&policy)], 1);
+    let checks = doctor_checks(&report);
+    let (_, status, reason) = check(&checks, "mfa:emp-8");
+    assert_eq!(status, "fail");
+    assert!(
+        reason.contains("step-up on order:view (rule `support-views-assigned-orders-with-mfa`)"),
+        "{reason}"
+    );
+    let (_, status, reason) = check(&checks, "mfa:emp-9");
+    assert_eq!(status, "fail");
+    assert!(
+        reason.contains("step-up on order:refund (rule `large-refunds-after-mfa`)"),
+        "{reason}"
+    );
+    // A grant that expired asks for nothing any more; an excepted role is not asked.
+    assert_eq!(check(&checks, "mfa:emp-10").1, "warn");
+    assert_eq!(check(&checks, "mfa:emp-11").1, "warn");
+}
+
+#[test]
 fn doctor_reports_policy_warnings_and_broken_policies() {
     let f = Fixture::new();
     let lookalike = f.file(
