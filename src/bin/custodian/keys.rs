@@ -442,7 +442,7 @@ mod tests {
         )?;
         keys.create_ring("customers", Suite::default(), RotationPolicy::default(), T0)?;
         for i in 0..10 {
-            let context = EncryptionContext::for_field("customers", &i.to_string(), "email")?;
+            let context = EncryptionContext::for_field("customers", i.to_string(), "email")?;
             keys.seal("customers", Some(&format!("cus_{i}")), &context, b"x", T0)?;
         }
         keys.rotate("customers", T0 + 1)?;
