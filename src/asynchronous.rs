@@ -489,6 +489,19 @@ impl AsyncMfa {
             .await
     }
 
+    /// [`MfaService::admin_disable`].
+    pub async fn admin_disable(
+        &self,
+        admin: &str,
+        user: &str,
+        factor_id: &str,
+        now: u64,
+    ) -> Result<bool, MfaError> {
+        let (admin, user, factor_id) = (admin.to_owned(), user.to_owned(), factor_id.to_owned());
+        self.blocking(move |s, _| s.admin_disable(&admin, &user, &factor_id, now))
+            .await
+    }
+
     /// [`MfaService::load`].
     pub async fn load(&self, user: &str, factor_id: &str) -> Result<StoredFactor, MfaError> {
         let (user, factor_id) = (user.to_owned(), factor_id.to_owned());

@@ -828,6 +828,14 @@ impl Custodian {
         Ok(self.keys.rotate(&self.data_ring, self.now())?)
     }
 
+    /// How many customers' subject keys still wait for [`Custodian::rewrap_subject_keys`] (wrapped
+    /// by a data-ring version older than the current one): the total of its progress.
+    pub fn pending_subject_rewraps(&self) -> Result<u64, Error> {
+        Ok(self
+            .keys
+            .pending_subject_rewraps(&self.data_ring, self.now())?)
+    }
+
     /// The job that follows [`Custodian::rotate`]: rewraps every customer's subject key to the data
     /// ring's current version, one store transaction per batch of
     /// [`ManagerOptions::subject_rewrap_batch`], calling `progress` with the running total after

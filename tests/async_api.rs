@@ -125,6 +125,10 @@ impl KeyStore for Watched {
         self.enter();
         self.inner.subjects_wrapped_below(ring, version, limit)
     }
+    fn count_subjects_wrapped_below(&self, ring: &str, version: u32) -> Result<u64, KeyError> {
+        self.enter();
+        self.inner.count_subjects_wrapped_below(ring, version)
+    }
     fn changes_since(&self, after: u64, limit: usize) -> Result<ChangeFeed, KeyError> {
         // The feed thread polls this; it is not an operation of the test.
         self.inner.changes_since(after, limit)

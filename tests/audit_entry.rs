@@ -42,6 +42,7 @@ fn action() -> impl Strategy<Value = Action> {
         Just(Action::MfaLocked),
         Just(Action::MfaUnlocked),
         Just(Action::RecoveryCodeUsed),
+        Just(Action::MfaDisabled),
         any::<[u8; 32]>().prop_map(|d| Action::PolicyLoaded {
             policy_digest: Hash::from_bytes(d)
         }),

@@ -13,7 +13,10 @@ use custodian::crypto::Suite;
 use custodian::keys::{
     KeyManager, LocalRootKey, RotationPolicy, SqliteKeyStore, generate_key_file,
 };
-use custodian::mfa::{LockoutPolicy, OtpSecret, SqliteFactorStore, TotpKey, TotpParams, Verifier};
+use custodian::mfa::{
+    LockoutPolicy, MfaService, OtpSecret, RejectReason, SqliteFactorStore, TotpKey, TotpParams,
+    Verifier,
+};
 use custodian::{Custodian, EncryptionContext, SecretBytes};
 use predicates::prelude::*;
 use serde_json::Value;
@@ -300,6 +303,27 @@ fn keys_rotate_disable_destroy_and_policy() {
     f.assert(&["keys", "policy", "customers", "--max-encryptions", "0"])
         .code(1)
         .stderr(predicate::str::contains("max_encryptions must be"));
+}
+
+#[test]
+fn keys_rotate_off_a_terminal_prints_only_its_summary() {
+    let f = Fixture::new();
+    // stderr is a pipe here: the progress bar (with the store's count of keys to rewrap as its
+    // total) is drawn only on a terminal, and never with --json.
+    let output = f.cmd(&["keys", "rotate", "customers"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "rotated `customers`: version 2 is the primary; 2 subject keys rewrapped\n"
+    );
+    assert_eq!(String::from_utf8(output.stderr).unwrap(), "");
+    let output = f
+        .cmd(&["--json", "keys", "rewrap", "customers"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(output.stderr).unwrap(), "");
+    let rewrap: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(rewrap["subject_keys_rewrapped"], 0);
 }
 
 #[test]
@@ -656,7 +680,7 @@ fn audit_tail_verify_checkpoint_and_prove() {
 // ---- MFA ----
 
 #[test]
-fn mfa_status_unlock_and_reset() {
+fn mfa_status_and_unlock() {
     let f = Fixture::new();
     let status = f.run_json(&["mfa", "status", "emp-7"], 0);
     assert_eq!(status["factors"][0]["factor"], "phone");
@@ -677,21 +701,91 @@ fn mfa_status_unlock_and_reset() {
     assert_eq!(tail[0]["action"]["type"], "mfa_unlocked");
     assert_eq!(tail[0]["actor"], "admin-1");
 
-    let reset = f.run_json(&["mfa", "reset", "emp-7"], 0);
-    assert_eq!(reset["reset"][0], "phone");
     f.assert(&["mfa", "reset", "nobody"]).code(1);
     f.assert(&["mfa", "unlock", "emp-7", "laptop"]).code(1);
 }
 
-fn lock_emp_7(f: &Fixture) {
+#[test]
+fn mfa_reset_disables_every_factor_and_the_user_enrolls_again() {
+    let f = Fixture::new();
+    let mfa = mfa_service(&f);
+    let v = verifier();
+    let before = MFA_NOW + 60;
+    mfa.verify(&v, "emp-7", "phone", &code_at(before), before)
+        .unwrap();
+
+    let reset = f.run_json(&["--actor", "admin-2", "mfa", "reset", "emp-7"], 0);
+    assert_eq!(reset["disabled"], serde_json::json!(["phone"]));
+    assert_eq!(reset["must_enroll_again"], true);
+    let tail = f.run_json(&["audit", "tail", "-n", "1"], 0);
+    assert_eq!(tail[0]["action"]["type"], "mfa_disabled");
+    assert_eq!(tail[0]["actor"], "admin-2");
+    assert_eq!(tail[0]["resource"], "emp-7/phone");
+    let status = f.run_json(&["mfa", "status", "emp-7"], 0);
+    assert_eq!(status["factors"][0]["phase"], "disabled");
+    let table = f.run(&["mfa", "status", "emp-7"], 0);
+    assert!(table.contains("disabled"), "{table}");
+
+    // A second reset changes nothing and records nothing.
+    let again = f.run(&["mfa", "reset", "emp-7"], 0);
+    assert!(again.contains("already disabled"), "{again}");
+    assert!(again.contains("must enroll again"), "{again}");
+    let tail = f.run_json(&["audit", "tail", "-n", "1"], 0);
+    assert_eq!(tail[0]["action"]["type"], "mfa_disabled");
+    assert_eq!(tail[0]["actor"], "admin-2");
+
+    // The old code no longer logs in.
+    let after = MFA_NOW + 120;
+    assert_eq!(
+        mfa.verify(&v, "emp-7", "phone", &code_at(after), after)
+            .unwrap_err()
+            .reject_reason(),
+        Some(RejectReason::NotActive)
+    );
+
+    // A fresh enrollment of the same factor id, without a step-up, replaces the disabled one.
+    let new_key = TotpKey::generate().unwrap();
+    let app = new_key.duplicate();
+    mfa.begin_enrollment(&v, "emp-7", "phone", new_key, after, None)
+        .unwrap();
+    let status = f.run_json(&["mfa", "status", "emp-7"], 0);
+    assert_eq!(status["factors"][0]["phase"], "pending");
+    let confirm = after + 30;
+    mfa.confirm_enrollment(
+        &v,
+        "emp-7",
+        "phone",
+        app.code_at(confirm).unwrap().expose_secret(),
+        confirm,
+    )
+    .unwrap();
+    let login = confirm + 30;
+    mfa.verify(
+        &v,
+        "emp-7",
+        "phone",
+        app.code_at(login).unwrap().expose_secret(),
+        login,
+    )
+    .unwrap();
+    let status = f.run_json(&["mfa", "status", "emp-7"], 0);
+    assert_eq!(status["factors"][0]["phase"], "active");
+}
+
+/// The application's MFA service over the fixture's store.
+fn mfa_service(f: &Fixture) -> MfaService {
     let custodian = Custodian::builder()
         .key_store(SqliteKeyStore::open(&f.db).unwrap())
         .root_key(LocalRootKey::from_file(&f.key).unwrap())
         .build()
         .unwrap();
-    let mfa = custodian
+    custodian
         .mfa(SqliteFactorStore::open(&f.db).unwrap())
-        .unwrap();
+        .unwrap()
+}
+
+fn lock_emp_7(f: &Fixture) {
+    let mfa = mfa_service(f);
     let v = verifier();
     for i in 0..3 {
         mfa.verify(&v, "emp-7", "phone", "000000", MFA_NOW + 100 + i)
@@ -989,6 +1083,73 @@ when = { mfa_within = 300 }
         "{reason}"
     );
     assert_eq!(check(&checks, "mfa:emp-8").1, "warn");
+}
+
+#[test]
+fn doctor_finds_step_up_rules_that_depend_on_resource_attributes() {
+    let f = Fixture::new();
+    // A probe without attributes misses both step-ups: the allow rule asks for MFA only on
+    // orders assigned to the member, the deny rule only on large refunds.
+    let policy = f.file(
+        "attributes.toml",
+        r#"
+version = 1
+[resource_types.order]
+actions = ["view", "refund"]
+attributes = { total = "integer", assigned_agent = "ref:employee" }
+[roles.support]
+[roles.finance]
+[roles.auditor]
+[roles.trainee]
+inherits = ["support"]
+[[rules]]
+name = "support-views-assigned-orders-with-mfa"
+effect = "allow"
+roles = ["support"]
+except_roles = ["trainee"]
+permissions = ["order:view"]
+when = { principal_is = "assigned_agent", mfa_within = 300 }
+[[rules]]
+name = "finance-refunds"
+effect = "allow"
+roles = ["finance"]
+permissions = ["order:refund"]
+[[rules]]
+name = "large-refunds-after-mfa"
+effect = "deny"
+roles = ["finance"]
+permissions = ["order:refund"]
+when = { at_least = { total = 100000 } }
+unless = { mfa_within = 120 }
+[[rules]]
+name = "expired-audit-grant"
+effect = "allow"
+roles = ["auditor"]
+permissions = ["order:view"]
+when = { mfa_within = 300, valid_until = 1000000000 }
+"#,
+    );
+    let staff = f.file(
+        "staff.txt",
+        "emp-8 support\nemp-9 finance\nemp-10 auditor\nemp-11 trainee\n",
+    );
+    let report = f.run_json(&["doctor", "--staff", s(&staff), "--policy", s(&policy)], 1);
+    let checks = doctor_checks(&report);
+    let (_, status, reason) = check(&checks, "mfa:emp-8");
+    assert_eq!(status, "fail");
+    assert!(
+        reason.contains("step-up on order:view (rule `support-views-assigned-orders-with-mfa`)"),
+        "{reason}"
+    );
+    let (_, status, reason) = check(&checks, "mfa:emp-9");
+    assert_eq!(status, "fail");
+    assert!(
+        reason.contains("step-up on order:refund (rule `large-refunds-after-mfa`)"),
+        "{reason}"
+    );
+    // A grant that expired asks for nothing any more; an excepted role is not asked.
+    assert_eq!(check(&checks, "mfa:emp-10").1, "warn");
+    assert_eq!(check(&checks, "mfa:emp-11").1, "warn");
 }
 
 #[test]

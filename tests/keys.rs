@@ -91,7 +91,16 @@ fn ring_and_subject_data_survive_rotation_rewrap_and_destroy() {
             .expose_secret(),
         b"jane@example.com"
     );
+    assert_eq!(
+        keys.pending_subject_rewraps("customers", T0 + 10).unwrap(),
+        1,
+        "jane's subject key waits for the rewrap job"
+    );
     assert_eq!(keys.rewrap_subject_keys("customers", T0 + 10).unwrap(), 1);
+    assert_eq!(
+        keys.pending_subject_rewraps("customers", T0 + 10).unwrap(),
+        0
+    );
     assert_eq!(keys.rewrap_subject_keys("customers", T0 + 10).unwrap(), 0);
     assert!(keys.needs_rewrap(&shop, T0 + 10).unwrap());
     assert!(keys.needs_rewrap(&jane, T0 + 10).unwrap());
@@ -1213,6 +1222,9 @@ impl KeyStore for PausingStore {
         limit: usize,
     ) -> Result<Vec<store::SubjectRecord>, KeyError> {
         self.inner.subjects_wrapped_below(ring, version, limit)
+    }
+    fn count_subjects_wrapped_below(&self, ring: &str, version: u32) -> Result<u64, KeyError> {
+        self.inner.count_subjects_wrapped_below(ring, version)
     }
 }
 

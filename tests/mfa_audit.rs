@@ -242,6 +242,77 @@ fn lock_refusal_and_admin_unlock_are_recorded() {
 }
 
 #[test]
+fn disabling_is_recorded_with_the_user_or_the_administrator_as_actor() {
+    let service = enrolled();
+    let v = verifier();
+    let at = NOW + 60;
+    let step_up = service
+        .verify(&v, "user-1", "phone", &code_at(at), at)
+        .unwrap();
+    service
+        .disable(&v, "user-1", "phone", &step_up, at + 1)
+        .unwrap();
+    // Enrolling the disabled factor's id again replaces it; an administrator disables that one.
+    service
+        .begin_enrollment(&v, "user-1", "phone", key(), at + 2, None)
+        .unwrap();
+    service
+        .confirm_enrollment(&v, "user-1", "phone", &code_at(at + 30), at + 30)
+        .unwrap();
+    assert!(
+        service
+            .admin_disable("admin-3", "user-1", "phone", at + 40)
+            .unwrap()
+    );
+    assert!(
+        !service
+            .admin_disable("admin-3", "user-1", "phone", at + 41)
+            .unwrap(),
+        "a factor already disabled records nothing"
+    );
+    assert_eq!(
+        summary(&service, 2),
+        [
+            row(
+                Action::MfaVerified,
+                "user-1",
+                "user-1/phone",
+                Outcome::Success
+            ),
+            row(
+                Action::MfaDisabled,
+                "user-1",
+                "user-1/phone",
+                Outcome::Success
+            ),
+            row(
+                Action::MfaEnrolled,
+                "user-1",
+                "user-1/phone",
+                Outcome::Success
+            ),
+            row(
+                Action::MfaConfirmed,
+                "user-1",
+                "user-1/phone",
+                Outcome::Success
+            ),
+            row(
+                Action::MfaDisabled,
+                "admin-3",
+                "user-1/phone",
+                Outcome::Success
+            ),
+        ]
+    );
+    assert_eq!(entries(&service).last().unwrap().event.time, at + 40);
+    let refused = service
+        .verify(&v, "user-1", "phone", &code_at(at + 90), at + 90)
+        .unwrap_err();
+    assert_eq!(refused.reject_reason(), Some(RejectReason::NotActive));
+}
+
+#[test]
 fn recovery_codes_used_unknown_and_the_unlock_they_bring() {
     let service = enrolled();
     let v = verifier();

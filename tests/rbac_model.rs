@@ -826,6 +826,33 @@ proptest! {
             prop_assert_eq!(&actual, &expected, "request {:?}\npolicy:\n{}", r, text);
         }
     }
+
+    /// `Policy::step_up_rules` misses no step-up: whenever a request is denied with
+    /// `StepUpRequired`, the deciding rule is listed for the principal's roles, the request's
+    /// resource type and action, at the request's time.
+    #[test]
+    fn step_up_rules_list_every_rule_that_asks_for_a_step_up(
+        model in model(),
+        requests in proptest::collection::vec(request(), 64),
+    ) {
+        let text = model.to_toml();
+        let policy = Policy::from_toml(&text, "model.toml")
+            .unwrap_or_else(|e| panic!("generated policy did not load: {e}\n{text}"));
+        for r in &requests {
+            let decision = policy.check(&r.principal, r.action, &r.resource, &r.context);
+            if let Reason::StepUpRequired { rule, .. } = decision.reason() {
+                let roles: Vec<&str> = r.principal.roles().iter().map(String::as_str).collect();
+                let listed = policy.step_up_rules(&roles, r.context.now());
+                prop_assert!(
+                    listed.iter().any(|s| s.rule == rule
+                        && s.resource_type == r.resource.type_name()
+                        && s.action == r.action),
+                    "rule `{}` asked for a step-up but is not listed: {:?}\nrequest {:?}\npolicy:\n{}",
+                    rule, listed, r, text
+                );
+            }
+        }
+    }
 }
 
 #[test]

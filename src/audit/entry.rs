@@ -96,6 +96,9 @@ pub enum Action {
     MfaUnlocked,
     /// A recovery code was used.
     RecoveryCodeUsed,
+    /// An MFA factor was disabled (by its user after a step-up, or by an administrator); the user
+    /// must enroll again to use it.
+    MfaDisabled,
     /// An access policy was loaded.
     PolicyLoaded {
         /// SHA-256 of the policy text.
@@ -124,6 +127,7 @@ impl Action {
             Self::MfaLocked => "mfa_locked",
             Self::MfaUnlocked => "mfa_unlocked",
             Self::RecoveryCodeUsed => "recovery_code_used",
+            Self::MfaDisabled => "mfa_disabled",
             Self::PolicyLoaded { .. } => "policy_loaded",
         }
     }

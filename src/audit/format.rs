@@ -31,6 +31,7 @@ mod tag {
     pub(super) const MFA_LOCKED: u8 = 0x35;
     pub(super) const MFA_UNLOCKED: u8 = 0x36;
     pub(super) const RECOVERY_CODE_USED: u8 = 0x37;
+    pub(super) const MFA_DISABLED: u8 = 0x38;
     pub(super) const POLICY_LOADED: u8 = 0x40;
 }
 
@@ -203,6 +204,7 @@ fn encode_action(out: &mut Vec<u8>, action: &Action) {
         Action::MfaLocked => simple(out, tag::MFA_LOCKED),
         Action::MfaUnlocked => simple(out, tag::MFA_UNLOCKED),
         Action::RecoveryCodeUsed => simple(out, tag::RECOVERY_CODE_USED),
+        Action::MfaDisabled => simple(out, tag::MFA_DISABLED),
         Action::PolicyLoaded { policy_digest } => {
             out.push(tag::POLICY_LOADED);
             out.extend_from_slice(policy_digest.as_bytes());
@@ -393,6 +395,7 @@ fn decode_action(r: &mut Reader<'_>) -> Result<Action, AuditError> {
         tag::MFA_LOCKED => Action::MfaLocked,
         tag::MFA_UNLOCKED => Action::MfaUnlocked,
         tag::RECOVERY_CODE_USED => Action::RecoveryCodeUsed,
+        tag::MFA_DISABLED => Action::MfaDisabled,
         tag::POLICY_LOADED => Action::PolicyLoaded {
             policy_digest: Hash::from_bytes(r.array::<HASH_LEN>("a 32-byte policy digest")?),
         },

@@ -17,10 +17,11 @@ const NOW: u64 = 1_700_000_000;
 /// Every check of this module, in order.
 pub fn all(factory: Factory<'_>) {
     put_pending_inserts_once(factory);
-    put_pending_replaces_only_a_pending_row_at_its_generation(factory);
+    put_pending_replaces_only_a_pending_or_disabled_row_at_its_generation(factory);
     put_pending_unless_active_sees_active_factors(factory);
     compare_and_set_refuses_a_stale_generation(factory);
     a_replaced_enrollment_never_reuses_a_generation(factory);
+    enrollment_after_an_admin_disable_replaces_the_factor(factory);
     factors_lists_one_user_by_factor_id(factory);
     recovery_codes_replace_list_and_consume_once(factory);
     a_failed_reset_rolls_the_code_back(factory);
@@ -77,8 +78,9 @@ pub fn put_pending_inserts_once(factory: Factory<'_>) {
     assert_eq!(store.load("u2", "phone").unwrap(), None);
 }
 
-/// A replacement lands only on a pending row still at the named generation, and writes the next.
-pub fn put_pending_replaces_only_a_pending_row_at_its_generation(factory: Factory<'_>) {
+/// A replacement lands only on a pending or disabled row still at the named generation, and writes
+/// the next; an active row is never replaced.
+pub fn put_pending_replaces_only_a_pending_or_disabled_row_at_its_generation(factory: Factory<'_>) {
     let store = factory();
     assert!(
         !store
@@ -114,6 +116,31 @@ pub fn put_pending_replaces_only_a_pending_row_at_its_generation(factory: Factor
         store.load("u1", "phone").unwrap().map(|r| r.state),
         Some(active())
     );
+    // A disabled row is replaced, at its generation only.
+    let disabled = active().with_phase(Phase::Disabled);
+    assert!(
+        store
+            .compare_and_set("u1", &write("phone", 2, disabled))
+            .unwrap()
+    );
+    assert!(
+        !store
+            .put_pending(&record("u1", "phone", pending(), 3), Some(2), false)
+            .unwrap(),
+        "replacing a disabled row at a stale generation"
+    );
+    assert!(
+        !store
+            .put_pending(&record("u1", "phone", pending(), 5), Some(3), false)
+            .unwrap(),
+        "a replacement must write exactly the next generation"
+    );
+    let again = record("u1", "phone", pending(), 4);
+    assert!(
+        store.put_pending(&again, Some(3), false).unwrap(),
+        "a disabled factor is replaced by a new enrollment"
+    );
+    assert_eq!(store.load("u1", "phone").unwrap(), Some(again));
 }
 
 /// `unless_active` refuses while the user has an active factor, and only then.
@@ -235,6 +262,94 @@ pub fn a_replaced_enrollment_never_reuses_a_generation(factory: Factory<'_>) {
         service.load("u1", "phone").unwrap().factor.state().phase(),
         Phase::Pending { .. }
     ));
+}
+
+/// After an administrator disables a user's only factor, its code no longer logs in, the user
+/// enrolls again without a step-up (the disabled row is replaced under a new generation, never a
+/// reused one), and only the new secret logs in; a confirmation computed before the disable never
+/// lands.
+pub fn enrollment_after_an_admin_disable_replaces_the_factor(factory: Factory<'_>) {
+    let store = factory();
+    let (service, old_app) = enrolled(Arc::clone(&store), "u1");
+    let verifier = Verifier::default();
+    let before = store.load("u1", "phone").unwrap().unwrap();
+    assert!(
+        service
+            .admin_disable("admin-1", "u1", "phone", NOW + 30)
+            .unwrap(),
+        "an active factor is disabled"
+    );
+    assert!(
+        !service
+            .admin_disable("admin-1", "u1", "phone", NOW + 30)
+            .unwrap(),
+        "disabling twice writes nothing"
+    );
+    let disabled = store.load("u1", "phone").unwrap().unwrap();
+    assert_eq!(disabled.state.phase(), Phase::Disabled);
+    assert_eq!(disabled.generation, before.generation + 1);
+    let at = NOW + 60;
+    assert!(
+        matches!(
+            service.verify(
+                &verifier,
+                "u1",
+                "phone",
+                old_app.code_at(at).unwrap().expose_secret(),
+                at
+            ),
+            Err(MfaError::Rejected(RejectReason::NotActive))
+        ),
+        "a disabled factor must not log in"
+    );
+
+    let new_key = TotpKey::generate().unwrap();
+    let new_app = new_key.duplicate();
+    service
+        .begin_enrollment(&verifier, "u1", "phone", new_key, at, None)
+        .unwrap();
+    let pending_row = store.load("u1", "phone").unwrap().unwrap();
+    assert!(
+        pending_row.generation > disabled.generation,
+        "the new enrollment must not reuse a generation: {} after {}",
+        pending_row.generation,
+        disabled.generation
+    );
+    assert!(matches!(pending_row.state.phase(), Phase::Pending { .. }));
+    assert!(
+        !service
+            .compare_and_set("u1", "phone", before.generation, &active())
+            .unwrap(),
+        "a write computed before the disable must not land"
+    );
+    let later = at + 30;
+    service
+        .confirm_enrollment(
+            &verifier,
+            "u1",
+            "phone",
+            new_app.code_at(later).unwrap().expose_secret(),
+            later,
+        )
+        .unwrap();
+    let last = later + 30;
+    let (old_code, new_code) = (
+        old_app.code_at(last).unwrap(),
+        new_app.code_at(last).unwrap(),
+    );
+    // Two random secrets share a code once in a million steps; only a differing code tells.
+    if old_code.expose_secret() != new_code.expose_secret() {
+        assert!(
+            matches!(
+                service.verify(&verifier, "u1", "phone", old_code.expose_secret(), last),
+                Err(MfaError::Rejected(RejectReason::WrongCode))
+            ),
+            "the old secret must not log in after re-enrollment"
+        );
+    }
+    service
+        .verify(&verifier, "u1", "phone", new_code.expose_secret(), last + 1)
+        .unwrap();
 }
 
 /// `factors` lists only the user's rows, by factor id.
@@ -558,6 +673,22 @@ pub fn an_edited_phase_cannot_waive_the_step_up(factory: Factory<'_>) {
     );
     assert!(is_tampered(result), "the second factor must not be added");
     assert_eq!(store.load("u1", "laptop").unwrap(), None);
+    let result = service.begin_enrollment(
+        &verifier,
+        "u1",
+        "phone",
+        TotpKey::generate().unwrap(),
+        NOW + 60,
+        None,
+    );
+    assert!(
+        is_tampered(result),
+        "a factor edited to look disabled must not be replaced"
+    );
+    assert_eq!(
+        store.load("u1", "phone").unwrap().unwrap().state,
+        state.with_phase(Phase::Disabled)
+    );
 }
 
 /// A row without a MAC (written before state MACs existed) is refused until an administrator

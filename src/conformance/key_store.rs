@@ -72,6 +72,10 @@ pub const ALL: &[(&str, Check)] = &[
         subjects_wrapped_below_filters_orders_and_limits,
     ),
     (
+        "count_subjects_wrapped_below_counts_the_rows_it_would_list",
+        count_subjects_wrapped_below_counts_the_rows_it_would_list,
+    ),
+    (
         "big_integers_are_refused_or_kept_exactly",
         big_integers_are_refused_or_kept_exactly,
     ),
@@ -739,6 +743,59 @@ pub fn subjects_wrapped_below_filters_orders_and_limits(
     assert!(store.subjects_wrapped_below("r", 1, 100)?.is_empty());
     assert!(store.subjects_wrapped_below("nowhere", 9, 100)?.is_empty());
     assert_eq!(store.subjects_wrapped_below("r", 3, usize::MAX)?.len(), 4);
+    Ok(())
+}
+
+/// `count_subjects_wrapped_below` counts exactly the live rows of the ring below the version (what
+/// `subjects_wrapped_below` lists without a limit), and follows rewraps, erasures and new
+/// generations.
+pub fn count_subjects_wrapped_below_counts_the_rows_it_would_list(
+    new_store: NewStore<'_>,
+) -> Result<(), KeyError> {
+    let store = new_store();
+    assert_eq!(store.count_subjects_wrapped_below("r", 9)?, 0, "no ring");
+    create(store.as_ref(), &ring("r", 1, 3))?;
+    create(store.as_ref(), &ring("s", 1, 1))?;
+    let a1 = subject("r", "a", 1, 1, 1);
+    let b1 = subject("r", "b", 1, 1, 2);
+    let c2 = subject("r", "c", 1, 2, 3);
+    let d3 = subject("r", "d", 1, 3, 4);
+    let erased = subject("r", "e", 1, 1, 5);
+    let elsewhere = subject("s", "a", 1, 1, 6);
+    store.insert_subjects(
+        &[a1.clone(), b1.clone(), c2, d3, erased.clone(), elsewhere],
+        &mut Journal::default(),
+    )?;
+    assert!(store.erase_subject(&tombstone(&erased, 1_700_007_000), &mut Journal::default())?);
+    for version in 0..=4 {
+        let listed = store
+            .subjects_wrapped_below("r", version, usize::MAX)?
+            .len() as u64;
+        assert_eq!(
+            store.count_subjects_wrapped_below("r", version)?,
+            listed,
+            "below version {version}: the count must match the list"
+        );
+    }
+    assert_eq!(store.count_subjects_wrapped_below("r", 1)?, 0);
+    assert_eq!(store.count_subjects_wrapped_below("r", 2)?, 2, "a and b");
+    assert_eq!(store.count_subjects_wrapped_below("r", 3)?, 3, "a, b and c");
+    assert_eq!(store.count_subjects_wrapped_below("r", u32::MAX)?, 4);
+    assert_eq!(store.count_subjects_wrapped_below("s", 2)?, 1);
+    // A rewrap to the newest version and an erasure each take one off.
+    let a3 = SubjectRecord {
+        wrapped_by: 3,
+        wrapped_key: Some(vec![0x43; 60]),
+        mac: [0x43; 32],
+        ..a1
+    };
+    assert_eq!(store.rewrap_subjects(&[(a3, 1)])?, [true]);
+    assert_eq!(store.count_subjects_wrapped_below("r", 3)?, 2);
+    assert!(store.erase_subject(&tombstone(&b1, 1_700_008_000), &mut Journal::default())?);
+    assert_eq!(store.count_subjects_wrapped_below("r", 3)?, 1, "only c");
+    // A subject re-created after its erasure counts again, once.
+    store.insert_subjects(&[subject("r", "b", 2, 1, 7)], &mut Journal::default())?;
+    assert_eq!(store.count_subjects_wrapped_below("r", 3)?, 2);
     Ok(())
 }
 

@@ -231,6 +231,16 @@ impl KeyManager {
         )))
     }
 
+    /// How many live subject keys of `ring` are wrapped by a version older than the primary: what
+    /// [`rewrap_subject_keys`](Self::rewrap_subject_keys) has left to do, counted by the store
+    /// from its `(ring, wrapped_by)` index (the total of a progress bar). A count, not a promise:
+    /// keys created, erased or rewrapped by others meanwhile change it.
+    pub fn pending_subject_rewraps(&self, ring: &str, now: u64) -> Result<u64, KeyError> {
+        let handle = self.handle(ring);
+        let primary = self.snapshot(&handle, now)?.rows.ring.primary_version;
+        self.store.count_subjects_wrapped_below(ring, primary)
+    }
+
     /// One step of the subject-key rewrap that follows a rotation: rewraps up to
     /// [`subject_rewrap_batch`](super::ManagerOptions::subject_rewrap_batch) live subject keys of
     /// `ring` wrapped by versions older than the primary, in one store transaction. A background job calls it until

@@ -130,6 +130,10 @@ impl KeyStore for GuardedStore {
         allowed()?;
         self.0.subjects_wrapped_below(ring, version, limit)
     }
+    fn count_subjects_wrapped_below(&self, ring: &str, version: u32) -> Result<u64, KeyError> {
+        allowed()?;
+        self.0.count_subjects_wrapped_below(ring, version)
+    }
     fn changes_since(&self, after: u64, limit: usize) -> Result<ChangeFeed, KeyError> {
         allowed()?;
         self.0.changes_since(after, limit)

@@ -327,6 +327,16 @@ impl KeyStore for MemoryKeyStore {
         Ok(below)
     }
 
+    fn count_subjects_wrapped_below(&self, ring: &str, version: u32) -> Result<u64, KeyError> {
+        let count = self
+            .lock()
+            .subjects
+            .values()
+            .filter(|s| s.ring == ring && s.is_live() && s.wrapped_by < version)
+            .count();
+        Ok(count as u64)
+    }
+
     fn changes_since(&self, after: u64, limit: usize) -> Result<ChangeFeed, KeyError> {
         let data = self.lock();
         let oldest_known = data.changes.front().map_or(data.latest + 1, |c| c.seq);

@@ -581,6 +581,9 @@ const SELECT_WRAPPED_BELOW: &str = "SELECT ring, subject, generation, wrapped_by
     created_at, erased_at, mac FROM custodian_subject_keys \
     WHERE ring = $1 AND wrapped_key IS NOT NULL AND wrapped_by < $2 \
     ORDER BY wrapped_by LIMIT $3";
+// The same rows, counted from the same index.
+const COUNT_WRAPPED_BELOW: &str = "SELECT count(*) FROM custodian_subject_keys \
+    WHERE ring = $1 AND wrapped_key IS NOT NULL AND wrapped_by < $2";
 
 /// Per input key, whether it was inserted: each returned key marks the first row of the call with
 /// that key.
@@ -1130,6 +1133,23 @@ impl KeyStore for PgKeyStore {
             },
         )?;
         rows.into_iter().map(subject_record).collect()
+    }
+
+    fn count_subjects_wrapped_below(&self, ring: &str, version: u32) -> Result<u64, KeyError> {
+        let ring = ring.to_owned();
+        let count: i64 = self.run(
+            format!("counting subject keys of key ring `{ring}` wrapped below version {version}"),
+            |pool, what| async move {
+                sqlx::query_scalar(COUNT_WRAPPED_BELOW)
+                    .bind(ring)
+                    .bind(i64::from(version))
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(|e| classify(&what, e))
+            },
+        )?;
+        u64::try_from(count)
+            .map_err(|_| KeyError::Store("a negative count of subject keys".to_owned()))
     }
 
     fn changes_since(&self, after: u64, limit: usize) -> Result<ChangeFeed, KeyError> {

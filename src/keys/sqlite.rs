@@ -947,6 +947,18 @@ impl KeyStore for SqliteKeyStore {
         raw.into_iter().map(RawSubject::into_record).collect()
     }
 
+    fn count_subjects_wrapped_below(&self, ring: &str, version: u32) -> Result<u64, KeyError> {
+        let count: Int = self.with_conn(|conn| {
+            conn.prepare_cached(
+                "SELECT count(*) FROM subject_keys
+                 WHERE ring = ?1 AND wrapped_key IS NOT NULL AND wrapped_by < ?2",
+            )
+            .and_then(|mut stmt| stmt.query_row(params![ring, version], |r| r.get(0)))
+            .map_err(store_err)
+        })?;
+        Ok(count.0)
+    }
+
     fn changes_since(&self, after: u64, limit: usize) -> Result<ChangeFeed, KeyError> {
         self.with_conn(|conn| {
             // One read transaction: the bounds and the entries come from one snapshot.

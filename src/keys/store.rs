@@ -360,6 +360,12 @@ pub trait KeyStore: AuditStore + Send + Sync + fmt::Debug {
         limit: usize,
     ) -> Result<Vec<SubjectRecord>, KeyError>;
 
+    /// How many live subject rows of `ring` are wrapped by a version below `version`: the rows
+    /// [`KeyStore::subjects_wrapped_below`] would list without a limit, counted from the same
+    /// `(ring, wrapped_by)` index, in the store, without returning them (the total of a rewrap
+    /// job's progress).
+    fn count_subjects_wrapped_below(&self, ring: &str, version: u32) -> Result<u64, KeyError>;
+
     /// The change feed after position `after`, at most `limit` entries (more makes the answer
     /// incomplete). `after = u64::MAX` asks only for the newest position.
     ///

@@ -5,14 +5,16 @@
 //!   (nothing) ───────────────────▶ Pending ───────────────────────────────────────▶ Active
 //!                                     │ expires_at passes: confirmation refused         │
 //!                                     ▼                                                 │ disable (fresh step-up)
-//!                              (start again)                                            ▼
+//!                              (start again)                                            ▼ or admin_disable
 //!                                                                                    Disabled
+//!                                              begin_enrollment of the same id: a new Pending row
 //! ```
 //!
 //! The code that confirms an enrollment becomes the factor's replay mark, so it cannot be used
 //! again to log in (hanko #2723). Adding a factor next to an active one, disabling one, and
 //! unlocking one need a fresh [`StepUp`]; replacing a factor is adding the new one and then
-//! disabling the old one with the step-up that the new one's confirmation returned.
+//! disabling the old one with the step-up that the new one's confirmation returned. A disabled
+//! factor never logs in again; enrolling the same factor id again replaces it with a new secret.
 
 use super::error::{MfaError, RejectReason, excerpt};
 use super::otp::TotpKey;

@@ -106,8 +106,11 @@ pub enum MfaError {
         /// The factor.
         factor: String,
     },
-    /// A factor with this id already exists for the user.
-    #[error("MFA factor `{factor}` already exists for user `{user}`; pick another factor id")]
+    /// An active factor with this id already exists for the user (a pending or disabled one is
+    /// replaced by a new enrollment).
+    #[error(
+        "MFA factor `{factor}` of user `{user}` is active; pick another factor id, or disable it first"
+    )]
     AlreadyExists {
         /// The user.
         user: String,

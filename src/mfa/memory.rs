@@ -63,7 +63,7 @@ impl FactorStore for MemoryFactorStore {
             (None, None) => true,
             (Some(row), Some(generation)) => {
                 row.generation == generation
-                    && matches!(row.state.phase(), Phase::Pending { .. })
+                    && matches!(row.state.phase(), Phase::Pending { .. } | Phase::Disabled)
                     && record.generation == next_generation(generation)?
             }
             _ => false,

@@ -17,9 +17,10 @@
 //!
 //! With [`MfaService::with_audit`], every outcome is appended to an audit log (docs/AUDIT.md,
 //! "What custodian records"): enrollments, confirmations, verified, failed and replayed codes,
-//! locks, unlocks and recovery codes. Actor: the user (the administrator for
-//! [`admin_reset`](MfaService::admin_reset)); resource: `user/factor` (`user/recovery-code` for a
-//! recovery code). No code, seed or hash is ever recorded.
+//! locks, unlocks, disabled factors and recovery codes. Actor: the user (the administrator for
+//! [`admin_reset`](MfaService::admin_reset) and [`admin_disable`](MfaService::admin_disable));
+//! resource: `user/factor` (`user/recovery-code` for a recovery code). No code, seed or hash is
+//! ever recorded.
 //!
 //! The entry is appended right after the factor store commits the change, not in the same
 //! transaction (the factor stores have no audit table yet). If the append fails, the operation
@@ -272,8 +273,9 @@ impl MfaService {
     ///
     /// If the user already has an active factor, `step_up` must be a fresh verification of that
     /// user; otherwise anyone holding a hijacked session could add their own authenticator. A
-    /// pending factor of the same id is replaced (with a new generation, so a confirmation computed
-    /// against the replaced secret can never land); an active or disabled one is an error.
+    /// pending or disabled factor of the same id is replaced (with a new generation, so a
+    /// confirmation computed against the replaced secret can never land, and the old secret never
+    /// logs in again); an active one is an error.
     pub fn begin_enrollment(
         &self,
         verifier: &Verifier,
@@ -300,7 +302,7 @@ impl MfaService {
             }
             let (replaces, generation) = match &existing {
                 None => (None, 0),
-                Some(row) if matches!(row.state.phase(), Phase::Pending { .. }) => {
+                Some(row) if row.state.phase() != Phase::Active => {
                     let next = row
                         .generation
                         .checked_add(1)
@@ -558,6 +560,10 @@ impl MfaService {
     }
 
     /// Disables a factor after a fresh step-up of the same user.
+    ///
+    /// With an audit log it records `mfa_disabled`, whose actor is the user. The disabled row stays
+    /// until the user enrolls a factor of the same id again ([`begin_enrollment`](Self::begin_enrollment)
+    /// replaces it).
     pub fn disable(
         &self,
         verifier: &Verifier,
@@ -568,7 +574,58 @@ impl MfaService {
     ) -> Result<(), MfaError> {
         self.update(user, factor_id, |factor| {
             verifier.disable(factor, step_up, now)
+        })?;
+        self.record(|| {
+            vec![factor_event(
+                now,
+                user,
+                factor_id,
+                Action::MfaDisabled,
+                Outcome::Success,
+            )]
         })
+    }
+
+    /// An administrator disables a factor without the user's step-up (a lost or stolen phone, a
+    /// member who must enroll again): the factor no longer logs in, whatever its lock or throttle
+    /// said, and the user enrolls again with [`begin_enrollment`](Self::begin_enrollment), which
+    /// replaces the disabled row under a new generation.
+    ///
+    /// `admin` is the id of whoever asked for it: the audit log records it as the actor of an
+    /// `mfa_disabled` entry at `now`. Returns `false`, writing and recording nothing, if the
+    /// factor was already disabled. The user's recovery codes are not touched.
+    pub fn admin_disable(
+        &self,
+        admin: &str,
+        user: &str,
+        factor_id: &str,
+        now: u64,
+    ) -> Result<bool, MfaError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let (_, row) = self.load_row(user, factor_id)?;
+            if row.state.phase() == Phase::Disabled {
+                return Ok(false);
+            }
+            let state = row.state.with_phase(Phase::Disabled);
+            if self
+                .store
+                .compare_and_set(user, &self.write_over(&row, &state)?)?
+            {
+                self.record(|| {
+                    vec![
+                        AuditEvent::new(
+                            now,
+                            admin,
+                            Action::MfaDisabled,
+                            factor_resource(user, factor_id),
+                        )
+                        .with_outcome(Outcome::Success),
+                    ]
+                })?;
+                return Ok(true);
+            }
+        }
+        Err(MfaError::Rejected(RejectReason::Conflict))
     }
 
     /// An administrator's reset: clears failures, throttle and lock (the replay mark stays).

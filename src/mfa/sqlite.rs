@@ -145,7 +145,7 @@ impl FactorStore for SqliteFactorStore {
                      SET sealed_seed = ?3, phase = ?4, pending_expires_at = ?5, last_step = ?6,
                          failures = ?7, retry_at = ?8, locked = ?9, generation = ?10,
                          state_mac = ?12
-                     WHERE user_id = ?1 AND factor_id = ?2 AND phase = 'pending'
+                     WHERE user_id = ?1 AND factor_id = ?2 AND phase IN ('pending', 'disabled')
                        AND generation = ?11 AND ?10 = generation + 1",
                     params![
                         record.user,

@@ -10,8 +10,8 @@
 //! Every factor row has a `generation`. A change names the generation it was computed from and is
 //! applied only if the row is still at it, so that two servers verifying the same code at once cannot
 //! both succeed, and a confirmation computed against a replaced enrollment never lands. Generations
-//! of one `(user, factor)` row only grow: replacing a pending enrollment writes `generation + 1`, it
-//! never starts again at 0.
+//! of one `(user, factor)` row only grow: replacing a pending enrollment or a disabled factor writes
+//! `generation + 1`, it never starts again at 0.
 
 use super::error::MfaError;
 use super::verify::FactorState;
@@ -90,8 +90,8 @@ pub trait FactorStore: Send + Sync + fmt::Debug {
     /// Stores a pending enrollment.
     ///
     /// - `replaces: None`: inserts `record` only if the user has no factor of that id.
-    /// - `replaces: Some(g)`: replaces the existing row only if it is still pending at generation `g`;
-    ///   `record.generation` must then be `g + 1`.
+    /// - `replaces: Some(g)`: replaces the existing row only if it is still pending or disabled at
+    ///   generation `g` (an active row is never replaced); `record.generation` must then be `g + 1`.
     /// - `unless_active`: in the same transaction, refuses if the user has an active factor (the
     ///   caller had no valid step-up, so a second factor must not be added).
     ///

@@ -28,7 +28,8 @@ pub enum Phase {
     },
     /// Confirmed; usable to log in.
     Active,
-    /// Turned off after a step-up; kept for the audit trail, never accepted again.
+    /// Turned off by the user after a step-up, or by an administrator; never accepted again. A
+    /// new enrollment of the same factor id replaces it.
     Disabled,
 }
 

@@ -265,7 +265,8 @@ impl FactorStore for PgFactorStore {
                          SET sealed_seed = $3, phase = $4, pending_expires_at = $5,
                              last_step = $6, failures = $7, retry_at = $8, locked = $9,
                              generation = $10, state_mac = $11
-                         WHERE user_id = $1 AND factor_id = $2 AND phase = 'pending'
+                         WHERE user_id = $1 AND factor_id = $2
+                           AND phase IN ('pending', 'disabled')
                            AND generation = $12 AND $10 = generation + 1",
                     ),
                 }

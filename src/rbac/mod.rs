@@ -82,6 +82,8 @@ mod lint;
 mod load;
 mod model;
 mod request;
+mod request_spec;
+mod step_up;
 mod suggest;
 mod testing;
 mod validate;
@@ -93,6 +95,8 @@ pub use decision::{AuditRecord, Decision, FieldAccess, OwnedDecision, Reason, Re
 pub use error::{Location, PolicyError, PolicyErrorKind};
 pub use handle::{PolicyHandle, PolicySnapshot};
 pub use request::{AttributeValue, EntityRef, Justification, Principal, RequestContext, Resource};
+pub use request_spec::RequestSpec;
+pub use step_up::{StepUpEffect, StepUpRule};
 pub use testing::{PolicyTestFailure, PolicyTestReport};
 pub use view::{FieldKind, FieldView, OwnedFieldView, Visibility};
 pub use warning::{PolicyWarning, PolicyWarningKind};

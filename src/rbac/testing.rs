@@ -13,9 +13,7 @@ use super::decision::ReasonKind;
 use super::error::{Location, PolicyError, PolicyErrorKind};
 use super::load::{line_column, with_suggestion};
 use super::model::Entries;
-use super::request::{
-    AttributeValue, EntityRef, Justification, Principal, RequestContext, Resource,
-};
+use super::request_spec::{ContextSpec, PrincipalSpec, ResourceSpec};
 use super::suggest::closest;
 use super::view::Visibility;
 
@@ -35,11 +33,13 @@ struct TestFile {
 #[serde(deny_unknown_fields)]
 struct TestCase {
     name: String,
-    principal: PrincipalDecl,
+    // The request, as a `RequestSpec` states it (kept as separate keys: serde cannot flatten a
+    // struct into one that refuses unknown keys).
+    principal: PrincipalSpec,
     action: String,
-    resource: ResourceDecl,
+    resource: ResourceSpec,
     #[serde(default)]
-    context: ContextDecl,
+    context: ContextSpec,
     expect: Expect,
     #[serde(default)]
     rule: Option<Spanned<String>>,
@@ -47,57 +47,6 @@ struct TestCase {
     reason: Option<ReasonKind>,
     #[serde(default)]
     fields: Option<Entries<Visibility>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PrincipalDecl {
-    id: String,
-    #[serde(default)]
-    kind: Option<String>,
-    tenant: String,
-    #[serde(default)]
-    roles: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ResourceDecl {
-    #[serde(rename = "type")]
-    type_name: String,
-    id: String,
-    tenant: String,
-    #[serde(default)]
-    attributes: Entries<AttributeDecl>,
-}
-
-/// An attribute value: a number, a plain id, or `{ kind = "employee", id = "emp-1" }`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum AttributeDecl {
-    Integer(i64),
-    Id(String),
-    Ref { kind: String, id: String },
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ContextDecl {
-    #[serde(default)]
-    now: Option<u64>,
-    #[serde(default)]
-    mfa_verified_at: Option<u64>,
-    #[serde(default)]
-    justification: Option<JustificationDecl>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JustificationDecl {
-    ticket: String,
-    /// `[resource_type, id]` the ticket is about.
-    #[serde(default)]
-    names: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -272,39 +221,9 @@ impl Policy {
 
     /// Checks one case: `None` if it passes, else what did not match and what the policy said.
     fn run_case(&self, case: &TestCase, default_now: Option<u64>) -> Option<(Vec<String>, String)> {
-        let p = &case.principal;
-        let mut principal = Principal::new(p.id.as_str(), p.tenant.as_str());
-        if let Some(kind) = &p.kind {
-            principal = principal.with_kind(kind.as_str());
-        }
-        for role in &p.roles {
-            principal = principal.with_role(role.as_str());
-        }
-        let r = &case.resource;
-        let mut resource = Resource::new(r.type_name.as_str(), r.id.as_str(), r.tenant.as_str());
-        for (name, value) in &r.attributes.0 {
-            let value = match value {
-                AttributeDecl::Integer(n) => AttributeValue::Integer(*n),
-                AttributeDecl::Id(id) => AttributeValue::Id(id.clone()),
-                AttributeDecl::Ref { kind, id } => {
-                    AttributeValue::Ref(EntityRef::new(kind.as_str(), id.as_str()))
-                }
-            };
-            resource = resource.with(name.as_str(), value);
-        }
-        let c = &case.context;
-        let mut context = RequestContext::at(c.now.or(default_now).unwrap_or(0));
-        if let Some(at) = c.mfa_verified_at {
-            context = context.with_mfa_verified_at(at);
-        }
-        if let Some(j) = &c.justification {
-            let mut justification = Justification::ticket(j.ticket.as_str());
-            if let Some((type_name, id)) = &j.names {
-                justification = justification.naming(type_name.as_str(), id.as_str());
-            }
-            context = context.with_justification(justification);
-        }
-
+        let principal = case.principal.to_principal();
+        let resource = case.resource.to_resource();
+        let context = case.context.to_context(default_now.unwrap_or(0));
         let decision = self.check(&principal, &case.action, &resource, &context);
         let reason = decision.reason();
         let mut mismatches = Vec::new();

@@ -660,67 +660,19 @@ fn read_staff(path: &Path) -> Result<Vec<StaffMember>, String> {
         .collect())
 }
 
-/// The (resource type, action) pairs a policy file declares, read from its text (the compiled
-/// policy does not list them).
-fn declared_actions(path: &Path) -> Vec<(String, String)> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
-    // Both forms read into one JSON value (the policy loader has checked the file already).
-    let is_json = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    let value: Option<serde_json::Value> = if is_json {
-        serde_json::from_str(&text).ok()
-    } else {
-        toml::from_str(&text).ok()
-    };
-    let Some(types) = value
-        .as_ref()
-        .and_then(|v| v.get("resource_types"))
-        .and_then(|t| t.as_object())
-    else {
-        return Vec::new();
-    };
-    types
-        .iter()
-        .flat_map(|(name, declared)| {
-            declared
-                .get("actions")
-                .and_then(|a| a.as_array())
-                .into_iter()
-                .flatten()
-                .filter_map(|action| action.as_str())
-                .map(move |action| (name.clone(), action.to_owned()))
-        })
-        .collect()
-}
-
-/// The first permission (`type:action (rule)`) for which the policy asks a member with `roles`
-/// for an MFA step-up, on a resource of their own tenant without attributes.
+/// The first permission (`type:action (rule)`) on which the policy can ask a member with their
+/// roles for an MFA step-up, under any resource attributes (`Policy::step_up_rules`).
 fn step_up_needed(
     policy: &custodian::rbac::Policy,
-    actions: &[(String, String)],
     member: &StaffMember,
     now: u64,
 ) -> Option<String> {
-    use custodian::rbac::{Principal, Reason, RequestContext, Resource};
-    let mut principal = Principal::new(member.id.as_str(), "doctor");
-    for role in &member.roles {
-        principal = principal.with_role(role.as_str());
-    }
-    let context = RequestContext::at(now);
-    actions.iter().find_map(|(type_name, action)| {
-        let resource = Resource::new(type_name.as_str(), "doctor-probe", "doctor");
-        match policy
-            .check(&principal, action, &resource, &context)
-            .reason()
-        {
-            Reason::StepUpRequired { rule, .. } => {
-                Some(format!("{type_name}:{action} (rule `{rule}`)"))
-            }
-            _ => None,
-        }
+    let roles: Vec<&str> = member.roles.iter().map(String::as_str).collect();
+    policy.step_up_rules(&roles, now).first().map(|found| {
+        format!(
+            "{}:{} (rule `{}`)",
+            found.resource_type, found.action, found.rule
+        )
     })
 }
 
@@ -739,11 +691,10 @@ fn mfa(report: &mut Report, opened: &store::Opened, doctor: &DoctorArgs, staff: 
             return;
         }
     };
-    let policy = doctor.policy.as_deref().and_then(|path| {
-        crate::policy::load(path)
-            .ok()
-            .map(|p| (p, declared_actions(path)))
-    });
+    let policy = doctor
+        .policy
+        .as_deref()
+        .and_then(|path| crate::policy::load(path).ok());
     let now = store::now();
     let enrolled_any = opened
         .keys
@@ -801,7 +752,7 @@ fn mfa(report: &mut Report, opened: &store::Opened, doctor: &DoctorArgs, staff: 
         } else {
             let needed = policy
                 .as_ref()
-                .and_then(|(policy, actions)| step_up_needed(policy, actions, member, now));
+                .and_then(|policy| step_up_needed(policy, member, now));
             let fix = format!("have `{user}` enroll an authenticator");
             match needed {
                 Some(permission) => report.fail(

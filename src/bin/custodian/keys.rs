@@ -377,25 +377,86 @@ fn show_policy(out: &Output, info: &RingInfo) -> Outcome {
     Ok(())
 }
 
-/// Rewraps `ring`'s subject keys to its primary version, one store transaction per batch, with a
-/// running count on a terminal. Interrupting it loses nothing: `keys rewrap` resumes.
+/// Rewraps `ring`'s subject keys to its primary version, one store transaction per batch. On a
+/// terminal a bar shows them done against the store's count of keys left below the primary.
+/// Interrupting it loses nothing: `keys rewrap` resumes.
 fn rewrap_subject_keys(
     keys: &KeyManager,
     out: &Output,
     ring: &str,
     now: u64,
 ) -> Result<u64, Failure> {
-    let bar = out.progress(0, &format!("rewrapping subject keys of `{ring}`"));
+    let pending = keys.pending_subject_rewraps(ring, now)?;
+    let bar = out.progress(pending, &format!("rewrapping subject keys of `{ring}`"));
+    let total = rewrap_with_progress(keys, ring, now, &bar)?;
+    bar.finish_and_clear();
+    Ok(total)
+}
+
+/// The batches of [`rewrap_subject_keys`], moving `bar` to the running total after each.
+fn rewrap_with_progress(
+    keys: &KeyManager,
+    ring: &str,
+    now: u64,
+    bar: &indicatif::ProgressBar,
+) -> Result<u64, Failure> {
     let mut total = 0u64;
     loop {
         let batch = keys.rewrap_subject_keys_batch(ring, now)?;
         total += batch.rewrapped;
-        bar.set_message(format!(
-            "rewrapping subject keys of `{ring}`: {total} so far"
-        ));
+        // Another server that had not yet seen the rotation may add keys under the old version
+        // meanwhile: the bar grows rather than overflowing.
+        if bar.length().is_some_and(|len| total > len) {
+            bar.set_length(total);
+        }
+        bar.set_position(total);
         if batch.done {
-            bar.finish_and_clear();
             return Ok(total);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custodian::EncryptionContext;
+    use custodian::SecretKey;
+    use custodian::crypto::Suite;
+    use custodian::keys::{LocalRootKey, ManagerOptions, MemoryKeyStore};
+    use std::sync::Arc;
+
+    const T0: u64 = 1_700_000_000;
+
+    #[test]
+    fn the_rewrap_bar_runs_from_zero_to_the_counted_total() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let options = ManagerOptions {
+            subject_rewrap_batch: 3,
+            change_feed_poll_ms: 0,
+            ..ManagerOptions::default()
+        };
+        let keys = KeyManager::with_options(
+            Arc::new(MemoryKeyStore::new()),
+            Arc::new(LocalRootKey::new(&SecretKey::from_bytes([7; 32]))),
+            options,
+        )?;
+        keys.create_ring("customers", Suite::default(), RotationPolicy::default(), T0)?;
+        for i in 0..10 {
+            let context = EncryptionContext::for_field("customers", i.to_string(), "email")?;
+            keys.seal("customers", Some(&format!("cus_{i}")), &context, b"x", T0)?;
+        }
+        keys.rotate("customers", T0 + 1)?;
+        let pending = keys.pending_subject_rewraps("customers", T0 + 1)?;
+        assert_eq!(pending, 10);
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(pending),
+            indicatif::ProgressDrawTarget::hidden(),
+        );
+        let total =
+            rewrap_with_progress(&keys, "customers", T0 + 1, &bar).map_err(|f| format!("{f:?}"))?;
+        assert_eq!(total, 10);
+        assert_eq!((bar.position(), bar.length()), (10, Some(10)));
+        assert_eq!(keys.pending_subject_rewraps("customers", T0 + 1)?, 0);
+        Ok(())
     }
 }

@@ -1,4 +1,5 @@
-//! `custodian mfa`: a staff member's factors, and an administrator's unlock and reset.
+//! `custodian mfa`: a staff member's factors, and an administrator's unlock and reset (which
+//! disables every factor, so that the member enrolls again).
 //!
 //! The factors are read through the facade's MFA service (`Custodian::mfa`), as the application
 //! reads them: seeds stay sealed in the MFA ring and every row's state MAC is checked. The
@@ -46,8 +47,9 @@ pub(crate) enum MfaCommand {
         #[command(flatten)]
         rings: RingNames,
     },
-    /// Clears failures, throttle and lock of every factor of the user (the replay mark stays).
-    /// Recorded in the audit log with `--actor` as the administrator.
+    /// Disables every factor of the user, after an identity check done outside custodian (a lost
+    /// or stolen phone): the user must enroll again. Recovery codes are kept. Recorded in the
+    /// audit log with `--actor` as the administrator.
     Reset {
         /// The staff member's user id.
         user: String,
@@ -131,11 +133,30 @@ pub(crate) fn run(args: &StoreArgs, out: &Output, command: MfaCommand) -> Outcom
                 return Err(Failure::Refused(format!("user `{user}` has no MFA factor")));
             }
             let now = opened.now();
+            let mut disabled = Vec::new();
             for f in &factors {
-                service.admin_reset(&args.actor, &user, &f.factor, now)?;
+                if service.admin_disable(&args.actor, &user, &f.factor, now)? {
+                    disabled.push(f.factor.as_str());
+                }
             }
-            let all: Vec<&FactorView> = factors.iter().collect();
-            report(out, "reset", &user, &all)
+            let recovery = service.recovery_codes_remaining(&user)?;
+            if out.json {
+                return out.json(&serde_json::json!({
+                    "user": user,
+                    "disabled": disabled,
+                    "must_enroll_again": true,
+                    "recovery_codes_remaining": recovery,
+                }));
+            }
+            if disabled.is_empty() {
+                println!("every factor of `{user}` was already disabled; nothing changed");
+            } else {
+                println!("disabled factors of `{user}`: {}", disabled.join(", "));
+            }
+            println!(
+                "`{user}` must enroll again; {recovery} unused recovery codes are kept (they still give a step-up)"
+            );
+            Ok(())
         }
     }
 }

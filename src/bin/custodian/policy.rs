@@ -2,12 +2,7 @@
 
 use crate::output::{Output, Status, Table};
 use crate::{Failure, Outcome};
-use custodian::rbac::{
-    AttributeValue, EntityRef, Justification, Policy, Principal, Reason, RequestContext, Resource,
-    Visibility,
-};
-use serde::Deserialize;
-use std::collections::BTreeMap;
+use custodian::rbac::{Justification, Policy, Reason, RequestContext, RequestSpec, Visibility};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Subcommand)]
@@ -39,7 +34,7 @@ pub(crate) enum PolicyCommand {
             \"resource\": {\"type\": \"customer\", \"id\": \"42\", \"tenant\": \"store-1\", \"attributes\": {}},\n \
             \"context\": {\"now\": 1700000000, \"mfa_verified_at\": 1699999990,\n  \
             \"justification\": {\"ticket\": \"SUP-1\", \"names\": [\"customer\", \"42\"]}}}\n\
-            `principal.kind`, `attributes` and `context` are optional; `context.now` defaults to the current time.")]
+            `principal.kind`, `attributes` and `context` are optional; `context.now` defaults to the current time             (the shape of `custodian::rbac::RequestSpec`).")]
         request: PathBuf,
     },
 }
@@ -129,76 +124,6 @@ fn check(out: &Output, file: &Path, deny_warnings: bool) -> Outcome {
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RequestFile {
-    principal: PrincipalDecl,
-    action: String,
-    resource: ResourceDecl,
-    #[serde(default)]
-    context: ContextDecl,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PrincipalDecl {
-    id: String,
-    #[serde(default)]
-    kind: Option<String>,
-    tenant: String,
-    #[serde(default)]
-    roles: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ResourceDecl {
-    #[serde(rename = "type")]
-    type_name: String,
-    id: String,
-    tenant: String,
-    #[serde(default)]
-    attributes: BTreeMap<String, AttributeDecl>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum AttributeDecl {
-    Integer(i64),
-    Id(String),
-    Ref { kind: String, id: String },
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ContextDecl {
-    #[serde(default)]
-    now: Option<u64>,
-    #[serde(default)]
-    mfa_verified_at: Option<u64>,
-    #[serde(default)]
-    justification: Option<JustificationDecl>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JustificationDecl {
-    ticket: String,
-    #[serde(default)]
-    names: Option<(String, String)>,
-}
-
-fn principal_of(p: &PrincipalDecl, roles: &[String]) -> Principal {
-    let mut principal = Principal::new(p.id.as_str(), p.tenant.as_str());
-    if let Some(kind) = &p.kind {
-        principal = principal.with_kind(kind.as_str());
-    }
-    for role in roles {
-        principal = principal.with_role(role.as_str());
-    }
-    principal
-}
-
 fn explain(out: &Output, file: &Path, request_path: &Path) -> Outcome {
     let policy = load(file)?;
     let text = std::fs::read_to_string(request_path).map_err(|e| {
@@ -207,40 +132,18 @@ fn explain(out: &Output, file: &Path, request_path: &Path) -> Outcome {
             request_path.display()
         ))
     })?;
-    let request: RequestFile = serde_json::from_str(&text).map_err(|e| {
+    let request: RequestSpec = serde_json::from_str(&text).map_err(|e| {
         Failure::Usage(format!(
             "request `{}` is not a request: {e} (see `custodian policy explain --help`)",
             request_path.display()
         ))
     })?;
-    let principal = principal_of(&request.principal, &request.principal.roles);
-    let r = &request.resource;
-    let mut resource = Resource::new(r.type_name.as_str(), r.id.as_str(), r.tenant.as_str());
-    for (name, value) in &r.attributes {
-        let value = match value {
-            AttributeDecl::Integer(n) => AttributeValue::Integer(*n),
-            AttributeDecl::Id(id) => AttributeValue::Id(id.clone()),
-            AttributeDecl::Ref { kind, id } => {
-                AttributeValue::Ref(EntityRef::new(kind.as_str(), id.as_str()))
-            }
-        };
-        resource = resource.with(name.as_str(), value);
-    }
-    let c = &request.context;
-    let now = c.now.unwrap_or_else(crate::store::now);
-    let mut context = RequestContext::at(now);
-    if let Some(at) = c.mfa_verified_at {
-        context = context.with_mfa_verified_at(at);
-    }
-    if let Some(j) = &c.justification {
-        let mut justification = Justification::ticket(j.ticket.as_str());
-        if let Some((type_name, id)) = &j.names {
-            justification = justification.naming(type_name.as_str(), id.as_str());
-        }
-        context = context.with_justification(justification);
-    }
+    let principal = request.principal();
+    let resource = request.resource();
+    let now = request.now().unwrap_or_else(crate::store::now);
+    let context = request.context(now);
 
-    let decision = policy.check(&principal, &request.action, &resource, &context);
+    let decision = policy.check(&principal, request.action(), &resource, &context);
     let reason = decision.reason();
     let fields: Vec<(String, String, Visibility)> = decision
         .view()
@@ -250,7 +153,7 @@ fn explain(out: &Output, file: &Path, request_path: &Path) -> Outcome {
     let would_allow = if decision.is_allowed() {
         Vec::new()
     } else {
-        what_would_allow(&policy, &request, &resource, now, &reason)
+        what_would_allow(&policy, &request, now, &reason)
     };
 
     if out.json {
@@ -303,8 +206,7 @@ fn explain(out: &Output, file: &Path, request_path: &Path) -> Outcome {
 /// justification the reason asks for, or a role the principal lacks. A forbid is never lifted.
 fn what_would_allow(
     policy: &Policy,
-    request: &RequestFile,
-    resource: &Resource,
+    request: &RequestSpec,
     now: u64,
     reason: &Reason<'_>,
 ) -> Vec<String> {
@@ -322,6 +224,7 @@ fn what_would_allow(
         }
         _ => {}
     }
+    let resource = &request.resource();
     // Everything the caller could present: a fresh MFA verification and a ticket naming this
     // resource.
     let full = RequestContext::at(now)
@@ -329,8 +232,8 @@ fn what_would_allow(
         .with_justification(
             Justification::ticket("explain").naming(resource.type_name(), resource.id()),
         );
-    let principal = principal_of(&request.principal, &request.principal.roles);
-    let with_all = policy.check(&principal, &request.action, resource, &full);
+    let principal = request.principal();
+    let with_all = policy.check(&principal, request.action(), resource, &full);
     if with_all.is_allowed() {
         let rule = with_all.reason().rule().unwrap_or_default().to_owned();
         match reason {
@@ -353,13 +256,11 @@ fn what_would_allow(
     }
     // One more declared role, with everything presented.
     for role in policy.roles() {
-        if request.principal.roles.iter().any(|r| r == role) {
+        if principal.roles().iter().any(|r| r == role) {
             continue;
         }
-        let mut roles = request.principal.roles.clone();
-        roles.push(role.to_owned());
-        let candidate = principal_of(&request.principal, &roles);
-        let decision = policy.check(&candidate, &request.action, resource, &full);
+        let candidate = request.principal().with_role(role);
+        let decision = policy.check(&candidate, request.action(), resource, &full);
         if decision.is_allowed() {
             hints.push(format!(
                 "role `{role}` (rule `{}`, with any step-up or justification it asks for)",
@@ -367,10 +268,10 @@ fn what_would_allow(
             ));
         }
     }
-    if hints.is_empty() && request.principal.tenant != resource.tenant() {
+    if hints.is_empty() && principal.tenant() != resource.tenant() {
         hints.push(format!(
             "no role of tenant `{}` allows it on a resource of tenant `{}`; rules apply within the principal's own tenant unless `cross_tenant = true`",
-            request.principal.tenant,
+            principal.tenant(),
             resource.tenant()
         ));
     }
