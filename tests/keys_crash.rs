@@ -82,13 +82,23 @@ fn record(log: &mut std::fs::File, line: &str) {
 }
 
 /// The child's endless loop (it only stops when killed).
-fn child(db: &Path, log: &Path, id: &str) -> ! {
+fn child(db: &Path, log_path: &Path, id: &str) -> ! {
     let keys = manager(db);
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(log)
+        .open(log_path)
         .unwrap();
+    // A killed predecessor may have left its last line without its newline: that entry was never
+    // acknowledged, and appending after it would fuse it with this child's first line.
+    let text = std::fs::read(log_path).unwrap();
+    if text.last().is_some_and(|&b| b != b'\n') {
+        let complete = text
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |end| end + 1);
+        log.set_len(complete as u64).unwrap();
+    }
     let mut rng = Rng::new();
     let mut run = [0u8; 6];
     fill_random(&mut run).unwrap();
