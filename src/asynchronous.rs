@@ -502,6 +502,18 @@ impl AsyncMfa {
             .await
     }
 
+    /// [`MfaService::admin_revoke_recovery_codes`].
+    pub async fn admin_revoke_recovery_codes(
+        &self,
+        admin: &str,
+        user: &str,
+        now: u64,
+    ) -> Result<usize, MfaError> {
+        let (admin, user) = (admin.to_owned(), user.to_owned());
+        self.blocking(move |s, _| s.admin_revoke_recovery_codes(&admin, &user, now))
+            .await
+    }
+
     /// [`MfaService::load`].
     pub async fn load(&self, user: &str, factor_id: &str) -> Result<StoredFactor, MfaError> {
         let (user, factor_id) = (user.to_owned(), factor_id.to_owned());

@@ -14,8 +14,8 @@ use custodian::keys::{
     KeyManager, LocalRootKey, RotationPolicy, SqliteKeyStore, generate_key_file,
 };
 use custodian::mfa::{
-    LockoutPolicy, MfaService, OtpSecret, RejectReason, SqliteFactorStore, TotpKey, TotpParams,
-    Verifier,
+    LockoutPolicy, MfaService, OtpSecret, RecoveryCodeSet, RejectReason, SqliteFactorStore,
+    TotpKey, TotpParams, Verifier,
 };
 use custodian::{Custodian, EncryptionContext, SecretBytes};
 use predicates::prelude::*;
@@ -713,14 +713,22 @@ fn mfa_reset_disables_every_factor_and_the_user_enrolls_again() {
     let before = MFA_NOW + 60;
     mfa.verify(&v, "emp-7", "phone", &code_at(before), before)
         .unwrap();
+    let (set, codes) = RecoveryCodeSet::generate("emp-7").unwrap();
+    mfa.replace_recovery_codes(&set).unwrap();
+    mfa.use_recovery_code("emp-7", codes[0].expose_secret(), before)
+        .unwrap();
 
     let reset = f.run_json(&["--actor", "admin-2", "mfa", "reset", "emp-7"], 0);
     assert_eq!(reset["disabled"], serde_json::json!(["phone"]));
     assert_eq!(reset["must_enroll_again"], true);
-    let tail = f.run_json(&["audit", "tail", "-n", "1"], 0);
-    assert_eq!(tail[0]["action"]["type"], "mfa_disabled");
-    assert_eq!(tail[0]["actor"], "admin-2");
+    assert_eq!(reset["recovery_codes_revoked"], codes.len() - 1);
+    let tail = f.run_json(&["audit", "tail", "-n", "2"], 0);
+    for entry in tail.as_array().unwrap() {
+        assert_eq!(entry["action"]["type"], "mfa_disabled");
+        assert_eq!(entry["actor"], "admin-2");
+    }
     assert_eq!(tail[0]["resource"], "emp-7/phone");
+    assert_eq!(tail[1]["resource"], "emp-7/recovery-code");
     let status = f.run_json(&["mfa", "status", "emp-7"], 0);
     assert_eq!(status["factors"][0]["phase"], "disabled");
     let table = f.run(&["mfa", "status", "emp-7"], 0);
@@ -733,6 +741,13 @@ fn mfa_reset_disables_every_factor_and_the_user_enrolls_again() {
     let tail = f.run_json(&["audit", "tail", "-n", "1"], 0);
     assert_eq!(tail[0]["action"]["type"], "mfa_disabled");
     assert_eq!(tail[0]["actor"], "admin-2");
+    assert_eq!(tail[0]["resource"], "emp-7/recovery-code");
+
+    // A code the member still had no longer gives a step-up.
+    assert!(
+        mfa.use_recovery_code("emp-7", codes[1].expose_secret(), before + 1)
+            .is_err()
+    );
 
     // The old code no longer logs in.
     let after = MFA_NOW + 120;

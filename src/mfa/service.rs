@@ -18,7 +18,8 @@
 //! With [`MfaService::with_audit`], every outcome is appended to an audit log (docs/AUDIT.md,
 //! "What custodian records"): enrollments, confirmations, verified, failed and replayed codes,
 //! locks, unlocks, disabled factors and recovery codes. Actor: the user (the administrator for
-//! [`admin_reset`](MfaService::admin_reset) and [`admin_disable`](MfaService::admin_disable));
+//! [`admin_reset`](MfaService::admin_reset), [`admin_disable`](MfaService::admin_disable) and
+//! [`admin_revoke_recovery_codes`](MfaService::admin_revoke_recovery_codes));
 //! resource: `user/factor` (`user/recovery-code` for a recovery code). No code, seed or hash is
 //! ever recorded.
 //!
@@ -593,7 +594,8 @@ impl MfaService {
     ///
     /// `admin` is the id of whoever asked for it: the audit log records it as the actor of an
     /// `mfa_disabled` entry at `now`. Returns `false`, writing and recording nothing, if the
-    /// factor was already disabled. The user's recovery codes are not touched.
+    /// factor was already disabled. The user's recovery codes are not touched
+    /// ([`admin_revoke_recovery_codes`](Self::admin_revoke_recovery_codes) revokes them).
     pub fn admin_disable(
         &self,
         admin: &str,
@@ -626,6 +628,39 @@ impl MfaService {
             }
         }
         Err(MfaError::Rejected(RejectReason::Conflict))
+    }
+
+    /// An administrator revokes every unused recovery code of the user (with
+    /// [`admin_disable`](Self::admin_disable), the reset of a member whose codes may be lost or
+    /// seen): a revoked code no longer gives a step-up, and the user gets a new set with
+    /// [`replace_recovery_codes`](Self::replace_recovery_codes).
+    ///
+    /// `admin` is the id of whoever asked for it: the audit log records it as the actor of an
+    /// `mfa_disabled` entry at `now` on `user/recovery-code`. Returns how many codes were unused
+    /// just before; with none, nothing is written or recorded.
+    pub fn admin_revoke_recovery_codes(
+        &self,
+        admin: &str,
+        user: &str,
+        now: u64,
+    ) -> Result<usize, MfaError> {
+        let unused = self.recovery_codes_remaining(user)?;
+        if unused == 0 {
+            return Ok(0);
+        }
+        self.store.replace_recovery_codes(user, &[])?;
+        self.record(|| {
+            vec![
+                AuditEvent::new(
+                    now,
+                    admin,
+                    Action::MfaDisabled,
+                    factor_resource(user, RECOVERY_CODE_FACTOR),
+                )
+                .with_outcome(Outcome::Success),
+            ]
+        })?;
+        Ok(unused)
     }
 
     /// An administrator's reset: clears failures, throttle and lock (the replay mark stays).

@@ -47,9 +47,10 @@ pub(crate) enum MfaCommand {
         #[command(flatten)]
         rings: RingNames,
     },
-    /// Disables every factor of the user, after an identity check done outside custodian (a lost
-    /// or stolen phone): the user must enroll again. Recovery codes are kept. Recorded in the
-    /// audit log with `--actor` as the administrator.
+    /// Disables every factor of the user and revokes their unused recovery codes, after an
+    /// identity check done outside custodian (a lost or stolen phone): the user must enroll again
+    /// and be given new recovery codes. Recorded in the audit log with `--actor` as the
+    /// administrator.
     Reset {
         /// The staff member's user id.
         user: String,
@@ -139,13 +140,13 @@ pub(crate) fn run(args: &StoreArgs, out: &Output, command: MfaCommand) -> Outcom
                     disabled.push(f.factor.as_str());
                 }
             }
-            let recovery = service.recovery_codes_remaining(&user)?;
+            let revoked = service.admin_revoke_recovery_codes(&args.actor, &user, now)?;
             if out.json {
                 return out.json(&serde_json::json!({
                     "user": user,
                     "disabled": disabled,
                     "must_enroll_again": true,
-                    "recovery_codes_remaining": recovery,
+                    "recovery_codes_revoked": revoked,
                 }));
             }
             if disabled.is_empty() {
@@ -154,7 +155,7 @@ pub(crate) fn run(args: &StoreArgs, out: &Output, command: MfaCommand) -> Outcom
                 println!("disabled factors of `{user}`: {}", disabled.join(", "));
             }
             println!(
-                "`{user}` must enroll again; {recovery} unused recovery codes are kept (they still give a step-up)"
+                "revoked {revoked} unused recovery codes of `{user}`; `{user}` must enroll again and get new recovery codes"
             );
             Ok(())
         }
