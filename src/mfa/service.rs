@@ -614,15 +614,13 @@ impl MfaService {
                 .compare_and_set(user, &self.write_over(&row, &state)?)?
             {
                 self.record(|| {
-                    vec![
-                        AuditEvent::new(
-                            now,
-                            admin,
-                            Action::MfaDisabled,
-                            factor_resource(user, factor_id),
-                        )
-                        .with_outcome(Outcome::Success),
-                    ]
+                    vec![admin_event(
+                        now,
+                        admin,
+                        user,
+                        factor_id,
+                        Action::MfaDisabled,
+                    )]
                 })?;
                 return Ok(true);
             }
@@ -650,15 +648,13 @@ impl MfaService {
         }
         self.store.replace_recovery_codes(user, &[])?;
         self.record(|| {
-            vec![
-                AuditEvent::new(
-                    now,
-                    admin,
-                    Action::MfaDisabled,
-                    factor_resource(user, RECOVERY_CODE_FACTOR),
-                )
-                .with_outcome(Outcome::Success),
-            ]
+            vec![admin_event(
+                now,
+                admin,
+                user,
+                RECOVERY_CODE_FACTOR,
+                Action::MfaDisabled,
+            )]
         })?;
         Ok(unused)
     }
@@ -676,15 +672,13 @@ impl MfaService {
     ) -> Result<(), MfaError> {
         self.update(user, factor_id, |factor| Ok(factor.state().admin_reset()))?;
         self.record(|| {
-            vec![
-                AuditEvent::new(
-                    now,
-                    admin,
-                    Action::MfaUnlocked,
-                    factor_resource(user, factor_id),
-                )
-                .with_outcome(Outcome::Success),
-            ]
+            vec![admin_event(
+                now,
+                admin,
+                user,
+                factor_id,
+                Action::MfaUnlocked,
+            )]
         })
     }
 
@@ -831,6 +825,12 @@ fn factor_event(
     outcome: Outcome,
 ) -> AuditEvent {
     AuditEvent::new(now, user, action, factor_resource(user, factor_id)).with_outcome(outcome)
+}
+
+/// A successful administrator's action on a user's factor: the administrator is the actor.
+fn admin_event(now: u64, admin: &str, user: &str, factor_id: &str, action: Action) -> AuditEvent {
+    AuditEvent::new(now, admin, action, factor_resource(user, factor_id))
+        .with_outcome(Outcome::Success)
 }
 
 /// A code that was checked and wrong is a failure; one refused before any check (throttle, lock,
