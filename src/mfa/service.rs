@@ -603,29 +603,22 @@ impl MfaService {
         factor_id: &str,
         now: u64,
     ) -> Result<bool, MfaError> {
-        for _ in 0..CAS_ATTEMPTS {
-            let (_, row) = self.load_row(user, factor_id)?;
-            if row.state.phase() == Phase::Disabled {
-                return Ok(false);
-            }
-            let state = row.state.with_phase(Phase::Disabled);
-            if self
-                .store
-                .compare_and_set(user, &self.write_over(&row, &state)?)?
-            {
-                self.record(|| {
-                    vec![admin_event(
-                        now,
-                        admin,
-                        user,
-                        factor_id,
-                        Action::MfaDisabled,
-                    )]
-                })?;
-                return Ok(true);
-            }
+        let disabled = self.update_if(user, factor_id, |factor| {
+            let state = factor.state();
+            Ok((state.phase() != Phase::Disabled).then(|| state.with_phase(Phase::Disabled)))
+        })?;
+        if disabled {
+            self.record(|| {
+                vec![admin_event(
+                    now,
+                    admin,
+                    user,
+                    factor_id,
+                    Action::MfaDisabled,
+                )]
+            })?;
         }
-        Err(MfaError::Rejected(RejectReason::Conflict))
+        Ok(disabled)
     }
 
     /// An administrator revokes every unused recovery code of the user (with
@@ -688,14 +681,28 @@ impl MfaService {
         factor_id: &str,
         change: impl Fn(&Factor) -> Result<FactorState, MfaError>,
     ) -> Result<(), MfaError> {
+        self.update_if(user, factor_id, |factor| change(factor).map(Some))
+            .map(|_| ())
+    }
+
+    /// [`update`](Self::update) where `change` may find nothing to do (`None`): then nothing is
+    /// written and it returns `false`.
+    fn update_if(
+        &self,
+        user: &str,
+        factor_id: &str,
+        change: impl Fn(&Factor) -> Result<Option<FactorState>, MfaError>,
+    ) -> Result<bool, MfaError> {
         for _ in 0..CAS_ATTEMPTS {
             let (stored, row) = self.load_row(user, factor_id)?;
-            let state = change(&stored.factor)?;
+            let Some(state) = change(&stored.factor)? else {
+                return Ok(false);
+            };
             if self
                 .store
                 .compare_and_set(user, &self.write_over(&row, &state)?)?
             {
-                return Ok(());
+                return Ok(true);
             }
         }
         Err(MfaError::Rejected(RejectReason::Conflict))
