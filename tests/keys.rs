@@ -1366,3 +1366,122 @@ fn the_subject_key_rewrap_job_resumes_and_is_shared_by_two_servers() {
     a.set_min_decryption_version("customers", 2, T0 + 13)
         .unwrap();
 }
+
+/// A policy whose snapshots stay valid, so that seals take the cached path (`quick_policy`
+/// reloads on every call instead).
+fn cached_policy() -> RotationPolicy {
+    RotationPolicy {
+        propagation_secs: 600,
+        ..RotationPolicy::default()
+    }
+}
+
+#[test]
+fn cached_seals_count_against_the_usage_limit() {
+    for subject in [None, Some("cus_1")] {
+        let keys = KeyManager::with_options(
+            Arc::new(MemoryKeyStore::new()),
+            Arc::new(root()),
+            ManagerOptions {
+                usage_block: 4,
+                ..ManagerOptions::default()
+            },
+        )
+        .unwrap();
+        let policy = RotationPolicy {
+            max_encryptions: 10,
+            ..cached_policy()
+        };
+        keys.create_ring("customers", Suite::default(), policy, T0)
+            .unwrap();
+        let sealed: Vec<_> = (0..35)
+            .map(|i| {
+                keys.seal("customers", subject, &ctx(&i.to_string()), b"x", T0)
+                    .unwrap()
+            })
+            .collect();
+        let info = keys.ring_info("customers", T0).unwrap();
+        // A subject key's creation is one encryption more under version 1.
+        assert!(info.primary_version >= 4, "{subject:?}: {info:?}");
+        for v in &info.versions {
+            assert!(v.usage_reserved <= 10, "{subject:?}: {v:?}");
+        }
+        let versions: Vec<u32> = sealed
+            .iter()
+            .map(|s| Header::parse(s).unwrap().key_id().version())
+            .collect();
+        for version in 1..=3 {
+            let used = versions.iter().filter(|v| **v == version).count();
+            assert!(
+                used <= 10,
+                "{subject:?}: {used} seals under version {version}"
+            );
+        }
+        for (i, s) in sealed.iter().enumerate() {
+            keys.open(&ctx(&i.to_string()), s, T0).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_cached_subject_follows_more_rotations_than_it_keeps_kek_slots_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = manager_on(sqlite_store(&dir));
+    keys.create_ring("customers", Suite::default(), cached_policy(), T0)
+        .unwrap();
+    let mut sealed = Vec::new();
+    for round in 0..7u32 {
+        // Twice per version: the second seal finds the KEK the first one derived.
+        for _ in 0..2 {
+            let s = keys
+                .seal("customers", Some("cus_1"), &ctx("1"), b"jane", T0)
+                .unwrap();
+            assert_eq!(Header::parse(&s).unwrap().key_id().version(), round + 1);
+            sealed.push(s);
+        }
+        keys.rotate("customers", T0).unwrap();
+    }
+    // This manager (cached KEKs, some beyond the slots) and a new one (nothing cached) agree.
+    let fresh = manager_on(sqlite_store(&dir));
+    for s in &sealed {
+        assert_eq!(
+            keys.open(&ctx("1"), s, T0).unwrap().expose_secret(),
+            b"jane"
+        );
+        assert_eq!(
+            fresh.open(&ctx("1"), s, T0).unwrap().expose_secret(),
+            b"jane"
+        );
+    }
+}
+
+#[test]
+fn a_cached_subject_seal_after_its_erasure_starts_a_new_generation() {
+    let keys = KeyManager::new(MemoryKeyStore::new(), root()).unwrap();
+    keys.create_ring("customers", Suite::default(), cached_policy(), T0)
+        .unwrap();
+    let before = keys
+        .seal("customers", Some("cus_1"), &ctx("1"), b"jane", T0)
+        .unwrap();
+    keys.seal("customers", Some("cus_1"), &ctx("1"), b"jane", T0)
+        .unwrap();
+    keys.erase_subject("customers", "cus_1", T0 + 1).unwrap();
+    assert!(matches!(
+        keys.open(&ctx("1"), &before, T0 + 1),
+        Err(KeyError::SubjectErased { .. })
+    ));
+    let after = keys
+        .seal("customers", Some("cus_1"), &ctx("1"), b"new", T0 + 2)
+        .unwrap();
+    // The old generation's data stays unopenable under the new one.
+    let err = keys.open(&ctx("1"), &before, T0 + 2).unwrap_err();
+    assert!(err.is_decrypt_failure(), "{err:?}");
+    assert_eq!(
+        keys.open(&ctx("1"), &after, T0 + 2)
+            .unwrap()
+            .expose_secret(),
+        b"new"
+    );
+    let history = keys.subject_history("customers", "cus_1").unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+}

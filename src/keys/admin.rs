@@ -272,14 +272,15 @@ impl KeyManager {
                 ))
             })?;
             let key = unwrap_subject_key(from, &row.subject, row.generation, wrapped)?;
-            let (_, to) = self.encrypting_key(&handle, now, 1)?;
+            let to_snap = self.encrypting_key(&handle, now, 1)?;
+            let to = to_snap.primary()?;
             let to_version = to.key_id().version();
             if to_version <= row.wrapped_by {
                 continue;
             }
             let mut next = row.clone();
             next.wrapped_by = to_version;
-            next.wrapped_key = Some(wrap_subject_key(&to, &row.subject, row.generation, &key)?);
+            next.wrapped_key = Some(wrap_subject_key(to, &row.subject, row.generation, &key)?);
             self.integrity.seal_subject(&mut next);
             batch.push((next, row.wrapped_by));
         }

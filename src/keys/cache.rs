@@ -5,8 +5,9 @@
 //! zeroizes it as soon as the last in-flight user of that `Arc` is done with it.
 
 use core::fmt;
+use foldhash::quality::RandomState;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -19,9 +20,13 @@ struct Entry<V> {
     sequence: u64,
 }
 
+/// foldhash rather than SipHash: the lookup is on every seal and open, and a shard holds at most
+/// `capacity / 16` entries, so colliding keys could slow down only that many.
+type Shard<V> = HashMap<String, Entry<V>, RandomState>;
+
 /// A bounded cache keyed by strings, with a TTL measured on the caller's clock.
 pub(crate) struct KeyCache<V> {
-    shards: Vec<RwLock<HashMap<String, Entry<V>>>>,
+    shards: Vec<RwLock<Shard<V>>>,
     shard_capacity: usize,
     ttl_secs: u64,
     hasher: RandomState,
@@ -34,15 +39,17 @@ impl<V> KeyCache<V> {
     pub(crate) fn new(capacity: usize, ttl_secs: u64) -> Self {
         let shards = capacity.clamp(1, MAX_SHARDS);
         Self {
-            shards: (0..shards).map(|_| RwLock::new(HashMap::new())).collect(),
+            shards: (0..shards)
+                .map(|_| RwLock::new(HashMap::default()))
+                .collect(),
             shard_capacity: capacity.div_ceil(shards),
             ttl_secs,
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             sequence: AtomicU64::new(0),
         }
     }
 
-    fn shard(&self, key: &str) -> Option<&RwLock<HashMap<String, Entry<V>>>> {
+    fn shard(&self, key: &str) -> Option<&RwLock<Shard<V>>> {
         let hash = self.hasher.hash_one(key);
         // INVARIANT: there is at least one shard; the modulo keeps the index in range.
         let index = usize::try_from(hash % self.shards.len() as u64).unwrap_or(0);
@@ -65,6 +72,24 @@ impl<V> KeyCache<V> {
             map.remove(key);
         }
         None
+    }
+
+    /// Calls `f` with the value for `key` if present and not expired at `now`, under the shard's
+    /// read lock: no reference-count traffic, for the hot path of a seal. `f` must not touch this
+    /// cache (writers of the shard wait until it returns).
+    pub(crate) fn with<R>(
+        &self,
+        key: &str,
+        now: u64,
+        f: impl FnOnce(&V) -> Option<R>,
+    ) -> Option<R> {
+        let map = self
+            .shard(key)?
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.get(key)
+            .filter(|entry| now < entry.expires_at)
+            .and_then(|entry| f(&entry.value))
     }
 
     /// Inserts or replaces `key`, evicting expired entries and then the oldest ones if the shard
@@ -137,16 +162,6 @@ impl<V> KeyCache<V> {
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clear();
-        }
-    }
-
-    /// Visits every entry (for dropping derived keys of destroyed versions).
-    pub(crate) fn for_each(&self, mut visit: impl FnMut(&str, &V)) {
-        for shard in &self.shards {
-            let map = shard.read().unwrap_or_else(PoisonError::into_inner);
-            for (k, e) in map.iter() {
-                visit(k, &e.value);
-            }
         }
     }
 

@@ -177,8 +177,7 @@ impl KeyManager {
     fn refresh_ring(&self, handle: &RingHandle) {
         let installed_at = handle
             .snapshot
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+            .load()
             .as_ref()
             .map(|snap| snap.installed_at);
         let Some(now) = installed_at else {

@@ -9,7 +9,7 @@ use super::root::RootKeyProvider;
 use super::state::RingHandle;
 use super::state::{MANAGERS, Rings, lock};
 use super::store::KeyStore;
-use super::subject::{KeySource, LiveSubject};
+use super::subject::{KeySource, LiveSubject, SubjectState};
 use crate::envelope::{self, EncryptionContext, Header, Kek};
 use crate::secret::{SecretBytes, SecretKey};
 use core::fmt;
@@ -211,7 +211,7 @@ impl KeyManager {
         let store_id = integrity.store_id();
         // Changes before now concern nothing this new manager has cached.
         let feed_position = Arc::new(AtomicU64::new(store.changes_since(u64::MAX, 0)?.latest));
-        let rings: Arc<Rings> = Arc::new(RwLock::new(HashMap::new()));
+        let rings: Arc<Rings> = Arc::new(RwLock::new(HashMap::default()));
         {
             let mut all = lock(&MANAGERS);
             all.retain(|(_, w)| w.strong_count() > 0);
@@ -267,14 +267,55 @@ impl KeyManager {
         plaintext: &[u8],
         now: u64,
     ) -> Result<Vec<u8>, KeyError> {
+        if let Some(sealed) = self.seal_cached(ring, subject, context, plaintext, now) {
+            return sealed;
+        }
         let handle = self.handle(ring);
-        let (snap, ring_kek) = self.encrypting_key(&handle, now, 1)?;
+        let snap = self.encrypting_key(&handle, now, 1)?;
+        let ring_kek = snap.primary()?;
         match subject {
             None => Ok(envelope::seal(ring_kek.as_ref(), context, plaintext)?),
             Some(subject) => {
-                let kek = self.subject_kek(&handle, &snap, &ring_kek, subject, now)?;
+                let kek = self.subject_kek(&handle, &snap, ring_kek, subject, now)?;
                 Ok(envelope::seal(kek.as_ref(), context, plaintext)?)
             }
+        }
+    }
+
+    /// [`KeyManager::seal`] when everything it needs is in memory already: the ring's snapshot is
+    /// valid and has encryptions left, and the subject's key and its KEK under the primary are
+    /// cached. It borrows them under their locks instead of cloning `Arc`s, which halves the
+    /// atomic read-modify-writes of a seal (issue 15: a cached-subject seal within 1.1x of a bare
+    /// one). `None` means something must be loaded, reserved or derived: the general path does it.
+    fn seal_cached(
+        &self,
+        ring: &str,
+        subject: Option<&str>,
+        context: &EncryptionContext,
+        plaintext: &[u8],
+        now: u64,
+    ) -> Option<Result<Vec<u8>, KeyError>> {
+        let rings = self.rings.read().unwrap_or_else(PoisonError::into_inner);
+        let handle = rings.get(ring)?;
+        let snap = handle.snapshot.load();
+        let snap = snap
+            .as_ref()
+            .filter(|snap| now < snap.valid_until.load(Ordering::Relaxed))?;
+        let ring_kek = snap.keys.get(&snap.rows.ring.primary_version)?;
+        // The encryption is counted only once nothing can send this call to the general path.
+        let seal = |kek: &dyn Kek| {
+            snap.lease
+                .try_take(1)
+                .then(|| envelope::seal(kek, context, plaintext).map_err(KeyError::from))
+        };
+        match subject {
+            None => seal(ring_kek.as_ref()),
+            Some(subject) => handle.subjects.with(subject, now, |state| match state {
+                SubjectState::Live(keys) => {
+                    keys.with_kek(ring_kek.key_id().version(), |kek| seal(kek))
+                }
+                SubjectState::Erased { .. } => None,
+            }),
         }
     }
 
@@ -289,11 +330,12 @@ impl KeyManager {
     ) -> Result<Vec<Vec<u8>>, KeyError> {
         let count = u64::try_from(items.len()).unwrap_or(u64::MAX);
         let handle = self.handle(ring);
-        let (snap, ring_kek) = self.encrypting_key(&handle, now, count)?;
+        let snap = self.encrypting_key(&handle, now, count)?;
+        let ring_kek = snap.primary()?;
         match subject {
             None => Ok(envelope::seal_many(ring_kek.as_ref(), items)?),
             Some(subject) => {
-                let kek = self.subject_kek(&handle, &snap, &ring_kek, subject, now)?;
+                let kek = self.subject_kek(&handle, &snap, ring_kek, subject, now)?;
                 Ok(envelope::seal_many(kek.as_ref(), items)?)
             }
         }
@@ -398,14 +440,15 @@ impl KeyManager {
         if id.version() >= snap.rows.ring.primary_version {
             return Ok(false);
         }
-        let (_, to_ring) = self.encrypting_key(&handle, now, 1)?;
+        let to_snap = self.encrypting_key(&handle, now, 1)?;
+        let to_ring = to_snap.primary()?;
         if id.version() >= to_ring.key_id().version() {
             return Ok(false);
         }
         self.with_decrypting_kek(&header, now, |from, subject| {
             // The target KEK comes from the same subject key generation as the source.
             let to: Arc<dyn Kek> = match (subject, id.subject()) {
-                (Some(keys), Some(subject)) => keys.kek(subject, &to_ring)?,
+                (Some(keys), Some(subject)) => keys.kek(subject, to_ring)?,
                 _ => to_ring.clone(),
             };
             envelope::rewrap_in_place(from, to.as_ref(), context, ciphertext)
@@ -512,9 +555,7 @@ impl RingWatch {
         let snap = self
             .handle
             .snapshot
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .load_full()
             .ok_or_else(|| KeyError::UnknownRing(self.handle.name.clone()))?;
         let primary = snap.rows.ring.primary_version;
         let order = std::iter::once(primary)

@@ -9,6 +9,7 @@ use super::ring::{self, RingKek, VersionState};
 use super::store::RingRows;
 use super::subject::SubjectState;
 use crate::envelope::KeyId;
+use arc_swap::ArcSwapOption;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
@@ -92,7 +93,8 @@ impl RingSnapshot {
 /// Everything this process holds for one ring.
 pub(super) struct RingHandle {
     pub(super) name: String,
-    pub(super) snapshot: RwLock<Option<Arc<RingSnapshot>>>,
+    /// Read on every seal and open without a lock (arc-swap); replaced under `update`.
+    pub(super) snapshot: ArcSwapOption<RingSnapshot>,
     /// Serialises this process's reloads, reservations and administrative changes of the ring
     /// (other processes are kept in line by the store's compare-and-set).
     pub(super) update: Mutex<()>,
@@ -120,7 +122,10 @@ impl RingHandle {
 pub(super) type Plan<'a> =
     dyn FnMut(&RingRows) -> Result<Option<(RingRows, Option<u32>)>, KeyError> + 'a;
 
-pub(super) type Rings = RwLock<HashMap<String, Arc<RingHandle>>>;
+/// The ring handles of one manager by name. foldhash rather than SipHash: the lookup is on every
+/// seal and open, and the map holds only rings this process has used (made-up names from
+/// ciphertexts are dropped again), so collisions could slow down at most that many entries.
+pub(super) type Rings = RwLock<HashMap<String, Arc<RingHandle>, foldhash::quality::RandomState>>;
 
 /// Every manager of this process with the id of its store, so that an erasure or a destruction
 /// reaches the caches of all managers of the same store.
@@ -156,8 +161,7 @@ pub(super) fn broadcast(store_id: &[u8; 32], ring: &str, f: impl Fn(&RingHandle)
 pub(super) fn current(handle: &RingHandle, now: u64) -> Option<Arc<RingSnapshot>> {
     handle
         .snapshot
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
+        .load()
         .as_ref()
         .filter(|s| now < s.valid_until.load(Ordering::Relaxed))
         .cloned()
@@ -166,12 +170,7 @@ pub(super) fn current(handle: &RingHandle, now: u64) -> Option<Arc<RingSnapshot>
 /// Marks the handle's snapshot stale, so the next use reloads it (after a destroy elsewhere in
 /// this process).
 pub(super) fn expire(handle: &RingHandle) {
-    if let Some(snap) = handle
-        .snapshot
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .as_ref()
-    {
+    if let Some(snap) = handle.snapshot.load().as_ref() {
         snap.valid_until.store(0, Ordering::Relaxed);
     }
 }
@@ -190,7 +189,7 @@ impl KeyManager {
         Arc::clone(rings.entry(ring.to_owned()).or_insert_with(|| {
             Arc::new(RingHandle {
                 name: ring.to_owned(),
-                snapshot: RwLock::new(None),
+                snapshot: ArcSwapOption::empty(),
                 update: Mutex::new(()),
                 subjects: KeyCache::new(
                     self.options.subject_cache_capacity,
@@ -237,12 +236,9 @@ impl KeyManager {
         let result = self.load_verified(&handle.name);
         if matches!(result, Err(KeyError::UnknownRing(_))) {
             let mut rings = self.rings.write().unwrap_or_else(PoisonError::into_inner);
-            let unused = rings.get(&handle.name).is_some_and(|h| {
-                h.snapshot
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .is_none()
-            });
+            let unused = rings
+                .get(&handle.name)
+                .is_some_and(|h| h.snapshot.load().is_none());
             if unused {
                 rings.remove(&handle.name);
             }
@@ -275,11 +271,7 @@ impl KeyManager {
         now: u64,
         lease: Option<Lease>,
     ) -> Result<Arc<RingSnapshot>, KeyError> {
-        let old = handle
-            .snapshot
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let old = handle.snapshot.load_full();
         let suite = rows.ring.suite;
         let mut keys = BTreeMap::new();
         for v in rows.versions.iter().filter(|v| v.state.can_decrypt()) {
@@ -339,20 +331,15 @@ impl KeyManager {
             lease,
             installed_at: now,
         });
-        *handle
-            .snapshot
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&snap));
+        handle.snapshot.store(Some(Arc::clone(&snap)));
         if versions_changed {
             handle.versions_epoch.fetch_add(1, Ordering::SeqCst);
         }
         if shrank {
-            // Drop subject KEKs derived from versions that can no longer decrypt.
-            handle.subjects.for_each(|_, state| {
-                if let SubjectState::Live(keys) = state {
-                    keys.forget_versions(|v| snap.keys.contains_key(&v));
-                }
-            });
+            // Subject KEKs derived from versions that can no longer decrypt are dropped with
+            // their subject keys, which are read from the store again on next use (this follows
+            // a destruction or a raised minimum version: rare, and once per subject).
+            handle.subjects.clear();
         }
         Ok(snap)
     }
@@ -365,25 +352,24 @@ impl KeyManager {
         self.integrity.seal_ring(&mut rows.ring, &rows.versions);
     }
 
-    /// The primary version's KEK with `n` encryptions reserved under it.
+    /// A snapshot with `n` encryptions reserved under its primary version's KEK
+    /// ([`RingSnapshot::primary`]).
     pub(super) fn encrypting_key(
         &self,
         handle: &RingHandle,
         now: u64,
         n: u64,
-    ) -> Result<(Arc<RingSnapshot>, Arc<RingKek>), KeyError> {
+    ) -> Result<Arc<RingSnapshot>, KeyError> {
         for _ in 0..self.options.max_conflict_retries.max(1) {
             let snap = self.snapshot(handle, now)?;
             if snap.lease.try_take(n) {
-                let kek = Arc::clone(snap.primary()?);
-                return Ok((snap, kek));
+                return Ok(snap);
             }
             // The block this thread reserves holds its own `n` already: taking them from the
             // snapshot in place on the next turn could fail again if a rotation installed a newer
             // one meanwhile, and a thread that rotates in a loop would starve the sealers.
             if let Some(snap) = self.reserve(handle, &snap, now, n)? {
-                let kek = Arc::clone(snap.primary()?);
-                return Ok((snap, kek));
+                return Ok(snap);
             }
         }
         Err(KeyError::Conflict(format!(

@@ -18,7 +18,7 @@ use crate::envelope::{EnvelopeError, Kek, KeyId, StaticKek};
 use crate::secret::{KEY_LEN, SecretKey};
 use core::fmt;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock};
 use zeroize::Zeroizing;
 
 /// How long an erasure waits for readers of older snapshots before it reports `purged: false`
@@ -140,12 +140,19 @@ pub(crate) enum SubjectState {
     },
 }
 
-/// An unwrapped subject key and the per-version KEKs derived from it (a handful at most: one per
-/// live ring version).
+/// Ring versions whose subject KEKs one cached subject key keeps (one per version it is used
+/// with while cached: normally one or two).
+const DERIVED_SLOTS: usize = 4;
+
+/// An unwrapped subject key and the per-version KEKs derived from it.
 pub(crate) struct SubjectKeys {
     pub(crate) generation: u64,
     key: SecretKey,
-    derived: RwLock<Vec<(u32, Arc<SubjectKek>)>>,
+    /// Set once each and never replaced, so that reading one on the hot path of a seal or open is
+    /// a plain load, without a lock or a reference count. A subject used with more versions than
+    /// slots while cached derives the others on each use. When a version stops decrypting, the
+    /// ring's subject cache is cleared, which drops (and zeroizes) its KEKs.
+    derived: [OnceLock<Arc<SubjectKek>>; DERIVED_SLOTS],
 }
 
 impl SubjectKeys {
@@ -153,8 +160,15 @@ impl SubjectKeys {
         Self {
             generation,
             key,
-            derived: RwLock::new(Vec::new()),
+            derived: Default::default(),
         }
+    }
+
+    fn derived(&self, version: u32) -> Option<&Arc<SubjectKek>> {
+        self.derived
+            .iter()
+            .filter_map(OnceLock::get)
+            .find(|kek| kek.key_id().version() == version)
     }
 
     /// The subject's KEK under ring version `ring_kek`, derived once and then reused.
@@ -164,31 +178,28 @@ impl SubjectKeys {
         ring_kek: &RingKek,
     ) -> Result<Arc<SubjectKek>, KeyError> {
         let version = ring_kek.key_id().version();
-        if let Some(kek) = self
-            .derived
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .find(|(v, _)| *v == version)
-            .map(|(_, kek)| Arc::clone(kek))
-        {
-            return Ok(kek);
+        if let Some(kek) = self.derived(version) {
+            return Ok(Arc::clone(kek));
         }
         let kek = Arc::new(derive_subject_kek(ring_kek, subject, &self.key)?);
-        let mut derived = self.derived.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, existing)) = derived.iter().find(|(v, _)| *v == version) {
-            return Ok(Arc::clone(existing));
+        for slot in &self.derived {
+            // The first free slot takes it; a slot another thread filled meanwhile with the same
+            // version wins, so that every caller uses one KEK.
+            let kept = slot.get_or_init(|| Arc::clone(&kek));
+            if kept.key_id().version() == version {
+                return Ok(Arc::clone(kept));
+            }
         }
-        derived.push((version, Arc::clone(&kek)));
         Ok(kek)
     }
 
-    /// Forgets the KEKs derived under versions that can no longer decrypt.
-    pub(crate) fn forget_versions(&self, keep: impl Fn(u32) -> bool) {
-        self.derived
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|(v, _)| keep(*v));
+    /// Calls `f` with the KEK under ring version `version` if it was derived already.
+    pub(crate) fn with_kek<R>(
+        &self,
+        version: u32,
+        f: impl FnOnce(&SubjectKek) -> Option<R>,
+    ) -> Option<R> {
+        self.derived(version).and_then(|kek| f(kek))
     }
 }
 
@@ -233,9 +244,10 @@ impl KeyManager {
         let mut keys = Vec::with_capacity(subjects.len());
         for subject in subjects {
             KeyId::new(ring, 1)?.for_subject(*subject)?;
-            let (_, ring_kek) = self.encrypting_key(&handle, now, 1)?;
+            let snap = self.encrypting_key(&handle, now, 1)?;
+            let ring_kek = snap.primary()?;
             let key = random_key()?;
-            rows.push(self.new_subject_row(&ring_kek, subject, 1, &key, now)?);
+            rows.push(self.new_subject_row(ring_kek, subject, 1, &key, now)?);
             keys.push(key);
         }
         let epoch = handle.erasures.load(Ordering::SeqCst);
@@ -515,9 +527,10 @@ impl KeyManager {
                 None => 1,
             };
             // Create: the wrap is one more encryption under the primary version.
-            let (_, wrap_kek) = self.encrypting_key(handle, now, 1)?;
+            let wrap_snap = self.encrypting_key(handle, now, 1)?;
+            let wrap_kek = wrap_snap.primary()?;
             let key = random_key()?;
-            let row = self.new_subject_row(&wrap_kek, subject, generation, &key, now)?;
+            let row = self.new_subject_row(wrap_kek, subject, generation, &key, now)?;
             let mut journal = Journal {
                 audit: vec![self.subject_event(&handle.name, subject, Action::SubjectCreated, now)],
                 ..Journal::default()
