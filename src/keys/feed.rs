@@ -141,7 +141,7 @@ impl KeyManager {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
-            .cloned()
+            .map(|entry| Arc::clone(&entry.handle))
             .collect();
         let applied = if feed.complete {
             for change in &feed.changes {

@@ -125,7 +125,15 @@ pub(super) type Plan<'a> =
 /// The ring handles of one manager by name. foldhash rather than SipHash: the lookup is on every
 /// seal and open, and the map holds only rings this process has used (made-up names from
 /// ciphertexts are dropped again), so collisions could slow down at most that many entries.
-pub(super) type Rings = RwLock<HashMap<String, Arc<RingHandle>, foldhash::quality::RandomState>>;
+pub(super) type Rings = RwLock<HashMap<String, RingEntry, foldhash::quality::RandomState>>;
+
+/// A ring handle in its manager's map, with a copy of the snapshot last installed in it, so that
+/// the cached seal path reads both under the map's read lock alone (see `KeyManager::seal_cached`).
+/// Installs run under the handle's `update` mutex, so the copy is never older than the last one.
+pub(super) struct RingEntry {
+    pub(super) handle: Arc<RingHandle>,
+    pub(super) snapshot: Option<Arc<RingSnapshot>>,
+}
 
 /// Every manager of this process with the id of its store, so that an erasure or a destruction
 /// reaches the caches of all managers of the same store.
@@ -150,7 +158,7 @@ pub(super) fn broadcast(store_id: &[u8; 32], ring: &str, f: impl Fn(&RingHandle)
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(ring)
-            .cloned();
+            .map(|entry| Arc::clone(&entry.handle));
         if let Some(handle) = handle {
             f(&handle);
         }
@@ -177,17 +185,18 @@ pub(super) fn expire(handle: &RingHandle) {
 
 impl KeyManager {
     pub(super) fn handle(&self, ring: &str) -> Arc<RingHandle> {
-        if let Some(handle) = self
+        if let Some(entry) = self
             .rings
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(ring)
         {
-            return Arc::clone(handle);
+            return Arc::clone(&entry.handle);
         }
         let mut rings = self.rings.write().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(rings.entry(ring.to_owned()).or_insert_with(|| {
-            Arc::new(RingHandle {
+        let entry = rings.entry(ring.to_owned()).or_insert_with(|| RingEntry {
+            snapshot: None,
+            handle: Arc::new(RingHandle {
                 name: ring.to_owned(),
                 snapshot: ArcSwapOption::empty(),
                 update: Mutex::new(()),
@@ -198,8 +207,9 @@ impl KeyManager {
                 forced_reload_at: AtomicU64::new(u64::MAX),
                 erasures: AtomicU64::new(0),
                 versions_epoch: AtomicU64::new(0),
-            })
-        }))
+            }),
+        });
+        Arc::clone(&entry.handle)
     }
 
     /// A snapshot valid at `now`, reloading the ring if needed.
@@ -238,7 +248,7 @@ impl KeyManager {
             let mut rings = self.rings.write().unwrap_or_else(PoisonError::into_inner);
             let unused = rings
                 .get(&handle.name)
-                .is_some_and(|h| h.snapshot.load().is_none());
+                .is_some_and(|entry| entry.handle.snapshot.load().is_none());
             if unused {
                 rings.remove(&handle.name);
             }
@@ -332,6 +342,15 @@ impl KeyManager {
             installed_at: now,
         });
         handle.snapshot.store(Some(Arc::clone(&snap)));
+        if let Some(entry) = self
+            .rings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(&handle.name)
+            && core::ptr::eq(Arc::as_ptr(&entry.handle), handle)
+        {
+            entry.snapshot = Some(Arc::clone(&snap));
+        }
         if versions_changed {
             handle.versions_epoch.fetch_add(1, Ordering::SeqCst);
         }
