@@ -1,5 +1,6 @@
 //! Key hierarchy costs:
-//! - seal through the `KeyManager` (cached subject, ring level) against the bare envelope seal;
+//! - seal through the `KeyManager` (cached subject, ring level) against the bare envelope seal, and
+//!   open for a cached subject against the bare envelope open;
 //! - seal for an uncached subject, read from an SQLite store holding 100,000 subjects;
 //! - subject-key creation into SQLite (batched and one at a time);
 //! - rewrap of 1 KiB and 1 MiB ciphertexts, and rewrap against open + seal of 1 MiB;
@@ -78,6 +79,19 @@ fn seal(c: &mut Criterion) {
             keys.seal("customers", None, &ctx, black_box(&plaintext), NOW)
                 .unwrap()
         })
+    });
+    group.finish();
+
+    let bare = envelope::seal(&kek, &ctx, &plaintext).unwrap();
+    let subject = keys
+        .seal("customers", Some("cus_1"), &ctx, &plaintext, NOW)
+        .unwrap();
+    let mut group = c.benchmark_group("open_64B");
+    group.bench_function("envelope_bare", |b| {
+        b.iter(|| envelope::open(&kek, &ctx, black_box(&bare)).unwrap())
+    });
+    group.bench_function("manager_cached_subject", |b| {
+        b.iter(|| keys.open(&ctx, black_box(&subject), NOW).unwrap())
     });
     group.finish();
 }

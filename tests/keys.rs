@@ -1485,3 +1485,57 @@ fn a_cached_subject_seal_after_its_erasure_starts_a_new_generation() {
     let history = keys.subject_history("customers", "cus_1").unwrap();
     assert_eq!(history.len(), 2, "{history:?}");
 }
+
+#[test]
+fn cached_opens_refuse_what_the_general_path_refuses() {
+    let keys = KeyManager::new(MemoryKeyStore::new(), root()).unwrap();
+    let policy = RotationPolicy {
+        propagation_secs: 60,
+        ..RotationPolicy::default()
+    };
+    keys.create_ring("customers", Suite::default(), policy, T0)
+        .unwrap();
+    let ring_v1 = keys
+        .seal("customers", None, &ctx("1"), b"ring", T0)
+        .unwrap();
+    let subject_v1 = keys
+        .seal("customers", Some("cus_1"), &ctx("1"), b"jane", T0)
+        .unwrap();
+    for sealed in [&ring_v1, &subject_v1] {
+        // Opened twice: the second open finds every key cached.
+        for _ in 0..2 {
+            keys.open(&ctx("1"), sealed, T0).unwrap();
+            let err = keys.open(&ctx("2"), sealed, T0).unwrap_err();
+            assert!(err.is_decrypt_failure(), "{err:?}");
+        }
+    }
+    keys.rotate("customers", T0).unwrap();
+    keys.rewrap_subject_keys("customers", T0).unwrap();
+    // Version 1 superseded for the propagation time, then disabled: refused with its reason.
+    keys.set_min_encryption_version("customers", 2, T0 + 60)
+        .unwrap();
+    keys.set_min_decryption_version("customers", 2, T0 + 60)
+        .unwrap();
+    for sealed in [&ring_v1, &subject_v1] {
+        assert!(
+            matches!(
+                keys.open(&ctx("1"), sealed, T0 + 60),
+                Err(KeyError::VersionDisabled { version: 1, .. })
+            ),
+            "{:?}",
+            keys.open(&ctx("1"), sealed, T0 + 60)
+        );
+    }
+    // A new version opens from the cache again.
+    let subject_v2 = keys
+        .seal("customers", Some("cus_1"), &ctx("1"), b"jane", T0 + 60)
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            keys.open(&ctx("1"), &subject_v2, T0 + 60)
+                .unwrap()
+                .expose_secret(),
+            b"jane"
+        );
+    }
+}

@@ -185,6 +185,19 @@ impl<'a> HeaderRef<'a> {
         self.suite
     }
 
+    /// The key ring's name.
+    pub(crate) fn name(self) -> &'a str {
+        self.name
+    }
+
+    pub(crate) fn version(self) -> u32 {
+        self.version
+    }
+
+    pub(crate) fn subject(self) -> Option<&'a str> {
+        self.subject
+    }
+
     pub(crate) fn payload_len(self) -> usize {
         self.payload_len
     }

@@ -20,8 +20,9 @@ mod worked_example;
 
 pub use context::EncryptionContext;
 pub use error::EnvelopeError;
+pub(crate) use format::HeaderRef;
 pub use format::{Header, MAX_PAYLOAD_LEN};
 pub use kek::{Kek, KeyId, StaticKek};
-pub(crate) use seal::open_parsed;
 pub use seal::{open, open_into, reencrypt, rewrap, rewrap_in_place, seal, seal_into, seal_many};
+pub(crate) use seal::{open_parsed, open_ref};
 pub use text::{TEXT_PREFIX, decode_text, encode_text, open_text, seal_text};

@@ -150,9 +150,7 @@ pub fn open(
     context: &EncryptionContext,
     ciphertext: &[u8],
 ) -> Result<SecretBytes, EnvelopeError> {
-    let header = HeaderRef::parse(ciphertext)?;
-    check_key_ref(header, kek)?;
-    open_checked(kek, context, ciphertext, header.layout())
+    open_ref(kek, context, ciphertext, HeaderRef::parse(ciphertext)?)
 }
 
 /// [`open`] for a ciphertext whose header the caller has already parsed from these same bytes.
@@ -163,6 +161,17 @@ pub(crate) fn open_parsed(
     header: &Header,
 ) -> Result<SecretBytes, EnvelopeError> {
     check_key(header, kek)?;
+    open_checked(kek, context, ciphertext, header.layout())
+}
+
+/// [`open`] with a borrowed header the caller has already parsed from these same bytes.
+pub(crate) fn open_ref(
+    kek: &dyn Kek,
+    context: &EncryptionContext,
+    ciphertext: &[u8],
+    header: HeaderRef<'_>,
+) -> Result<SecretBytes, EnvelopeError> {
+    check_key_ref(header, kek)?;
     open_checked(kek, context, ciphertext, header.layout())
 }
 

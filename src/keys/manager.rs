@@ -10,7 +10,7 @@ use super::state::RingHandle;
 use super::state::{MANAGERS, Rings, lock};
 use super::store::KeyStore;
 use super::subject::{KeySource, LiveSubject, SubjectState};
-use crate::envelope::{self, EncryptionContext, Header, Kek};
+use crate::envelope::{self, EncryptionContext, Header, HeaderRef, Kek};
 use crate::secret::{SecretBytes, SecretKey};
 use core::fmt;
 use std::collections::HashMap;
@@ -352,10 +352,44 @@ impl KeyManager {
         ciphertext: &[u8],
         now: u64,
     ) -> Result<SecretBytes, KeyError> {
+        if let Some(plaintext) = self.open_cached(context, ciphertext, now) {
+            return Ok(plaintext);
+        }
         let header = Header::parse(ciphertext)?;
         self.with_decrypting_kek(&header, now, |kek, _| {
             envelope::open(kek, context, ciphertext).map_err(KeyError::from)
         })
+    }
+
+    /// [`KeyManager::open`] when the keys are in memory, borrowed as in
+    /// [`KeyManager::seal_cached`]. Only a successful open is returned: on any failure the general
+    /// path runs and reports it (and handles a cached key of an older generation), so errors are
+    /// exactly its own.
+    fn open_cached(
+        &self,
+        context: &EncryptionContext,
+        ciphertext: &[u8],
+        now: u64,
+    ) -> Option<SecretBytes> {
+        let header = HeaderRef::parse(ciphertext).ok()?;
+        let rings = self.rings.read().unwrap_or_else(PoisonError::into_inner);
+        let entry = rings.get(header.name())?;
+        let snap = entry
+            .snapshot
+            .as_ref()
+            .filter(|snap| now < snap.valid_until.load(Ordering::Relaxed))?;
+        let ring_kek = snap.decrypting_key(header.version()).ok()?;
+        let open = |kek: &dyn Kek| envelope::open_ref(kek, context, ciphertext, header).ok();
+        match header.subject() {
+            None => open(ring_kek.as_ref()),
+            Some(subject) => entry
+                .handle
+                .subjects
+                .with(subject, now, |state| match state {
+                    SubjectState::Live(keys) => keys.with_kek(header.version(), |kek| open(kek)),
+                    SubjectState::Erased { .. } => None,
+                }),
+        }
     }
 
     /// Opens several ciphertexts; each gets its own result. Consecutive ciphertexts under the same
