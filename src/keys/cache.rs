@@ -75,8 +75,8 @@ impl<V> KeyCache<V> {
     }
 
     /// Calls `f` with the value for `key` if present and not expired at `now`, under the shard's
-    /// read lock: no reference-count traffic, for the hot path of a seal. `f` must not touch this
-    /// cache (writers of the shard wait until it returns).
+    /// read lock: no reference-count traffic, for the cached paths of seal and open. `f` must not
+    /// touch this cache (writers of the shard wait until it returns).
     pub(crate) fn with<R>(
         &self,
         key: &str,

@@ -286,7 +286,8 @@ impl KeyManager {
     /// valid and has encryptions left, and the subject's key and its KEK under the primary are
     /// cached. It borrows them under two read locks (the ring map, which holds the snapshot, and
     /// the subject cache's shard) instead of cloning `Arc`s: 5 atomic read-modify-writes instead
-    /// of about 17 (issue 15: a cached-subject seal within 1.1x of a bare one). `None` means something must be loaded, reserved or derived: the general path does it.
+    /// of about 17 (issue 15: a cached-subject seal within 1.1x of a bare one). `None` means
+    /// something must be loaded, reserved or derived: the general path does it.
     fn seal_cached(
         &self,
         ring: &str,

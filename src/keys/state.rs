@@ -93,7 +93,8 @@ impl RingSnapshot {
 /// Everything this process holds for one ring.
 pub(super) struct RingHandle {
     pub(super) name: String,
-    /// Read on every seal and open without a lock (arc-swap); replaced under `update`.
+    /// Read without a lock (arc-swap) by the general paths of seal and open; replaced under
+    /// `update`, together with the ring map's copy that the cached paths read.
     pub(super) snapshot: ArcSwapOption<RingSnapshot>,
     /// Serialises this process's reloads, reservations and administrative changes of the ring
     /// (other processes are kept in line by the store's compare-and-set).
@@ -128,7 +129,8 @@ pub(super) type Plan<'a> =
 pub(super) type Rings = RwLock<HashMap<String, RingEntry, foldhash::quality::RandomState>>;
 
 /// A ring handle in its manager's map, with a copy of the snapshot last installed in it, so that
-/// the cached seal path reads both under the map's read lock alone (see `KeyManager::seal_cached`).
+/// the cached paths of seal and open read both under the map's read lock alone (see
+/// `KeyManager::seal_cached`).
 /// Installs run under the handle's `update` mutex, so the copy is never older than the last one.
 pub(super) struct RingEntry {
     pub(super) handle: Arc<RingHandle>,
