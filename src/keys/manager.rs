@@ -6,10 +6,10 @@ use super::feed;
 use super::integrity::Integrity;
 use super::io_guard::{GuardedRoot, GuardedStore};
 use super::root::RootKeyProvider;
-use super::state::RingHandle;
 use super::state::{MANAGERS, Rings, lock};
+use super::state::{RingHandle, RingSnapshot};
 use super::store::KeyStore;
-use super::subject::{KeySource, LiveSubject, SubjectState};
+use super::subject::{KeySource, LiveSubject};
 use crate::envelope::{self, EncryptionContext, Header, HeaderRef, Kek};
 use crate::secret::{SecretBytes, SecretKey};
 use core::fmt;
@@ -296,31 +296,36 @@ impl KeyManager {
         plaintext: &[u8],
         now: u64,
     ) -> Option<Result<Vec<u8>, KeyError>> {
+        self.with_cached_ring(ring, now, |handle, snap| {
+            let ring_kek = snap.keys.get(&snap.rows.ring.primary_version)?;
+            // The encryption is counted only once nothing can send this call to the general path.
+            let seal = |kek: &dyn Kek| {
+                snap.lease
+                    .try_take(1)
+                    .then(|| envelope::seal(kek, context, plaintext).map_err(KeyError::from))
+            };
+            match subject {
+                None => seal(ring_kek.as_ref()),
+                Some(subject) => handle.with_cached_kek(subject, ring_kek, now, seal),
+            }
+        })
+    }
+
+    /// Calls `f` with the ring's handle and its snapshot if that is valid at `now`, under the ring
+    /// map's read lock (the cached paths of seal and open).
+    fn with_cached_ring<R>(
+        &self,
+        ring: &str,
+        now: u64,
+        f: impl FnOnce(&RingHandle, &RingSnapshot) -> Option<R>,
+    ) -> Option<R> {
         let rings = self.rings.read().unwrap_or_else(PoisonError::into_inner);
         let entry = rings.get(ring)?;
         let snap = entry
             .snapshot
             .as_ref()
             .filter(|snap| now < snap.valid_until.load(Ordering::Relaxed))?;
-        let ring_kek = snap.keys.get(&snap.rows.ring.primary_version)?;
-        // The encryption is counted only once nothing can send this call to the general path.
-        let seal = |kek: &dyn Kek| {
-            snap.lease
-                .try_take(1)
-                .then(|| envelope::seal(kek, context, plaintext).map_err(KeyError::from))
-        };
-        match subject {
-            None => seal(ring_kek.as_ref()),
-            Some(subject) => entry
-                .handle
-                .subjects
-                .with(subject, now, |state| match state {
-                    SubjectState::Live(keys) => {
-                        keys.with_kek(ring_kek.key_id().version(), |kek| seal(kek))
-                    }
-                    SubjectState::Erased { .. } => None,
-                }),
-        }
+        f(&entry.handle, snap)
     }
 
     /// Seals several values for the same subject (or none) at once: one key resolution, one usage
@@ -373,24 +378,14 @@ impl KeyManager {
         now: u64,
     ) -> Option<SecretBytes> {
         let header = HeaderRef::parse(ciphertext).ok()?;
-        let rings = self.rings.read().unwrap_or_else(PoisonError::into_inner);
-        let entry = rings.get(header.name())?;
-        let snap = entry
-            .snapshot
-            .as_ref()
-            .filter(|snap| now < snap.valid_until.load(Ordering::Relaxed))?;
-        let ring_kek = snap.decrypting_key(header.version()).ok()?;
-        let open = |kek: &dyn Kek| envelope::open_ref(kek, context, ciphertext, header).ok();
-        match header.subject() {
-            None => open(ring_kek.as_ref()),
-            Some(subject) => entry
-                .handle
-                .subjects
-                .with(subject, now, |state| match state {
-                    SubjectState::Live(keys) => keys.with_kek(header.version(), |kek| open(kek)),
-                    SubjectState::Erased { .. } => None,
-                }),
-        }
+        self.with_cached_ring(header.name(), now, |handle, snap| {
+            let ring_kek = snap.decrypting_key(header.version()).ok()?;
+            let open = |kek: &dyn Kek| envelope::open_ref(kek, context, ciphertext, header).ok();
+            match header.subject() {
+                None => open(ring_kek.as_ref()),
+                Some(subject) => handle.with_cached_kek(subject, ring_kek, now, open),
+            }
+        })
     }
 
     /// Opens several ciphertexts; each gets its own result. Consecutive ciphertexts under the same

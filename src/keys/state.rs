@@ -8,7 +8,7 @@ use super::manager::KeyManager;
 use super::ring::{self, RingKek, VersionState};
 use super::store::RingRows;
 use super::subject::SubjectState;
-use crate::envelope::KeyId;
+use crate::envelope::{Kek, KeyId};
 use arc_swap::ArcSwapOption;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,6 +111,22 @@ pub(super) struct RingHandle {
 }
 
 impl RingHandle {
+    /// Calls `f` with `subject`'s KEK under `ring_kek`'s version if the subject key is cached and
+    /// that KEK derived already, borrowed under the cache shard's read lock.
+    pub(super) fn with_cached_kek<R>(
+        &self,
+        subject: &str,
+        ring_kek: &RingKek,
+        now: u64,
+        f: impl FnOnce(&dyn Kek) -> Option<R>,
+    ) -> Option<R> {
+        let version = ring_kek.key_id().version();
+        self.subjects.with(subject, now, |state| match state {
+            SubjectState::Live(keys) => keys.with_kek(version, |kek| f(kek)),
+            SubjectState::Erased { .. } => None,
+        })
+    }
+
     /// Whether a forced reload is allowed at `now`: once per second per ring, so that made-up
     /// version numbers cannot turn every call into a store read.
     pub(super) fn may_force_reload(&self, now: u64) -> bool {
