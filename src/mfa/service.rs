@@ -157,6 +157,18 @@ impl MfaService {
         Ok(())
     }
 
+    /// Records an administrator's successful action on a user's factor ([`admin_event`]).
+    fn record_admin(
+        &self,
+        now: u64,
+        admin: &str,
+        user: &str,
+        factor_id: &str,
+        action: Action,
+    ) -> Result<(), MfaError> {
+        self.record(|| vec![admin_event(now, admin, user, factor_id, action)])
+    }
+
     /// Records a refused code: failed (or replayed), and locked if this refusal locked the factor.
     fn record_rejection(
         &self,
@@ -608,15 +620,7 @@ impl MfaService {
             Ok((state.phase() != Phase::Disabled).then(|| state.with_phase(Phase::Disabled)))
         })?;
         if disabled {
-            self.record(|| {
-                vec![admin_event(
-                    now,
-                    admin,
-                    user,
-                    factor_id,
-                    Action::MfaDisabled,
-                )]
-            })?;
+            self.record_admin(now, admin, user, factor_id, Action::MfaDisabled)?;
         }
         Ok(disabled)
     }
@@ -640,15 +644,7 @@ impl MfaService {
             return Ok(0);
         }
         self.store.replace_recovery_codes(user, &[])?;
-        self.record(|| {
-            vec![admin_event(
-                now,
-                admin,
-                user,
-                RECOVERY_CODE_FACTOR,
-                Action::MfaDisabled,
-            )]
-        })?;
+        self.record_admin(now, admin, user, RECOVERY_CODE_FACTOR, Action::MfaDisabled)?;
         Ok(unused)
     }
 
@@ -664,15 +660,7 @@ impl MfaService {
         now: u64,
     ) -> Result<(), MfaError> {
         self.update(user, factor_id, |factor| Ok(factor.state().admin_reset()))?;
-        self.record(|| {
-            vec![admin_event(
-                now,
-                admin,
-                user,
-                factor_id,
-                Action::MfaUnlocked,
-            )]
-        })
+        self.record_admin(now, admin, user, factor_id, Action::MfaUnlocked)
     }
 
     fn update(
