@@ -358,12 +358,12 @@ impl KeyManager {
         ciphertext: &[u8],
         now: u64,
     ) -> Result<SecretBytes, KeyError> {
-        if let Some(plaintext) = self.open_cached(context, ciphertext, now) {
+        let parsed = HeaderRef::parse(ciphertext)?;
+        if let Some(plaintext) = self.open_cached(context, ciphertext, parsed, now) {
             return Ok(plaintext);
         }
-        let header = Header::parse(ciphertext)?;
-        self.with_decrypting_kek(&header, now, |kek, _| {
-            envelope::open(kek, context, ciphertext).map_err(KeyError::from)
+        self.with_decrypting_kek(&parsed.to_header(), now, |kek, _| {
+            envelope::open_ref(kek, context, ciphertext, parsed).map_err(KeyError::from)
         })
     }
 
@@ -375,9 +375,9 @@ impl KeyManager {
         &self,
         context: &EncryptionContext,
         ciphertext: &[u8],
+        header: HeaderRef<'_>,
         now: u64,
     ) -> Option<SecretBytes> {
-        let header = HeaderRef::parse(ciphertext).ok()?;
         self.with_cached_ring(header.name(), now, |handle, snap| {
             let ring_kek = snap.decrypting_key(header.version()).ok()?;
             let open = |kek: &dyn Kek| envelope::open_ref(kek, context, ciphertext, header).ok();
