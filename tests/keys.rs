@@ -1127,16 +1127,36 @@ fn made_up_rings_and_versions_do_not_grow_state_or_hammer_the_store() {
     assert_eq!(b.open(&ctx("1"), &v2, T0).unwrap().expose_secret(), b"y");
 }
 
-/// A store that pauses one `load_subject` call after reading, to run an erasure in that window.
+/// A memory store with hooks: it pauses one `load_subject` call after reading (to run an
+/// erasure in that window), counts `load_ring` calls, and can fail them as a server that is down.
 #[derive(Debug)]
-struct PausingStore {
+struct HookedStore {
     inner: MemoryKeyStore,
     armed: std::sync::atomic::AtomicBool,
     reached: std::sync::Barrier,
     release: std::sync::Barrier,
+    ring_loads: std::sync::atomic::AtomicUsize,
+    rings_unavailable: std::sync::atomic::AtomicBool,
 }
 
-impl KeyStore for PausingStore {
+impl HookedStore {
+    fn on(inner: MemoryKeyStore) -> Self {
+        Self {
+            inner,
+            armed: std::sync::atomic::AtomicBool::new(false),
+            reached: std::sync::Barrier::new(2),
+            release: std::sync::Barrier::new(2),
+            ring_loads: std::sync::atomic::AtomicUsize::new(0),
+            rings_unavailable: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn ring_loads(&self) -> usize {
+        self.ring_loads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl KeyStore for HookedStore {
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, KeyError> {
         self.inner.get_meta(key)
     }
@@ -1158,6 +1178,14 @@ impl KeyStore for PausingStore {
         self.inner.ring_names()
     }
     fn load_ring(&self, name: &str) -> Result<store::RingView, KeyError> {
+        self.ring_loads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self
+            .rings_unavailable
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(KeyError::StoreUnavailable("the server is down".into()));
+        }
         self.inner.load_ring(name)
     }
     fn create_ring(
@@ -1228,7 +1256,7 @@ impl KeyStore for PausingStore {
     }
 }
 
-impl custodian::audit::AuditStore for PausingStore {
+impl custodian::audit::AuditStore for HookedStore {
     fn tree_size(&self) -> Result<u64, custodian::audit::AuditError> {
         self.inner.tree_size()
     }
@@ -1255,12 +1283,7 @@ impl custodian::audit::AuditStore for PausingStore {
 
 #[test]
 fn a_key_read_while_it_is_erased_is_not_cached() {
-    let store = Arc::new(PausingStore {
-        inner: MemoryKeyStore::new(),
-        armed: std::sync::atomic::AtomicBool::new(false),
-        reached: std::sync::Barrier::new(2),
-        release: std::sync::Barrier::new(2),
-    });
+    let store = Arc::new(HookedStore::on(MemoryKeyStore::new()));
     let keys = Arc::new(manager_on(store.clone()));
     keys.create_ring("customers", Suite::default(), quick_policy(), T0)
         .unwrap();
@@ -1286,6 +1309,77 @@ fn a_key_read_while_it_is_erased_is_not_cached() {
         ),
         "the erased key came back into the cache"
     );
+}
+
+/// The change feed reloads a ring once per poll however many of its changes the poll reads, and
+/// once a reload finds the store down it expires the other rings instead of waiting for the
+/// store's timeout once per ring: each reload holds the ring's update lock, and sealers that need
+/// a usage reservation wait behind it (seen as seals blocked for several timeouts while a
+/// PostgreSQL server was down).
+#[test]
+fn the_change_feed_reloads_each_ring_once_and_stops_at_a_store_that_is_down() {
+    let shared = MemoryKeyStore::new();
+    let manual = ManagerOptions {
+        change_feed_poll_ms: 0,
+        ..ManagerOptions::default()
+    };
+    let writer =
+        KeyManager::with_options(Arc::new(shared.clone()), Arc::new(root()), manual.clone())
+            .unwrap();
+    let store = Arc::new(HookedStore::on(shared));
+    let reader = KeyManager::with_options(store.clone(), Arc::new(root()), manual).unwrap();
+    for ring in ["a", "b"] {
+        writer
+            .create_ring(ring, Suite::default(), quick_policy(), T0)
+            .unwrap();
+        reader.seal(ring, None, &ctx("1"), b"x", T0).unwrap();
+    }
+    reader.apply_changes().unwrap();
+    let version_of = |ring: &str| {
+        let sealed = reader.seal(ring, None, &ctx("1"), b"x", T0).unwrap();
+        Header::parse(&sealed).unwrap().key_id().version()
+    };
+
+    // Seven rotations over two rings: two reloads.
+    for ring in ["a", "a", "a", "a", "b", "b", "b"] {
+        writer.rotate(ring, T0).unwrap();
+    }
+    let before = store.ring_loads();
+    assert_eq!(reader.apply_changes().unwrap(), 7);
+    assert_eq!(
+        store.ring_loads() - before,
+        2,
+        "one reload per changed ring"
+    );
+    assert_eq!((version_of("a"), version_of("b")), (5, 4));
+    // The usage those seals reserved is in the feed too.
+    reader.apply_changes().unwrap();
+
+    // The server goes down after the feed was read: one reload is tried, the other ring expires.
+    for ring in ["a", "a", "b", "b"] {
+        writer.rotate(ring, T0).unwrap();
+    }
+    store
+        .rings_unavailable
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let before = store.ring_loads();
+    assert_eq!(reader.apply_changes().unwrap(), 4);
+    assert_eq!(
+        store.ring_loads() - before,
+        1,
+        "reloads tried after the store was found down"
+    );
+    // Neither ring is served from its old snapshot: both must reload, and cannot yet.
+    for ring in ["a", "b"] {
+        assert!(matches!(
+            reader.seal(ring, None, &ctx("1"), b"x", T0),
+            Err(KeyError::StoreUnavailable(_))
+        ));
+    }
+    store
+        .rings_unavailable
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!((version_of("a"), version_of("b")), (7, 6));
 }
 
 /// The subject-key rewrap after a rotation is a job apart: batches of `subject_rewrap_batch`,

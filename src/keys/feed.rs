@@ -9,7 +9,8 @@
 //!   before cannot put the old key back (the epoch check in `subject_keys`);
 //! - a ring entry (rotation, disabled or destroyed version, policy) reloads the ring's snapshot in
 //!   the background, so the hot path finds the new one without I/O, or expires it if the reload
-//!   fails;
+//!   fails. A poll reloads each ring once however many entries name it, and after a reload that
+//!   found the store unavailable it only expires the others;
 //! - an incomplete feed (this manager fell behind the store's retention) drops everything.
 //!
 //! The feed is a hint: every row it points at is read again and verified as usual. While the
@@ -19,7 +20,6 @@
 use super::KeyError;
 use super::manager::{KeyManager, ManagerOptions};
 use super::state::{RingHandle, Rings, expire, lock};
-use super::store::Change;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -143,10 +143,21 @@ impl KeyManager {
             .values()
             .map(|entry| Arc::clone(&entry.handle))
             .collect();
+        // Ring changes are gathered first: a poll reloads each ring once, however many of its
+        // changes the batch holds.
+        let mut stale: Vec<&Arc<RingHandle>> = Vec::new();
         let applied = if feed.complete {
             for change in &feed.changes {
-                if let Some(handle) = handles.iter().find(|h| h.name == change.ring) {
-                    self.apply(handle, change);
+                let Some(handle) = handles.iter().find(|h| h.name == change.ring) else {
+                    continue;
+                };
+                match &change.subject {
+                    Some(subject) => {
+                        handle.erasures.fetch_add(1, Ordering::SeqCst);
+                        handle.subjects.remove(subject);
+                    }
+                    None if !stale.iter().any(|h| Arc::ptr_eq(h, handle)) => stale.push(handle),
+                    None => {}
                 }
             }
             feed.changes.len()
@@ -154,37 +165,44 @@ impl KeyManager {
             for handle in &handles {
                 handle.erasures.fetch_add(1, Ordering::SeqCst);
                 handle.subjects.clear();
-                self.refresh_ring(handle);
+                stale.push(handle);
             }
             handles.len()
         };
+        self.refresh_rings(&stale);
         self.feed_position.fetch_max(feed.latest, Ordering::SeqCst);
         Ok(applied)
     }
 
-    fn apply(&self, handle: &RingHandle, change: &Change) {
-        match &change.subject {
-            Some(subject) => {
-                handle.erasures.fetch_add(1, Ordering::SeqCst);
-                handle.subjects.remove(subject);
+    /// Reloads each ring's snapshot, or expires it if that fails, so the next use reloads. Once
+    /// the store is unavailable the remaining rings are only expired: each reload holds its
+    /// ring's update lock for up to the store's timeout, and sealers that need a usage
+    /// reservation wait behind it (a poll that fell through one timeout per changed ring kept
+    /// them waiting for several in a row while the server was down).
+    fn refresh_rings(&self, stale: &[&Arc<RingHandle>]) {
+        let mut store_down = false;
+        for handle in stale {
+            if store_down {
+                expire(handle);
+            } else if let Err(e) = self.refresh_ring(handle) {
+                store_down = matches!(e, KeyError::StoreUnavailable(_));
             }
-            None => self.refresh_ring(handle),
         }
     }
 
     /// Reloads the ring's snapshot at the time it was installed (the feed has no clock of its
-    /// own), or expires it if that fails, so the next use reloads.
-    fn refresh_ring(&self, handle: &RingHandle) {
+    /// own), or expires it and returns the error if that fails.
+    fn refresh_ring(&self, handle: &RingHandle) -> Result<(), KeyError> {
         let installed_at = handle
             .snapshot
             .load()
             .as_ref()
             .map(|snap| snap.installed_at);
         let Some(now) = installed_at else {
-            return;
+            return Ok(());
         };
-        if self.reload(handle, now).is_err() {
+        self.reload(handle, now).map(drop).inspect_err(|_| {
             expire(handle);
-        }
+        })
     }
 }
