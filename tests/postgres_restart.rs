@@ -157,9 +157,12 @@ fn short_timeout_handle(url: &str, schema: &str, connections: u32) -> Postgres {
         .with_timeout(STORE_TIMEOUT)
 }
 
-/// SIGKILLs the postmaster; returns when the signal was sent.
+/// SIGKILLs the postmaster; returns the instant just before the `kill` command started. The
+/// outage begins somewhere between that and the command's exit, and calls do fail in between
+/// (seen: a seal that failed 1 ms before `kill` was reaped).
 fn kill_server(data: &str) -> Instant {
     let pid = postmaster_pid(data);
+    let sending = Instant::now();
     assert!(
         Command::new("kill")
             .args(["-KILL", &pid])
@@ -167,7 +170,7 @@ fn kill_server(data: &str) -> Instant {
             .unwrap()
             .success()
     );
-    Instant::now()
+    sending
 }
 
 /// Starts the killed server on the same data folder; returns when it accepts connections.
@@ -232,6 +235,15 @@ struct CallReport {
     first_store_success_after: Option<Instant>,
 }
 
+/// `at - origin` in milliseconds, negative when `at` is earlier.
+fn signed_ms(at: Instant, origin: Instant) -> i128 {
+    if at >= origin {
+        (at - origin).as_millis() as i128
+    } else {
+        -((origin - at).as_millis() as i128)
+    }
+}
+
 fn check_calls(
     calls: &[Call],
     killed: Instant,
@@ -260,7 +272,11 @@ fn check_calls(
     for c in &failures {
         assert!(
             c.started + c.took >= killed && c.started <= restarted + STORE_TIMEOUT + SLACK,
-            "`store unavailable` outside the outage: {c:?}"
+            "`store unavailable` outside the outage: {c:?} started {} ms after the kill, ended {} \
+             ms after it; the restart was {} ms after it",
+            signed_ms(c.started, killed),
+            signed_ms(c.started + c.took, killed),
+            signed_ms(restarted, killed),
         );
     }
     let down_failures = failures
