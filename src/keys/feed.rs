@@ -177,8 +177,8 @@ impl KeyManager {
     /// Reloads each ring's snapshot, or expires it if that fails, so the next use reloads. Once
     /// the store is unavailable the remaining rings are only expired: each reload holds its
     /// ring's update lock for up to the store's timeout, and sealers that need a usage
-    /// reservation wait behind it (a poll that fell through one timeout per changed ring kept
-    /// them waiting for several in a row while the server was down).
+    /// reservation wait behind it (a poll that waited one timeout per ring entry of its batch
+    /// kept them waiting for several in a row while the server was down).
     fn refresh_rings(&self, stale: &[&Arc<RingHandle>]) {
         let mut store_down = false;
         for handle in stale {
